@@ -1,0 +1,68 @@
+//===- Driver.cpp - the autotpc pipeline behind the command line --------===//
+#include "Driver/Driver.h"
+#include "IR/Builder.h"
+#include "IR/IRPrinter.h"
+#include "Report/Reports.h"
+#include "Spec/Config.h"
+#include "Verify/Verifier.h"
+
+using namespace autotpc;
+
+const char *const autotpc::Version = "0.1.0";
+
+/// "ok: 147 parameters (96 column, 32 row, 19 replicated), tp 4, dp 2, ZeRO 2, bf16".
+static void printSummary(const Module &M, const Config &C, const Topology &Topo, const DiagEngine &Diags,
+                         llvm::raw_ostream &OS) {
+  unsigned Col = 0, Row = 0, Rep = 0;
+  for (const Param &P : M.Params)
+    (P.Part.Kind == PartKind::Column ? Col : P.Part.Kind == PartKind::Row ? Row : Rep)++;
+  OS << C.Path << ": ok: " << M.Params.size() << " parameters (" << Col << " column, " << Row << " row, " << Rep
+     << " replicated), tp " << M.TpSize << ", dp ";
+  if (Topo.Dp)
+    OS << *Topo.Dp;
+  else
+    OS << "?";
+  OS << ", ZeRO " << C.Zero.Stage << ", " << precisionName(C.Prec);
+  if (Diags.warningCount())
+    OS << ", " << Diags.warningCount() << " warning" << (Diags.warningCount() == 1 ? "" : "s");
+  OS << "\n";
+}
+
+int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_ostream &Diag) {
+  llvm::SourceMgr SM;
+  DiagEngine Diags(SM, Diag);
+  Diags.setFormat(Opts.DiagFormat);
+  Diags.setWarningsAsErrors(Opts.WarningsAsErrors);
+  for (const std::string &W : Opts.DisabledWarnings)
+    Diags.disableWarning(W);
+  auto Finish = [&]() {
+    Diags.finish("autotpc", Version);
+    return Diags.hasErrors() ? 1 : 0;
+  };
+
+  std::vector<std::unique_ptr<JsonDoc>> Docs;
+  Docs.push_back(JsonDoc::load(Diags, Opts.ConfigPath, Opts.ConfigPath));
+  if (!Docs.back())
+    return Finish();
+  const JsonDoc &ConfigDoc = *Docs.back();
+  Config C;
+  if (!parseConfig(ConfigDoc, Diags, C) || Diags.hasErrors())
+    return Finish();
+  std::optional<LoadedModel> Model = loadModel(C, ConfigDoc, Opts.ModelPath, Diags, Docs);
+  if (!Model || Diags.hasErrors())
+    return Finish();
+  std::optional<Module> M = buildModule(C, *Model, Diags);
+  if (!M)
+    return Finish();
+  Topology Topo;
+  verifyModule(VerifyContext{*M, C, *Model, Diags, Opts.WorldSize}, Topo);
+  if (Diags.hasErrors())
+    return Finish();
+  switch (Opts.What) {
+  case Options::Emit::Summary: printSummary(*M, C, Topo, Diags, Out); break;
+  case Options::Emit::IR: printIR(*M, SM, Out); break;
+  case Options::Emit::Plan: printPlan(*M, Out); break;
+  case Options::Emit::Memory: printMemory(*M, C, Topo, Out); break;
+  }
+  return Finish();
+}

@@ -1,0 +1,39 @@
+//===- Driver.h - the autotpc pipeline behind the command line ----------===//
+//
+// Parse the DeepSpeed config, load the model, build the IR, verify, emit.
+// The command-line tool only fills Options; benchmarks and the fuzzer call
+// runCompiler directly.
+//
+//===----------------------------------------------------------------------===//
+#ifndef AUTOTPC_DRIVER_DRIVER_H
+#define AUTOTPC_DRIVER_DRIVER_H
+
+#include "Support/Diagnostics.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace autotpc {
+
+/// The version printed by --version and written into SARIF logs.
+extern const char *const Version;
+
+struct Options {
+  enum class Emit { Summary, IR, Plan, Memory };
+  std::string ConfigPath;
+  std::string ModelPath;                  ///< --model; overrides the config's "model" key
+  std::optional<int64_t> WorldSize;       ///< --world-size
+  Emit What = Emit::Summary;
+  bool WarningsAsErrors = false;
+  std::vector<std::string> DisabledWarnings;
+  DiagEngine::Format DiagFormat = DiagEngine::Format::Text;
+};
+
+/// Runs the pipeline; the emitted text goes to Out, diagnostics to Diag.
+/// Returns the process exit code: 0 clean, 1 if any error was reported.
+int runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_ostream &Diag);
+
+} // namespace autotpc
+
+#endif // AUTOTPC_DRIVER_DRIVER_H

@@ -1,0 +1,21 @@
+# lit configuration for autotpc: one-behaviour .test files, RUN lines at the
+# top, JSON inputs inline via split-file.
+import os
+import lit.formats
+
+config.name = "autotpc"
+config.test_format = lit.formats.ShTest(execute_external=False)
+config.suffixes = [".test"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.autotpc_obj_root, "test")
+config.excludes = ["Inputs", "unit", "fuzz", "bench", "CMakeLists.txt", "lit.cfg.py"]
+
+config.environment["FILECHECK_OPTS"] = "-enable-var-scope --allow-unused-prefixes=false"
+config.environment["LC_ALL"] = "C"
+
+for tool in ["FileCheck", "not", "split-file", "count"]:
+    config.substitutions.append((r"\b%s\b" % tool if tool != "not" else r"(?<![\w-])not\b",
+                                 os.path.join(config.llvm_tools_dir, tool)))
+config.substitutions.append(("%autotpc", os.path.join(config.autotpc_tools_dir, "autotpc")))
+config.substitutions.append(("%specs", os.path.join(config.autotpc_src_root, "specs")))
+config.substitutions.append(("%srcroot", config.autotpc_src_root))
