@@ -6,6 +6,8 @@
 #include "Spec/Config.h"
 #include "Verify/Verifier.h"
 
+#include "llvm/Support/MemoryBuffer.h"
+
 using namespace autotpc;
 
 const char *const autotpc::Version = "0.1.0";
@@ -41,7 +43,13 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
   };
 
   std::vector<std::unique_ptr<JsonDoc>> Docs;
-  Docs.push_back(JsonDoc::load(Diags, Opts.ConfigPath, Opts.ConfigPath));
+  if (Opts.ConfigText) {
+    unsigned ID = SM.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(*Opts.ConfigText, Opts.ConfigPath),
+                                        llvm::SMLoc());
+    Docs.push_back(JsonDoc::parse(Diags, ID));
+  } else {
+    Docs.push_back(JsonDoc::load(Diags, Opts.ConfigPath, Opts.ConfigPath));
+  }
   if (!Docs.back())
     return Finish();
   const JsonDoc &ConfigDoc = *Docs.back();

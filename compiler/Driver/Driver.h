@@ -22,6 +22,9 @@ extern const char *const Version;
 struct Options {
   enum class Emit { Summary, IR, Plan, Memory };
   std::string ConfigPath;
+  /// When set, the config's text (ConfigPath only names it in messages);
+  /// lets the fuzzer and benchmarks run without files.
+  std::optional<std::string> ConfigText;
   std::string ModelPath;                  ///< --model; overrides the config's "model" key
   std::optional<int64_t> WorldSize;       ///< --world-size
   Emit What = Emit::Summary;

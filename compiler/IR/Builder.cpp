@@ -122,6 +122,11 @@ std::optional<Module> autotpc::buildModule(const Config &C, const LoadedModel &M
                                    "which autotpc does not reproduce");
   }
   SpecMatcher Matcher(Mod.Specs, Diags);
+  for (size_t S = 0; S < NumSpecs; ++S) {
+    Mod.PatternValid.emplace_back();
+    for (size_t P = 0; P < Mod.Specs[S].Patterns.size(); ++P)
+      Mod.PatternValid.back().push_back(Matcher.valid(S, P));
+  }
 
   ShapeErrors ShapeErrs;
   std::vector<std::string> StrictUnmatched;

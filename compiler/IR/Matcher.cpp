@@ -44,6 +44,8 @@ bool SpecMatcher::patternMatches(size_t I, size_t P, llvm::StringRef Name) const
   return Re->ok() && Re->Match(Text, 0, Text.size(), RE2::ANCHOR_START, nullptr, 0);
 }
 
+bool SpecMatcher::valid(size_t I, size_t P) const { return Compiled[I][P]->ok(); }
+
 bool SpecMatcher::appliesTo(size_t I, llvm::StringRef ModelType) const {
   const LayerSpec &S = Specs[I];
   return !S.ModelTypes || llvm::is_contained(*S.ModelTypes, ModelType.lower());

@@ -35,6 +35,8 @@ public:
   /// Whether spec I applies to the model type (model_types unset, or listed).
   bool appliesTo(size_t SpecIndex, llvm::StringRef ModelType) const;
   bool ok() const { return Ok; }
+  /// Whether pattern P of spec I compiled.
+  bool valid(size_t SpecIndex, size_t Pattern) const;
 
 private:
   const std::vector<LayerSpec> &Specs;

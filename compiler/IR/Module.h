@@ -71,6 +71,8 @@ struct Module {
   std::vector<Param> Params;
   /// Per spec and pattern: how many 2-D weights the pattern matches.
   std::vector<std::vector<unsigned>> PatternMatches;
+  /// Per spec and pattern: whether the regex compiled (invalid ones were reported).
+  std::vector<std::vector<bool>> PatternValid;
   /// Per spec: how many 2-D weights it matches, and how many it decides.
   std::vector<unsigned> SpecMatches, SpecWins;
   /// Per spec: the first parameter name it matches but does not decide.

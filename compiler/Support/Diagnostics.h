@@ -101,7 +101,7 @@ private:
 };
 
 /// Lists the divisors of N that are at most Limit, as "1, 2, 4, 8".
-std::string divisorList(int64_t N, int64_t Limit = 1024);
+std::string divisorList(int64_t N, int64_t Limit = 128);
 
 } // namespace autotpc
 

@@ -11,6 +11,19 @@
 
 using namespace autotpc;
 
+/// A typical matchable name: a 2-D weight inside a layer if there is one.
+static std::string exampleName(const Module &M) {
+  const Param *Any = nullptr;
+  for (const Param &P : M.Params) {
+    if (!P.isWeight2D())
+      continue;
+    if (P.Info.Layer >= 0 || llvm::StringRef(P.Info.Name).contains(".layers."))
+      return P.Info.Name;
+    Any = Any ? Any : &P;
+  }
+  return Any ? Any->Info.Name : "model.layers.0.mlp.up_proj.weight";
+}
+
 static void checkPatternsUsed(const VerifyContext &Ctx) {
   const Module &M = Ctx.M;
   for (size_t S = 0; S < M.Specs.size(); ++S) {
@@ -28,7 +41,7 @@ static void checkPatternsUsed(const VerifyContext &Ctx) {
       continue;
     }
     for (size_t P = 0; P < Spec.Patterns.size(); ++P) {
-      if (M.PatternMatches[S][P] != 0)
+      if (M.PatternMatches[S][P] != 0 || !M.PatternValid[S][P])
         continue;
       Ctx.Diags.warning(Spec.PatternLocs[P], "unmatched-pattern",
                         "pattern '" + Spec.Patterns[P] + "' matches no parameter of the model");
@@ -38,10 +51,7 @@ static void checkPatternsUsed(const VerifyContext &Ctx) {
                                                 "follows its weight");
       else if (!llvm::StringRef(Spec.Patterns[P]).contains("weight"))
         Ctx.Diags.note(Spec.PatternLocs[P], "patterns are matched from the start (re.match) against full "
-                                            "parameter names such as '" +
-                                                (M.Params.empty() ? std::string("model.layers.0.mlp.up_proj.weight")
-                                                                  : M.Params.back().Info.Name) +
-                                                "'");
+                                            "parameter names such as '" + exampleName(M) + "'");
     }
   }
 }
