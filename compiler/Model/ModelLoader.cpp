@@ -170,6 +170,7 @@ std::optional<LoadedModel> autotpc::loadModel(const Config &C, const JsonDoc &Co
       P = llvm::sys::path::parent_path(C.Path);
       llvm::sys::path::append(P, *C.ModelPath);
     }
+    llvm::sys::path::remove_dots(P, /*remove_dot_dot=*/true);
     Path = std::string(P.str());
   } else {
     Diags.error(Loc::inFile(C.Path), "no model: add a \"model\" key (a path to an HF config.json, safetensors "

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what autotpc needs to build and test on Debian 12 (as root, or
+# with sudo), skipping packages that are already there.
+set -euo pipefail
+packages=(
+  cmake make g++ pkg-config python3
+  llvm-14-dev llvm-14-tools          # LLVM Support; lit, FileCheck, not, split-file
+  clang-14 libclang-rt-14-dev        # libFuzzer and the sanitizer runtimes
+  nlohmann-json3-dev libfmt-dev libre2-dev
+  libgtest-dev libbenchmark-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: everything is installed"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
