@@ -6,7 +6,7 @@ packages=(
   cmake make g++ pkg-config python3
   llvm-14-dev llvm-14-tools          # LLVM Support; lit, FileCheck, not, split-file
   clang-14 libclang-rt-14-dev        # libFuzzer and the sanitizer runtimes
-  nlohmann-json3-dev libfmt-dev libre2-dev
+  nlohmann-json3-dev libre2-dev
   libgtest-dev libbenchmark-dev
 )
 missing=()

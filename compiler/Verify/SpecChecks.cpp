@@ -121,6 +121,15 @@ void autotpc::checkSpecs(const VerifyContext &Ctx) {
     Ctx.Diags.remark(C.TP.AutotpSizeLoc.isValid() ? C.TP.AutotpSizeLoc : Loc::inFile(C.Path),
                      "tensor parallelism is off (autotp_size " + llvm::Twine(C.TP.AutotpSize) +
                          "): every parameter stays whole");
+  for (const Param &P : Ctx.M.Params) {
+    if (P.Info.R != Role::Embedding || P.Part.Why != Decision::Spec || C.TP.AutotpSize <= 1)
+      continue;
+    const LayerSpec &S = Ctx.M.Specs[size_t(P.Part.SpecIndex)];
+    Ctx.Diags.warning(S.anchor(), "embedding-split",
+                      "'" + P.Info.Name + "' is an embedding: DeepSpeed slices its hidden dimension with no "
+                      "collective (_slice_embedding), which is not a usable training layout");
+    Ctx.Diags.note(S.anchor(), "use a 'skip' spec to keep the embedding replicated");
+  }
   checkPatternsUsed(Ctx);
   checkShadowed(Ctx);
   checkOptions(Ctx);
