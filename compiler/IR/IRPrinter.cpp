@@ -85,6 +85,8 @@ void autotpc::printIR(const Module &M, const llvm::SourceMgr &SM, llvm::raw_ostr
     if (P.Part.Kind != PartKind::Replicate)
       OS << " dim=" << P.Part.PartitionDim << " logical=" << shapeString(P.Part.Logical)
          << " sub=" << shapeString(P.Part.SubSizes);
+    if (P.Part.Kind == PartKind::Column && P.isWeight2D())
+      OS << " bias_dim=" << (P.Part.BiasPartitionDim ? std::to_string(*P.Part.BiasPartitionDim) : "none");
     if (P.Part.SpecIndex >= 0)
       OS << " spec=#" << P.Part.SpecIndex;
     if (P.WeightIndex >= 0)
