@@ -48,7 +48,8 @@ bool SpecMatcher::valid(size_t I, size_t P) const { return Compiled[I][P]->ok();
 
 bool SpecMatcher::appliesTo(size_t I, llvm::StringRef ModelType) const {
   const LayerSpec &S = Specs[I];
-  return !S.ModelTypes || llvm::is_contained(*S.ModelTypes, ModelType.lower());
+  // DeepSpeed tests `if self.model_types:`, so an empty list is no filter.
+  return !S.ModelTypes || S.ModelTypes->empty() || llvm::is_contained(*S.ModelTypes, ModelType.lower());
 }
 
 bool SpecMatcher::matches(size_t I, llvm::StringRef Name, llvm::StringRef ModelType) const {

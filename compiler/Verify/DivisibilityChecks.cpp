@@ -50,6 +50,20 @@ Group groupOf(const Param &P) {
   }
 }
 
+/// The TP sizes (at most 128) that satisfy every constraint, or "none".
+std::string sizesThatHold(const std::vector<Constraint> &Cs) {
+  std::string Ok;
+  for (int64_t Cand = 1; Cand <= 128; ++Cand) {
+    bool All = true;
+    for (const Constraint &C : Cs)
+      All = All && C.holds(Cand);
+    if (All)
+      Ok += (Ok.empty() ? "" : ", ") + std::to_string(Cand);
+  }
+  return Ok.empty() ? "none" : Ok;
+}
+std::string sizesThatHold(Constraint C) { return sizesThatHold(std::vector<Constraint>{C}); }
+
 class DivisibilityChecker {
 public:
   explicit DivisibilityChecker(const VerifyContext &Ctx) : Ctx(Ctx), T(Ctx.M.TpSize) {}
@@ -173,7 +187,7 @@ private:
           add(P, I, "a shard boundary cuts a head: TP rank " + std::to_string(R) + " would hold elements [" +
                         std::to_string(Offset) + ", " + std::to_string(Offset + Len) + ") of the " + Sub +
                         " of '%s', not a multiple of the head size (" + std::to_string(Unit) +
-                        "); autotp_size values that keep heads whole: " + divisorList(S / Unit),
+                        "); autotp_size values that keep heads whole: " + sizesThatHold({S, Unit}),
               true, S, Unit);
           break;
         }
@@ -208,19 +222,8 @@ private:
   }
 
   void remarkWorkingSizes() {
-    int64_t Max = 1;
-    for (const Constraint &C : Constraints)
-      Max = std::max(Max, C.Size);
-    std::string Ok;
-    for (int64_t Cand = 1; Cand <= std::min<int64_t>(Max, 1024); ++Cand) {
-      bool All = true;
-      for (const Constraint &C : Constraints)
-        All = All && C.holds(Cand);
-      if (All)
-        Ok += (Ok.empty() ? "" : ", ") + std::to_string(Cand);
-    }
-    Ctx.Diags.remark(Ctx.C.TP.AutotpSizeLoc,
-                     "autotp_size values that satisfy every divisibility constraint of this model: " + Ok);
+    Ctx.Diags.remark(Ctx.C.TP.AutotpSizeLoc, "autotp_size values that satisfy every divisibility constraint of "
+                                             "this model: " + sizesThatHold(Constraints));
   }
 
   const VerifyContext &Ctx;

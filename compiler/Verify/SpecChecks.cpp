@@ -32,7 +32,7 @@ static void checkPatternsUsed(const VerifyContext &Ctx) {
       Ctx.Diags.warning(Spec.SpecLoc, "unmatched-pattern", Spec.Origin + " has no patterns and matches nothing");
       continue;
     }
-    if (Spec.ModelTypes && M.SpecMatches[S] == 0 &&
+    if (Spec.ModelTypes && !Spec.ModelTypes->empty() && M.SpecMatches[S] == 0 &&
         !llvm::is_contained(*Spec.ModelTypes, M.ModelType)) {
       Ctx.Diags.warning(Spec.ModelTypesLoc, "unmatched-pattern",
                         Spec.Origin + " applies only to model_types that do not include " +
