@@ -12,7 +12,7 @@ jobs=$(nproc)
 echo "== fuzzing (clang, libFuzzer, ASan+UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
   -DCMAKE_CXX_COMPILER=clang++-14 -DAUTOTPC_FUZZ=ON -DAUTOTPC_BENCH=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs"
+cmake --build build-fuzz -j"$jobs" --target autotpc_fuzzers
 (cd build-fuzz && ctest --output-on-failure -L fuzz)
 
 echo "== sanitizers (ASan+UBSan)"

@@ -21,26 +21,35 @@
 #include "Report/Reports.h"
 
 #include "llvm/Support/Format.h"
+#include "llvm/Support/MathExtras.h"
 
 using namespace autotpc;
+
+using autotpc::saturatingAdd;
+static int64_t mul(int64_t A, int64_t B) { return saturatingMul(A, B); }
+static int64_t add(int64_t A, int64_t B) { return saturatingAdd(A, B); }
+
+int64_t MemoryLedger::total() const {
+  return add(add(add(add(Params, Grads), Fp32Master), Fp32Grads), Moments);
+}
 
 MemoryLedger autotpc::memoryLedger(const Module &M, const Config &C, int64_t Dp, size_t TpRank) {
   MemoryLedger L;
   for (const Param &P : M.Params) {
     int64_t N = 1;
     for (int64_t D : P.Shards[TpRank].Shape)
-      N *= D;
-    L.Elements += N;
+      N = mul(N, D);
+    L.Elements = add(L.Elements, N);
   }
   const int64_t B = C.Prec == Precision::FP32 ? 4 : 2;
   const bool Partitioned = C.Zero.Stage >= 1;
-  L.Partition = (L.Elements + Dp - 1) / Dp;
+  L.Partition = L.Elements / Dp + (L.Elements % Dp != 0);
   const int64_t Opt = Partitioned ? L.Partition : L.Elements;
-  L.Params = B * L.Elements;
-  L.Grads = B * L.Elements;
-  L.Fp32Master = (Partitioned || B == 2) ? 4 * Opt : 0;
-  L.Fp32Grads = (Partitioned || B == 2) ? 4 * Opt : 0;
-  L.Moments = 8 * Opt;
+  L.Params = mul(B, L.Elements);
+  L.Grads = mul(B, L.Elements);
+  L.Fp32Master = (Partitioned || B == 2) ? mul(4, Opt) : 0;
+  L.Fp32Grads = (Partitioned || B == 2) ? mul(4, Opt) : 0;
+  L.Moments = mul(8, Opt);
   return L;
 }
 
@@ -76,8 +85,8 @@ void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo
     OS << R << "  " << L.Elements << "  " << L.Params << "  " << L.Grads << "  " << L.Fp32Master << "  "
        << L.Fp32Grads << "  " << L.Moments << "  " << L.total() << "  " << gib(L.total()) << "\n";
     Max = std::max(Max, L.total());
-    Sum += L.total();
+    Sum = add(Sum, L.total());
   }
   OS << "per GPU (largest TP rank): " << Max << " bytes (" << gib(Max) << ")\n";
-  OS << "all " << M.TpSize * Dp << " GPUs: " << Sum * Dp << " bytes (" << gib(Sum * Dp) << ")\n";
+  OS << "all " << mul(M.TpSize, Dp) << " GPUs: " << mul(Sum, Dp) << " bytes (" << gib(mul(Sum, Dp)) << ")\n";
 }

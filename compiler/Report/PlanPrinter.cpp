@@ -14,8 +14,8 @@ void autotpc::printPlan(const Module &M, llvm::raw_ostream &OS) {
       const Shard &S = P.Shards[size_t(R)];
       int64_t N = 1;
       for (int64_t D : S.Shape)
-        N *= D;
-      Elems += N;
+        N = saturatingMul(N, D);
+      Elems = saturatingAdd(Elems, N);
       OS << "  " << P.Info.Name << " " << shapeString(S.Shape) << " " << partKindName(P.Part.Kind);
       if (S.Boxes.empty())
         OS << " (empty)";

@@ -67,5 +67,6 @@ void autotpc::writeSarif(llvm::raw_ostream &OS, const std::vector<DiagRecord> &R
                          {"version", ToolVersion.str()},
                          {"rules", Rules}};
   Log["runs"] = ordered_json::array({{{"tool", {{"driver", Driver}}}, {"results", Results}}});
-  OS << Log.dump(2) << "\n";
+  // Messages may quote bytes of a malformed input: replace invalid UTF-8.
+  OS << Log.dump(2, ' ', false, ordered_json::error_handler_t::replace) << "\n";
 }

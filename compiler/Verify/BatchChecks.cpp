@@ -8,6 +8,8 @@
 //===----------------------------------------------------------------------===//
 #include "Verify/Verifier.h"
 
+#include "llvm/Support/MathExtras.h"
+
 using namespace autotpc;
 
 void autotpc::checkBatch(const VerifyContext &Ctx, Topology &Topo) {
@@ -29,6 +31,17 @@ void autotpc::checkBatch(const VerifyContext &Ctx, Topology &Topo) {
   if (C.TrainBatch.Auto || C.MicroBatch.Auto || C.GradAccum.Auto)
     return; // the launcher fills them in (HF Trainer); nothing to check yet
   std::optional<int64_t> TB = C.TrainBatch.Value, MB = C.MicroBatch.Value, GA = C.GradAccum.Value;
+  // Every product below is of these and the world size; keep them in range.
+  int64_t Prod = 0;
+  if (llvm::MulOverflow(Topo.World.value_or(1), Topo.Tp, Prod)) {
+    Diags.error(Loc(), "the world size is too large");
+    return;
+  }
+  for (const BatchKey *K : {&C.TrainBatch, &C.MicroBatch, &C.GradAccum})
+    if (K->Value && llvm::MulOverflow(Prod, *K->Value, Prod)) {
+      Diags.error(K->L, "batch sizes are too large: their product with the world size overflows 64 bits");
+      return;
+    }
   if (!TB && !MB) {
     Diags.error(Loc::inFile(C.Path), "Either train_batch_size or train_micro_batch_size_per_gpu needs to be provided");
     return;
