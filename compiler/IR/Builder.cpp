@@ -33,6 +33,8 @@ const char *autotpc::decisionName(Decision D) {
   case Decision::Unmatched: return "unmatched";
   case Decision::NotMatched: return "not-a-matrix";
   case Decision::BiasFollows: return "bias-follows-weight";
+  case Decision::SpecError: return "spec-error";
+  case Decision::TpOff: return "tp-off";
   }
   return "?";
 }
@@ -87,7 +89,7 @@ struct ShapeErrors {
   void report(const std::vector<LayerSpec> &Specs, DiagEngine &Diags) {
     for (auto &[Key, E] : Map) {
       const LayerSpec &S = Specs[size_t(Key.first)];
-      std::string Msg = Key.second;
+      std::string Msg = "AutoTP layer '" + E.FirstName + "' " + Key.second;
       if (E.Count > 1)
         Msg += " (and " + std::to_string(E.Count - 1) + " more parameters this spec matches)";
       Diags.error(S.Shape ? S.ShapeLoc : S.anchor(), Msg);
@@ -111,9 +113,11 @@ std::optional<Module> autotpc::buildModule(const Config &C, const LoadedModel &M
   Mod.SpecMatches.assign(NumSpecs, 0);
   Mod.SpecWins.assign(NumSpecs, 0);
   Mod.SpecFirstShadowed.assign(NumSpecs, "");
-  Mod.SpecMatchesOnlyOthers.assign(NumSpecs, "");
-  for (const LayerSpec &S : Mod.Specs)
+  for (const LayerSpec &S : Mod.Specs) {
     Mod.PatternMatches.emplace_back(S.Patterns.size(), 0);
+    Mod.PatternOnlyOthers.emplace_back(S.Patterns.size());
+    Mod.PatternSearchHit.emplace_back(S.Patterns.size());
+  }
   if (C.TP.AutotpSize > 1 && NumSpecs == 0 && !C.TP.PresetModel) {
     Diags.error(C.TP.AutotpSizeLoc, "autotp_size is " + llvm::Twine(C.TP.AutotpSize) +
                                         " but nothing says how to partition: give 'preset_model' or "
@@ -137,11 +141,18 @@ std::optional<Module> autotpc::buildModule(const Config &C, const LoadedModel &M
     P.Info = Info;
     Partition &Part = P.Part;
     if (!P.isWeight2D()) {
-      // Never matched by DeepSpeed; record which patterns would have, for notes.
-      if (Info.Shape.size() <= 2)
-        for (size_t S = 0; S < NumSpecs; ++S)
-          if (Mod.SpecMatchesOnlyOthers[S].empty() && Matcher.patternMatches(S, Info.Name))
-            Mod.SpecMatchesOnlyOthers[S] = Info.Name;
+      // Never matched for partitioning. grad_allreduce hooks do see every
+      // parameter (reference §1.6), so there it counts as a match; otherwise
+      // remember it for the "only a bias matches" note.
+      for (size_t S = 0; S < NumSpecs; ++S)
+        for (size_t Pat = 0; Pat < Mod.Specs[S].Patterns.size(); ++Pat) {
+          if (!Matcher.patternMatches(S, Pat, Info.Name))
+            continue;
+          if (Mod.Specs[S].GradAllreduce)
+            ++Mod.PatternMatches[S][Pat];
+          else if (Mod.PatternOnlyOthers[S][Pat].empty())
+            Mod.PatternOnlyOthers[S][Pat] = Info.Name;
+        }
       Mod.Params.push_back(std::move(P));
       continue;
     }
@@ -198,7 +209,7 @@ std::optional<Module> autotpc::buildModule(const Config &C, const LoadedModel &M
         if (Spec.Type == PartitionType::Column)
           Part.BiasPartitionDim = RS->BiasPartitionDim;
       } else {
-        Part.Why = Decision::Unmatched; // unresolvable: reported; keep it whole
+        Part.Why = Decision::SpecError; // unresolvable: reported; keep it whole
       }
     }
     Mod.Params.push_back(std::move(P));
@@ -226,9 +237,10 @@ std::optional<Module> autotpc::buildModule(const Config &C, const LoadedModel &M
       Elems *= D;
     if (Elems != B.Info.Shape[0]) {
       ShapeErrs.add(W.Part.SpecIndex,
-                    "AutoTP layer '" + W.Info.Name + "' bias size " + std::to_string(B.Info.Shape[0]) +
-                        " does not match output shape " + std::to_string(Elems),
-                    B.Info.Name);
+                    "bias size " + std::to_string(B.Info.Shape[0]) + " does not match output shape " +
+                        std::to_string(Elems),
+                    W.Info.Name);
+      B.Part.Why = Decision::SpecError;
       continue;
     }
     B.Part.Kind = PartKind::Column;
@@ -238,6 +250,17 @@ std::optional<Module> autotpc::buildModule(const Config &C, const LoadedModel &M
   }
 
   ShapeErrs.report(Mod.Specs, Diags);
+  // For patterns that match nothing: would re.search have found something?
+  for (size_t S = 0; S < NumSpecs; ++S)
+    for (size_t Pat = 0; Pat < Mod.Specs[S].Patterns.size(); ++Pat) {
+      if (Mod.PatternMatches[S][Pat] || !Matcher.valid(S, Pat))
+        continue;
+      for (const Param &P : Mod.Params)
+        if (P.isWeight2D() && Matcher.patternSearches(S, Pat, P.Info.Name)) {
+          Mod.PatternSearchHit[S][Pat] = P.Info.Name;
+          break;
+        }
+    }
   if (!StrictUnmatched.empty()) {
     std::string Msg = "No matching spec for " + StrictUnmatched.front();
     if (StrictUnmatched.size() > 1)
@@ -246,6 +269,14 @@ std::optional<Module> autotpc::buildModule(const Config &C, const LoadedModel &M
     Diags.note(C.TP.StrictModeLoc, "strict_mode requires a spec for every 2-D weight; use a 'skip' spec to keep "
                                    "one replicated");
   }
+  // DeepSpeed partitions only when autotp_size > 1 (reference §1.2); the
+  // matching above still ran, so that the specs are checked all the same.
+  if (C.TP.AutotpSize <= 1)
+    for (Param &P : Mod.Params)
+      if (P.Part.Kind != PartKind::Replicate) {
+        P.Part.Kind = PartKind::Replicate;
+        P.Part.Why = Decision::TpOff;
+      }
   for (Param &P : Mod.Params)
     computeShards(P, Mod.TpSize);
   return Mod;

@@ -44,6 +44,12 @@ bool SpecMatcher::patternMatches(size_t I, size_t P, llvm::StringRef Name) const
   return Re->ok() && Re->Match(Text, 0, Text.size(), RE2::ANCHOR_START, nullptr, 0);
 }
 
+bool SpecMatcher::patternSearches(size_t I, size_t P, llvm::StringRef Name) const {
+  const auto &Re = Compiled[I][P];
+  re2::StringPiece Text(Name.data(), Name.size());
+  return Re->ok() && Re->Match(Text, 0, Text.size(), RE2::UNANCHORED, nullptr, 0);
+}
+
 bool SpecMatcher::valid(size_t I, size_t P) const { return Compiled[I][P]->ok(); }
 
 bool SpecMatcher::appliesTo(size_t I, llvm::StringRef ModelType) const {

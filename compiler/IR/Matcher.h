@@ -32,6 +32,8 @@ public:
   bool patternMatches(size_t SpecIndex, llvm::StringRef Name) const;
   /// Whether pattern P of spec I matches Name.
   bool patternMatches(size_t SpecIndex, size_t Pattern, llvm::StringRef Name) const;
+  /// Whether pattern P of spec I is found anywhere in Name (re.search).
+  bool patternSearches(size_t SpecIndex, size_t Pattern, llvm::StringRef Name) const;
   /// Whether spec I applies to the model type (model_types unset, or listed).
   bool appliesTo(size_t SpecIndex, llvm::StringRef ModelType) const;
   bool ok() const { return Ok; }

@@ -26,6 +26,8 @@ enum class Decision {
   Unmatched,     ///< a 2-D weight no spec matched: replicated (DeepSpeed since #7827)
   NotMatched,    ///< not a 2-D ".weight" (norms, 3-D experts): never matched, replicated
   BiasFollows,   ///< a bias: follows its weight (column split, row replicated)
+  SpecError,     ///< the deciding spec could not be applied (reported); kept whole
+  TpOff,         ///< autotp_size <= 1: DeepSpeed partitions nothing
 };
 const char *decisionName(Decision D);
 
@@ -77,8 +79,12 @@ struct Module {
   std::vector<unsigned> SpecMatches, SpecWins;
   /// Per spec: the first parameter name it matches but does not decide.
   std::vector<std::string> SpecFirstShadowed;
-  /// Per spec: a non-matchable parameter name (bias, 1-D) the pattern would match.
-  std::vector<std::string> SpecMatchesOnlyOthers;
+  /// Per spec and pattern: a parameter that is never matched (bias, 1-D) but
+  /// that the pattern would match; empty if none.
+  std::vector<std::vector<std::string>> PatternOnlyOthers;
+  /// Per spec and pattern, for patterns matching nothing: a 2-D weight the
+  /// pattern finds somewhere inside the name (re.search), which re.match misses.
+  std::vector<std::vector<std::string>> PatternSearchHit;
 };
 
 } // namespace autotpc

@@ -17,9 +17,9 @@ static bool product(const std::vector<int64_t> &V, size_t Begin, size_t End, int
 std::optional<ResolvedShape> autotpc::resolveShape(const LayerSpec &Spec, int64_t Out, int64_t In,
                                                    llvm::StringRef Name, std::string &Error) {
   const std::vector<ShapeEntry> &Shape = *Spec.Shape;
-  std::string Prefix = "AutoTP layer '" + Name.str() + "' ";
+  (void)Name;
   auto Fail = [&](const std::string &Msg) -> std::optional<ResolvedShape> {
-    Error = Prefix + Msg;
+    Error = Msg;
     return std::nullopt;
   };
   ResolvedShape R;

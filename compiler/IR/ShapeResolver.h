@@ -23,8 +23,8 @@ struct ResolvedShape {
 };
 
 /// Resolves Spec's shape against a weight of shape [Out, In]. On failure
-/// returns std::nullopt and sets Error to DeepSpeed's message (with the
-/// "AutoTP layer 'NAME' " prefix where DeepSpeed has one).
+/// returns std::nullopt and sets Error to DeepSpeed's message without its
+/// "AutoTP layer 'NAME' " prefix (the caller adds it, once per spec).
 std::optional<ResolvedShape> resolveShape(const LayerSpec &Spec, int64_t Out, int64_t In,
                                           llvm::StringRef Name, std::string &Error);
 

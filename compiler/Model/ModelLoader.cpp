@@ -171,6 +171,8 @@ std::optional<LoadedModel> autotpc::loadModel(const Config &C, const JsonDoc &Co
       llvm::sys::path::append(P, *C.ModelPath);
     }
     llvm::sys::path::remove_dots(P, /*remove_dot_dot=*/true);
+    if (P.empty())
+      P = ".";
     Path = std::string(P.str());
   } else {
     Diags.error(Loc::inFile(C.Path), "no model: add a \"model\" key (a path to an HF config.json, safetensors "

@@ -65,14 +65,15 @@ static bool parseTpObject(const JsonDoc &Doc, DiagEngine &Diags, llvm::StringRef
   static const llvm::StringRef Known[] = {"tp_size", "tp_grain_size", "mpu", "tp_group"};
   bool Ok = R.checkKeys(Known, /*AsError=*/true, "DeepSpeed's TPConfig forbids extra inputs");
   Ok &= R.readInt("tp_size", TP.TpSize, &TP.TpSizeLoc);
-  Ok &= R.readInt("tp_grain_size", TP.TpGrainSize);
+  bool GrainOk = R.readInt("tp_grain_size", TP.TpGrainSize);
+  Ok &= GrainOk;
   for (llvm::StringRef Obj : {"mpu", "tp_group"})
     if (R.has(Obj) && !R.get(Obj)->is_null()) {
       Diags.error(R.value(Obj), "'" + Obj + "' is a process-group object set by tp_model_init; it cannot come "
                                             "from a JSON config");
       Ok = false;
     }
-  if (TP.TpGrainSize <= 0) {
+  if (GrainOk && TP.TpGrainSize <= 0) {
     Diags.error(R.value("tp_grain_size"), "'tp_grain_size' must be positive (got " + llvm::Twine(TP.TpGrainSize) + ")");
     Ok = false;
   }
@@ -87,11 +88,19 @@ static bool parseTensorParallel(const JsonDoc &Doc, DiagEngine &Diags, TensorPar
       "autotp_size", "preset_model", "partition_config", "tp_overlap_comm", "tp", "tensor_parallel", "dtype",
       "keep_module_on_host", "replace_with_kernel_inject", "kernel_inject", "injection_policy_tuple"};
   bool Ok = R.checkKeys(Known, /*AsError=*/true, "DeepSpeed's TPTrainingConfig forbids extra inputs");
-  Ok &= R.readInt("autotp_size", TP.AutotpSize, &TP.AutotpSizeLoc);
-  if (TP.AutotpSize < 0) {
+  bool SizeOk = R.readInt("autotp_size", TP.AutotpSize, &TP.AutotpSizeLoc);
+  if (SizeOk && TP.AutotpSize < 0) {
     Diags.error(TP.AutotpSizeLoc, "'autotp_size' must not be negative (got " + llvm::Twine(TP.AutotpSize) + ")");
-    Ok = false;
+    SizeOk = false;
   }
+  // Each TP rank gets its own shard list; a size past any GPU count is a typo.
+  constexpr int64_t MaxTp = 65536;
+  if (SizeOk && TP.AutotpSize > MaxTp) {
+    Diags.error(TP.AutotpSizeLoc, "'autotp_size' (" + llvm::Twine(TP.AutotpSize) + ") is larger than " +
+                                      llvm::Twine(MaxTp) + ", the largest TP size autotpc supports");
+    SizeOk = false;
+  }
+  Ok &= SizeOk;
   Ok &= R.readString("preset_model", TP.PresetModel, &TP.PresetModelLoc);
   Ok &= R.readBool("tp_overlap_comm", TP.TpOverlapComm);
   Ok &= R.readBool("keep_module_on_host", TP.KeepModuleOnHost);
@@ -117,15 +126,17 @@ static bool parseTensorParallel(const JsonDoc &Doc, DiagEngine &Diags, TensorPar
     Diags.note(R.key("tp"), "'tp' given here");
     Ok = false;
   }
-  for (llvm::StringRef Key : {"tp", "tensor_parallel"})
-    if (R.has(Key))
-      Ok &= parseTpObject(Doc, Diags, Key, TP);
+  // Both names set the same field; after the error above, read only one.
+  if (R.has("tp"))
+    Ok &= parseTpObject(Doc, Diags, "tp", TP);
+  else if (R.has("tensor_parallel"))
+    Ok &= parseTpObject(Doc, Diags, "tensor_parallel", TP);
   if (R.has("partition_config") && !R.get("partition_config")->is_null()) {
     TP.HasPartitionConfig = true;
     TP.PartitionConfigLoc = R.key("partition_config");
     Ok &= parsePartitionConfig(Doc, Diags, TP);
   }
-  if (TP.TpSize != 1 && TP.TpSize != TP.AutotpSize) {
+  if (SizeOk && TP.TpSize != 1 && TP.TpSize != TP.AutotpSize) {
     Diags.error(TP.TpSizeLoc, "tensor_parallel.tp.tp_size (" + llvm::Twine(TP.TpSize) +
                                   ") does not match tensor_parallel.autotp_size (" + llvm::Twine(TP.AutotpSize) + ")");
     Ok = false;

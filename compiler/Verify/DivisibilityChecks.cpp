@@ -117,6 +117,8 @@ private:
 
   void checkModelQuantities(const ModelDims &D) {
     checkQuantity(Group::Heads, D.NumHeads, D.NumHeads.Value, "num_attention_heads");
+    if (D.NumKVHeads.Value == D.NumHeads.Value && Explained.count(Group::Heads))
+      Explained.insert(Group::KVHeads); // one head count: one error
     if (D.NumKVHeads.Value != D.NumHeads.Value || !SplitBy.count(Group::Heads))
       checkQuantity(Group::KVHeads, D.NumKVHeads, D.NumKVHeads.Value, "num_key_value_heads");
     checkQuantity(Group::Mlp, D.Intermediate, D.Intermediate.Value, "intermediate_size");
@@ -158,6 +160,8 @@ private:
   };
 
   void checkParam(const Param &P) {
+    if (fusedShapeIsWrong(Ctx.M, P))
+      return; // its shape is reported as wrong; its splits mean nothing
     int64_t Unit = headUnit(P);
     bool Explain = Explained.count(groupOf(P)) != 0 ||
                    (P.Info.R == Role::AttnQKV && Explained.count(Group::KVHeads));

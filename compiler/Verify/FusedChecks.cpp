@@ -39,6 +39,26 @@ static std::string list(const std::vector<int64_t> &V) {
   return S + "]";
 }
 
+bool autotpc::fusedShapeIsWrong(const Module &M, const Param &P) {
+  if (P.Part.Why != Decision::Spec || P.Part.Kind != PartKind::Column || !P.isWeight2D())
+    return false;
+  const LayerSpec &Spec = M.Specs[size_t(P.Part.SpecIndex)];
+  if (!Spec.Shape)
+    return false;
+  if (P.Info.R == Role::AttnQKVInterleaved)
+    return true;
+  if (!M.Dims || P.Part.Logical.size() != 2 || P.Part.PartitionDim != 0)
+    return false;
+  std::vector<int64_t> Want = expectedSubSizes(P, *M.Dims);
+  return !Want.empty() && Want != P.Part.SubSizes;
+}
+
+/// Whether the spec's entry at partition_dim is a count (an equal split).
+static bool equalSplit(const LayerSpec &Spec) {
+  const ShapeEntry &E = (*Spec.Shape)[size_t(Spec.partitionDim())];
+  return !E.IsList && E.Value > 0;
+}
+
 void autotpc::checkFusedWeights(const VerifyContext &Ctx) {
   const Module &M = Ctx.M;
   // One report per spec: the same spec matches the same weight in every layer.
@@ -56,17 +76,10 @@ void autotpc::checkFusedWeights(const VerifyContext &Ctx) {
     };
     if (P.Info.R == Role::AttnQKVInterleaved && Spec.Shape)
       Bump(InterleavedShape);
-    if (!Fused)
-      continue;
-    if (!Spec.Shape) {
+    else if (Fused && !Spec.Shape)
       Bump(NoShape);
-      continue;
-    }
-    if (M.Dims && P.Part.Logical.size() == 2 && P.Part.PartitionDim == 0) {
-      std::vector<int64_t> Want = expectedSubSizes(P, *M.Dims);
-      if (!Want.empty() && Want != P.Part.SubSizes)
-        Bump(WrongSizes);
-    }
+    else if (Fused && fusedShapeIsWrong(M, P))
+      Bump(WrongSizes);
   }
   auto More = [](unsigned N) { return N > 1 ? " (and " + std::to_string(N - 1) + " more parameters)" : std::string(); };
   for (auto &[SpecIndex, E] : NoShape) {
@@ -94,8 +107,10 @@ void autotpc::checkFusedWeights(const VerifyContext &Ctx) {
     Ctx.Diags.error(Spec.ShapeLoc, "'shape' splits '" + P.Info.Name + "' into sub-parameters " +
                                        list(P.Part.SubSizes) + ", but its real sub-projections are " + list(Want) +
                                        Why + More(E.second));
-    Ctx.Diags.note(Spec.ShapeLoc, "use \"shape\": [" + list(Want) + ", -1]; DeepSpeed accepts the equal split "
-                                                                     "and silently shards such checkpoints wrong");
+    Ctx.Diags.note(Spec.ShapeLoc, "use \"shape\": [" + list(Want) + ", -1]" +
+                                      (equalSplit(Spec) ? "; DeepSpeed accepts the equal split and silently shards "
+                                                          "such checkpoints wrong"
+                                                        : ""));
     if (M.Dims && P.Info.R == Role::AttnQKV)
       if (Loc L = Ctx.Model.loc(M.Dims->NumKVHeads); L.isValid())
         Ctx.Diags.note(L, "the KV head count is set here");

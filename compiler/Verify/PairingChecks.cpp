@@ -45,7 +45,7 @@ void autotpc::checkPairing(const VerifyContext &Ctx) {
   // (layer, block) -> producers and the consumer.
   std::map<std::pair<int, std::string>, std::pair<std::vector<const Param *>, const Param *>> Blocks;
   for (const Param &P : M.Params) {
-    if (!P.isWeight2D() || P.Info.Layer < 0 || P.Info.Block.empty())
+    if (!P.isWeight2D() || P.Info.Layer < 0 || P.Info.Block.empty() || P.Part.Why == Decision::SpecError)
       continue;
     auto &B = Blocks[{P.Info.Layer, P.Info.Block}];
     if (isProducer(P.Info.R))

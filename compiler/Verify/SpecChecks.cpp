@@ -45,8 +45,12 @@ static void checkPatternsUsed(const VerifyContext &Ctx) {
         continue;
       Ctx.Diags.warning(Spec.PatternLocs[P], "unmatched-pattern",
                         "pattern '" + Spec.Patterns[P] + "' matches no parameter of the model");
-      if (!M.SpecMatchesOnlyOthers[S].empty())
-        Ctx.Diags.note(Spec.PatternLocs[P], "it matches '" + M.SpecMatchesOnlyOthers[S] +
+      if (!M.PatternSearchHit[S][P].empty())
+        Ctx.Diags.note(Spec.PatternLocs[P], "patterns are anchored at the start of the name (re.match): it is "
+                                            "found inside '" + M.PatternSearchHit[S][P] +
+                                                "' but does not match it from the start; add a leading '.*'");
+      else if (!M.PatternOnlyOthers[S][P].empty())
+        Ctx.Diags.note(Spec.PatternLocs[P], "it matches '" + M.PatternOnlyOthers[S][P] +
                                                 "', but only the '.weight' of 2-D weights is matched; a bias "
                                                 "follows its weight");
       else if (!llvm::StringRef(Spec.Patterns[P]).contains("weight"))
@@ -130,6 +134,11 @@ void autotpc::checkSpecs(const VerifyContext &Ctx) {
                       "collective (_slice_embedding), which is not a usable training layout");
     Ctx.Diags.note(S.anchor(), "use a 'skip' spec to keep the embedding replicated");
   }
+  if (C.TP.PresetModel && C.TP.HasPartitionConfig && !C.TP.UseDefaultSpecs && C.TP.LayerSpecs.empty())
+    Ctx.Diags.warning(C.TP.PresetModelLoc, "ignored-option",
+                      "preset_model '" + *C.TP.PresetModel +
+                          "' has no effect: partition_config sets use_default_specs to false and gives no "
+                          "layer_specs, so every parameter stays whole");
   checkPatternsUsed(Ctx);
   checkShadowed(Ctx);
   checkOptions(Ctx);

@@ -41,6 +41,11 @@ void checkFusedWeights(const VerifyContext &Ctx);
 void checkPairing(const VerifyContext &Ctx);
 void checkBatch(const VerifyContext &Ctx, Topology &Topo);
 
+/// Whether checkFusedWeights reports P's `shape` as wrong (an equal split of
+/// unequal q/k/v, sizes that are not the real sub-projections, or a shape on
+/// an interleaved qkv); other checks then say nothing more about P.
+bool fusedShapeIsWrong(const Module &M, const Param &P);
+
 /// Notes "autotp_size set here" (or where the TP size came from).
 void noteTpSize(const VerifyContext &Ctx);
 
