@@ -1,5 +1,6 @@
 //===- Driver.cpp - the autotpc pipeline behind the command line --------===//
 #include "Driver/Driver.h"
+#include "Emit/Emitter.h"
 #include "IR/Builder.h"
 #include "IR/IRPrinter.h"
 #include "Report/Reports.h"
@@ -71,6 +72,12 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
   case Options::Emit::IR: printIR(*M, SM, Out); break;
   case Options::Emit::Plan: printPlan(*M, Out); break;
   case Options::Emit::Memory: printMemory(*M, C, Topo, Out); break;
+  case Options::Emit::Cpp:
+    for (const EmittedFile &F : emitProject(*M, SM, EmitOptions{Opts.OriginComments}))
+      Out << "// ===== " << F.Name << " =====\n" << F.Text;
+    break;
   }
+  if (!Opts.OutputDir.empty())
+    writeOutputDir(Opts.OutputDir, emitProject(*M, SM, EmitOptions{Opts.OriginComments}), Diags);
   return Finish();
 }

@@ -20,7 +20,7 @@ namespace autotpc {
 extern const char *const Version;
 
 struct Options {
-  enum class Emit { Summary, IR, Plan, Memory };
+  enum class Emit { Summary, IR, Plan, Memory, Cpp };
   std::string ConfigPath;
   /// When set, the config's text (ConfigPath only names it in messages);
   /// lets the fuzzer and benchmarks run without files.
@@ -31,6 +31,8 @@ struct Options {
   bool WarningsAsErrors = false;
   std::vector<std::string> DisabledWarnings;
   DiagEngine::Format DiagFormat = DiagEngine::Format::Text;
+  std::string OutputDir;                  ///< -o: write the generated project here
+  bool OriginComments = true;             ///< --no-origin-comments clears it
 };
 
 /// Runs the pipeline; the emitted text goes to Out, diagnostics to Diag.

@@ -31,7 +31,8 @@ static cl::opt<autotpc::Options::Emit> Emit(
     "emit", cl::desc("what to print"), cl::init(autotpc::Options::Emit::Summary),
     cl::values(clEnumValN(autotpc::Options::Emit::IR, "ir", "the partition IR"),
                clEnumValN(autotpc::Options::Emit::Plan, "plan", "each TP rank's shards and their ranges"),
-               clEnumValN(autotpc::Options::Emit::Memory, "memory", "per-GPU bytes of the model states")),
+               clEnumValN(autotpc::Options::Emit::Memory, "memory", "per-GPU bytes of the model states"),
+               clEnumValN(autotpc::Options::Emit::Cpp, "cpp", "the generated project's files, to stdout")),
     cl::cat(Category));
 static cl::opt<bool> Werror("Werror", cl::desc("treat warnings as errors"), cl::cat(Category));
 static cl::list<std::string> Warnings("W", cl::Prefix, cl::desc("-Wno-GROUP silences a warning group"),
@@ -42,8 +43,11 @@ static cl::opt<autotpc::DiagEngine::Format> DiagFormat(
     cl::values(clEnumValN(autotpc::DiagEngine::Format::Text, "text", "file:line:col: error: ... with a caret"),
                clEnumValN(autotpc::DiagEngine::Format::Sarif, "sarif", "a SARIF 2.1.0 log for CI annotations")),
     cl::cat(Category));
-static cl::opt<std::string> OutputDir("o", cl::desc("output folder for generated code"), cl::value_desc("dir"),
-                                      cl::cat(Category));
+static cl::opt<std::string> OutputDir("o", cl::desc("write the generated C++ project (shard plan, shard and "
+                                                    "consolidate tools) into this folder"),
+                                      cl::value_desc("dir"), cl::cat(Category));
+static cl::opt<bool> NoOriginComments("no-origin-comments",
+                                      cl::desc("leave out the spec locations in generated code"), cl::cat(Category));
 
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
@@ -75,10 +79,8 @@ int main(int argc, char **argv) {
     }
     Opts.DisabledWarnings.push_back(Group.str());
   }
-  if (!OutputDir.empty()) {
-    WithColor::error(errs(), "autotpc") << "code generation (-o) is not built yet; use --check or --emit\n";
-    return 1;
-  }
+  Opts.OutputDir = OutputDir;
+  Opts.OriginComments = !NoOriginComments;
   (void)Check; // --check is the default action; the flag documents intent in CI scripts
   return autotpc::runCompiler(Opts, outs(), errs());
 }

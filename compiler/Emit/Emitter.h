@@ -1,0 +1,45 @@
+//===- Emitter.h - the generated C++ project for one model and config ---===//
+//
+// `autotpc CONFIG -o DIR` writes a small CMake project: the shard plan as
+// constexpr tables (plan.h / plan.cpp), the `shard` and `consolidate` tools
+// and a library, all built against runtime/ alone. Names and order are
+// decided before anything is printed; the text is deterministic (no time,
+// no absolute path, no version), so goldens in generated/ stay byte-stable.
+//
+//===----------------------------------------------------------------------===//
+#ifndef AUTOTPC_EMIT_EMITTER_H
+#define AUTOTPC_EMIT_EMITTER_H
+
+#include "IR/Module.h"
+
+namespace autotpc {
+
+struct EmittedFile {
+  std::string Name;  ///< relative to the output folder
+  std::string Text;
+};
+
+struct EmitOptions {
+  bool OriginComments = true;  ///< "// [file:line:col, spec]" above each parameter
+};
+
+/// A stable 64-bit hash of the shard plan (FNV-1a over names, dtypes, shapes
+/// and every rank's boxes), as 16 hex digits. Shards carry it; consolidate
+/// refuses shards whose fingerprint differs.
+std::string planFingerprint(const Module &M);
+
+/// plan.h: the plan's declaration and its sizes as constants.
+std::string emitPlanHeader(const Module &M);
+/// plan.cpp: the plan's tables, with static_asserts and origin comments.
+std::string emitPlanSource(const Module &M, const llvm::SourceMgr &SM, const EmitOptions &Opts);
+
+/// The files of the generated project, in a fixed order.
+std::vector<EmittedFile> emitProject(const Module &M, const llvm::SourceMgr &SM, const EmitOptions &Opts);
+
+/// Writes Files into Dir atomically: everything goes to a temporary sibling
+/// folder first, which then replaces Dir. On failure nothing is left behind.
+bool writeOutputDir(llvm::StringRef Dir, const std::vector<EmittedFile> &Files, DiagEngine &Diags);
+
+} // namespace autotpc
+
+#endif // AUTOTPC_EMIT_EMITTER_H

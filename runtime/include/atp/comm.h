@@ -1,0 +1,157 @@
+/* comm.h - collectives over one group of ranks.
+
+   A Comm is one communicator over an ordered list of global ranks (a TP group, a DP group, the world). The
+   generated code and the ZeRO glue call the same five collectives on either backend:
+     - MPI  (make_mpi_comm):  host buffers; the CPU path for tests and the CPU default. Calls block until done.
+     - NCCL (make_nccl_comm): device buffers, enqueued on the comm's CUDA stream; synchronize() waits.
+   Every call returns a Status that names the call, group and group rank on failure (fail() adds the rank and
+   host when top-level code exits on it). Neither backend hangs
+   forever: a call that does not complete within ATP_COMM_TIMEOUT_S seconds (default 300, 0 = no limit) or a
+   peer's asynchronous error aborts the communicators (NCCL: ncclCommAbort; MPI: MPI_Abort of the job) with a
+   message on stderr. Semantics follow NCCL: reduce_scatter's count is the per-rank output count, all_gather's
+   is the per-rank input count, in-place means recv == send (all_reduce, broadcast) or the rank's own slice of
+   the larger buffer (reduce_scatter: recv == send + rank*count; all_gather: send == recv + rank*count). */
+#pragma once
+
+#include "atp/dtype.h"
+#include "atp/status.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace atp {
+
+// ---------------------------------------------------------------------------------------------------------
+// element types and reductions
+
+/// Comms move F32, BF16, F16, F64, I32, U32, I64, U64, I8 and U8 (DType from dtype.h); the other dtypes
+/// (BOOL, I16, U16, F8_*) are refused with a Status.
+bool comm_supports(DType dtype);
+
+enum class ReduceOp { Sum, Max, Min, Avg };
+
+/// "sum", "max", "min", "avg"
+const char *reduce_op_name(ReduceOp op);
+
+/// bfloat16 and IEEE half <-> float; float -> 16 bit rounds to nearest even (NaN stays NaN).
+float bf16_to_float(std::uint16_t bits);
+std::uint16_t float_to_bf16(float value);
+float f16_to_float(std::uint16_t bits);
+std::uint16_t float_to_f16(float value);
+
+// ---------------------------------------------------------------------------------------------------------
+// the communicator interface
+
+enum class CommBackend { Mpi, Nccl };
+
+class Comm {
+public:
+  virtual ~Comm() = default;
+  Comm(const Comm &) = delete;
+  Comm &operator=(const Comm &) = delete;
+
+  /// This process's rank in the group (its index in ranks()).
+  int rank() const { return rank_; }
+  /// Number of ranks in the group.
+  int size() const { return static_cast<int>(ranks_.size()); }
+  /// Global ranks of the group, in group-rank order.
+  const std::vector<int> &ranks() const { return ranks_; }
+  virtual CommBackend backend() const = 0;
+
+  /// recv[i] = op over ranks of send[i], i < count. Avg divides the sum by size() (integers truncate).
+  virtual Status all_reduce(const void *send, void *recv, std::size_t count, DType dtype, ReduceOp op) = 0;
+  /// send holds size()*recv_count elements; recv[i] = op over ranks of send[rank()*recv_count + i].
+  virtual Status reduce_scatter(const void *send, void *recv, std::size_t recv_count, DType dtype,
+                                ReduceOp op) = 0;
+  /// recv holds size()*send_count elements; recv[r*send_count + i] = send[i] of group rank r.
+  virtual Status all_gather(const void *send, void *recv, std::size_t send_count, DType dtype) = 0;
+  /// buf of every rank = buf of group rank root.
+  virtual Status broadcast(void *buf, std::size_t count, DType dtype, int root) = 0;
+  /// Returns once every rank of the group has entered (NCCL: once the barrier completed on the device).
+  virtual Status barrier() = 0;
+  /// Waits for every call issued so far to complete (MPI: nothing to wait for).
+  virtual Status synchronize() = 0;
+  /// Tears the communicator down without waiting for peers; later calls fail. Safe from an abort hook.
+  virtual void abort() = 0;
+
+protected:
+  Comm(std::vector<int> ranks, int rank) : ranks_(std::move(ranks)), rank_(rank) {}
+  /// Checks the arguments every backend checks; names `call` in the message.
+  Status check_args(const char *call, const void *send, const void *recv, std::size_t count, DType dtype) const;
+
+private:
+  std::vector<int> ranks_;
+  int rank_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// MPI backend (host buffers)
+
+/// Initialises MPI once per process (MPI_Init_thread, asking for MPI_THREAD_MULTIPLE so that the watchdog may
+/// call MPI_Abort); does nothing if MPI is already initialised. make_mpi_comm calls it.
+Status mpi_init(int *argc = nullptr, char ***argv = nullptr);
+/// Frees atp's MPI objects and calls MPI_Finalize if atp initialised MPI. Comms must be destroyed first.
+Status mpi_finalize();
+/// True between MPI_Init and MPI_Finalize (whoever called them).
+bool mpi_active();
+
+struct MpiCommOptions {
+  /// Largest count passed to one MPI call; bigger calls are split (MPI counts are int). Tests lower it.
+  std::size_t max_chunk = 0x7fffffff;
+};
+
+/// Communicator over `ranks` (global ranks of MPI_COMM_WORLD, in the order that defines group ranks). Only
+/// the members call it (MPI_Comm_create_group), and each member must create its groups in the same order.
+Result<std::unique_ptr<Comm>> make_mpi_comm(const std::vector<int> &ranks, const MpiCommOptions &options = {});
+
+// ---------------------------------------------------------------------------------------------------------
+// NCCL backend (device buffers); make_nccl_comm fails with a clear Status in builds without CUDA
+
+enum class Bootstrap {
+  Auto, ///< MPI when MPI is active, else File when ATP_RENDEZVOUS_DIR is set
+  Mpi,  ///< group rank 0 creates the unique id, MPI_Bcast within the group
+  File, ///< group rank 0 writes the id to ATP_RENDEZVOUS_DIR atomically, the others poll for it
+};
+
+struct NcclCommOptions {
+  Bootstrap bootstrap = Bootstrap::Auto;
+  /// cudaStream_t the collectives run on; null: the comm creates (and owns) a non-blocking stream.
+  void *stream = nullptr;
+  /// CUDA device; -1: the current device.
+  int device = -1;
+  /// This process's global rank; -1: from MPI when active, else from World::from_env().
+  int global_rank = -1;
+  /// File bootstrap: the shared directory (empty: $ATP_RENDEZVOUS_DIR) and a name that is unique per job
+  /// (empty: from ATP_RUN_ID, TORCHELASTIC_RUN_ID, SLURM_JOB_ID or MASTER_PORT).
+  std::string rendezvous_dir;
+  std::string run_id;
+};
+
+/// Communicator over `ranks` on device buffers. Non-blocking init under the watchdog: an init that does not
+/// complete within the timeout is aborted with a Status naming the rank, host and group.
+Result<std::unique_ptr<Comm>> make_nccl_comm(const std::vector<int> &ranks, const NcclCommOptions &options = {});
+/// The cudaStream_t an NCCL comm runs on (null for other backends).
+void *comm_stream(const Comm &comm);
+/// True when this build has the NCCL backend.
+bool nccl_available();
+
+/// Seconds a collective may take before the watchdog aborts it: ATP_COMM_TIMEOUT_S, default 300; 0 = none.
+double comm_timeout_s();
+/// "rank 3/8 (host node1)" for messages: from MPI when active, else from World::from_env().
+std::string process_label();
+
+namespace comm_detail { // shared by the backends
+/// "[0,1,2,3]"; long lists are cut ("[0,8,16,...,120] (16 ranks)").
+std::string group_string(const std::vector<int> &ranks);
+/// Checks that `ranks` is a non-empty list of distinct ranks in [0, world_size) that holds `global_rank`.
+Status check_group(const char *call, const std::vector<int> &ranks, int global_rank, int world_size);
+/// This process's global rank and the world size: from MPI when active, else from World::from_env().
+Status global_rank_and_size(int *rank, int *world_size);
+/// True when the byte ranges [a, a+an) and [b, b+bn) share a byte.
+bool overlaps(const void *a, std::size_t an, const void *b, std::size_t bn);
+} // namespace comm_detail
+
+} // namespace atp

@@ -1,0 +1,260 @@
+/* Checkpoint: a single .safetensors file, a sharded index, or a folder.
+
+   The index (transformers' model.safetensors.index.json) is
+   {"metadata": {...}, "weight_map": {tensor: shard file name}}. Shard names
+   are relative to the index's folder and may not be absolute or contain
+   "..". Each shard is opened once; the index and the shards must agree
+   exactly on which tensor is where. */
+#include "atp/safetensors.h"
+
+#include "atp/atomic_file.h"
+#include "atp/json_lite.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+namespace atp {
+
+namespace {
+
+/// Largest index.json read whole.
+constexpr std::uint64_t kMaxIndexSize = 256u << 20;
+
+bool ends_with(const std::string &s, const std::string &suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+Result<std::string> read_small_file(const std::string &path, std::uint64_t cap) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return error(path + ": not a regular file");
+  }
+  if (std::uint64_t(st.st_size) > cap) {
+    ::close(fd);
+    return error(path + ": is " + std::to_string(st.st_size) +
+                 " bytes, more than the " + std::to_string(cap) + " read");
+  }
+  std::string text(std::size_t(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd, &text[got], text.size() - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      int err = errno;
+      ::close(fd);
+      return error(path + ": read failed: " + (n == 0 ? "file shrank" : std::strerror(err)));
+    }
+    got += std::size_t(n);
+  }
+  ::close(fd);
+  return text;
+}
+
+bool is_folder(const std::string &path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_regular(const std::string &path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode); // follows links
+}
+
+/// Names of the regular files in `folder` (links followed), sorted.
+Result<std::vector<std::string>> list_files(const std::string &folder) {
+  DIR *dir = ::opendir(folder.c_str());
+  if (!dir)
+    return error(folder + ": cannot list: " + std::strerror(errno));
+  std::vector<std::string> names;
+  while (dirent *e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    if (name != "." && name != ".." && is_regular(join_path(folder, name)))
+      names.push_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+/// A shard name from an index: relative, no "..", not empty.
+bool safe_relative(const std::string &name) {
+  if (name.empty() || name[0] == '/')
+    return false;
+  std::size_t pos = 0;
+  while (pos <= name.size()) {
+    std::size_t end = name.find('/', pos);
+    if (end == std::string::npos)
+      end = name.size();
+    if (name.compare(pos, end - pos, "..") == 0 && end - pos == 2)
+      return false;
+    pos = end + 1;
+  }
+  return true;
+}
+
+} // namespace
+
+Status Checkpoint::add_file(SafetensorsFile file) {
+  std::size_t fi = files_.size();
+  for (std::size_t ti = 0; ti < file.tensors().size(); ++ti) {
+    const std::string &name = file.tensors()[ti].name;
+    auto [it, fresh] = where_.emplace(name, std::make_pair(fi, ti));
+    if (!fresh)
+      return error(file.path() + ": tensor " + quote(name) + " is also stored in " +
+                   quote(files_[it->second.first].path()));
+  }
+  files_.push_back(std::move(file));
+  return Status();
+}
+
+Result<Checkpoint> Checkpoint::open(const std::string &path) {
+  Checkpoint c;
+  c.path_ = path;
+  std::string index;
+  if (is_folder(path)) {
+    ATP_ASSIGN_OR_RETURN(std::vector<std::string> names, list_files(path));
+    std::vector<std::string> indexes, shards;
+    for (const std::string &n : names) {
+      if (ends_with(n, ".safetensors.index.json"))
+        indexes.push_back(n);
+      else if (ends_with(n, ".safetensors"))
+        shards.push_back(n);
+    }
+    if (std::find(indexes.begin(), indexes.end(), "model.safetensors.index.json") !=
+        indexes.end())
+      index = join_path(path, "model.safetensors.index.json");
+    else if (indexes.size() == 1)
+      index = join_path(path, indexes[0]);
+    else if (indexes.size() > 1)
+      return error(path + ": has several safetensors index files (" +
+                   quote(indexes[0]) + ", " + quote(indexes[1]) + ", ...); name one");
+    else if (shards.empty())
+      return error(path + ": contains no *.safetensors file and no "
+                          "model.safetensors.index.json");
+    if (index.empty()) {
+      for (const std::string &n : shards) {
+        ATP_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::open(join_path(path, n)));
+        ATP_TRY(c.add_file(std::move(f)));
+      }
+      return c;
+    }
+  } else if (ends_with(path, ".json")) {
+    index = path;
+  } else {
+    ATP_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::open(path));
+    ATP_TRY(c.add_file(std::move(f)));
+    return c;
+  }
+
+  // An index.
+  c.index_path_ = index;
+  ATP_ASSIGN_OR_RETURN(std::string text, read_small_file(index, kMaxIndexSize));
+  Result<JsonValue> doc = parse_json(text);
+  if (!doc.ok())
+    return error(index + ": index is not valid JSON: " + doc.status().message());
+  if (!doc->is_object())
+    return error(index + ": index is " + doc->describe() + ", not an object");
+  if (const JsonValue *meta = doc->find("metadata"); meta && !meta->is_object())
+    return error(index + ": 'metadata' is " + meta->describe() + ", not an object");
+  const JsonValue *map = doc->find("weight_map");
+  if (!map)
+    return error(index + ": index has no 'weight_map'");
+  if (!map->is_object())
+    return error(index + ": 'weight_map' is " + map->describe() + ", not an object");
+
+  // Shard name -> first tensor mapped to it; tensor -> shard name.
+  std::map<std::string, std::string> shards;
+  std::map<std::string, std::string> mapped;
+  for (std::size_t i = 0; i < map->size(); ++i) {
+    const std::string &tensor = map->key(i);
+    const JsonValue &v = (*map)[i];
+    if (!v.is_string())
+      return error(index + ": 'weight_map' value of " + quote(tensor) + " is " +
+                   v.describe() + ", not a string");
+    if (!safe_relative(v.as_string()))
+      return error(index + ": tensor " + quote(tensor) + " is mapped to " +
+                   quote(v.as_string()) +
+                   ", which is not a file name relative to the index's folder");
+    shards.emplace(v.as_string(), tensor);
+    mapped[tensor] = v.as_string();
+  }
+  std::string folder = parent_folder(index);
+  std::map<std::string, std::size_t> shard_file; // shard name -> file index
+  for (const auto &[shard, tensor] : shards) {
+    Result<SafetensorsFile> f = SafetensorsFile::open(join_path(folder, shard));
+    if (!f.ok())
+      return error(index + ": shard " + quote(shard) + " (holding " + quote(tensor) +
+                   "): " + f.status().message());
+    shard_file[shard] = c.files_.size();
+    ATP_TRY(c.add_file(std::move(f).value()));
+  }
+  for (const auto &[tensor, shard] : mapped) {
+    auto it = c.where_.find(tensor);
+    if (it != c.where_.end() && it->second.first == shard_file[shard])
+      continue;
+    std::string actual =
+        it == c.where_.end() ? "" : " (it is in " + quote(c.files_[it->second.first].path()) + ")";
+    return error(index + ": tensor " + quote(tensor) + " is mapped to shard " +
+                 quote(shard) + ", which does not contain it" + actual);
+  }
+  for (const auto &[tensor, loc] : c.where_)
+    if (!mapped.count(tensor))
+      return error(c.files_[loc.first].path() + ": tensor " + quote(tensor) +
+                   " is not listed in the weight_map of " + quote(index));
+  return c;
+}
+
+std::vector<const TensorInfo *> Checkpoint::tensors() const {
+  std::vector<const TensorInfo *> all;
+  for (const SafetensorsFile &f : files_)
+    for (const TensorInfo &t : f.tensors())
+      all.push_back(&t);
+  return all;
+}
+
+const TensorInfo *Checkpoint::find(std::string_view name) const {
+  auto it = where_.find(std::string(name));
+  if (it == where_.end())
+    return nullptr;
+  return &files_[it->second.first].tensors()[it->second.second];
+}
+
+const SafetensorsFile *Checkpoint::file_of(std::string_view name) const {
+  auto it = where_.find(std::string(name));
+  return it == where_.end() ? nullptr : &files_[it->second.first];
+}
+
+const std::map<std::string, std::string> &Checkpoint::metadata() const {
+  static const std::map<std::string, std::string> empty;
+  return files_.empty() ? empty : files_.front().metadata();
+}
+
+Status Checkpoint::read_range(std::string_view name, std::uint64_t byte_offset,
+                              std::uint64_t nbytes, void *dst) const {
+  const SafetensorsFile *f = file_of(name);
+  if (!f)
+    return error(path_ + ": tensor " + quote(name) + " is not in this checkpoint");
+  return f->read_range(name, byte_offset, nbytes, dst);
+}
+
+Result<HostTensor> Checkpoint::read(std::string_view name) const {
+  const SafetensorsFile *f = file_of(name);
+  if (!f)
+    return error(path_ + ": tensor " + quote(name) + " is not in this checkpoint");
+  return f->read(name);
+}
+
+} // namespace atp
