@@ -38,21 +38,14 @@ std::pair<int64_t, int64_t> view2D(const std::vector<int64_t> &Shape) {
   return {Rows, Shape.back()};
 }
 
-/// A box in the 2-D view.
-std::string box2D(const Box &B, const std::vector<int64_t> &Full) {
+/// A box of the IR in the 2-D view: {row_begin, row_end, col_begin, col_end}.
+std::array<int64_t, 4> box2D(const Box &B, const std::vector<int64_t> &Full) {
   auto [Rows, Cols] = view2D(Full);
-  int64_t R0 = 0, R1 = Rows, C0 = 0, C1 = Cols;
-  if (Full.size() == 1) {
-    R0 = B.Ranges[0].first;
-    R1 = B.Ranges[0].second;
-  } else if (Full.size() == 2) {
-    R0 = B.Ranges[0].first;
-    R1 = B.Ranges[0].second;
-    C0 = B.Ranges[1].first;
-    C1 = B.Ranges[1].second;
-  }
-  return "{{" + std::to_string(R0) + ", " + std::to_string(R1) + "}, {" + std::to_string(C0) + ", " +
-         std::to_string(C1) + "}}";
+  if (Full.size() == 1)
+    return {B.Ranges[0].first, B.Ranges[0].second, 0, 1};
+  if (Full.size() == 2)
+    return {B.Ranges[0].first, B.Ranges[0].second, B.Ranges[1].first, B.Ranges[1].second};
+  return {0, Rows, 0, Cols};
 }
 
 std::string header(const Module &M) {
@@ -86,6 +79,33 @@ std::string autotpc::planFingerprint(const Module &M) {
   return Hex;
 }
 
+std::vector<PlanTableParam> autotpc::planTables(const Module &M) {
+  std::vector<PlanTableParam> Tables;
+  Tables.reserve(M.Params.size());
+  for (const Param &P : M.Params) {
+    PlanTableParam T;
+    T.Name = P.Info.Name;
+    T.DType = P.Info.DType;
+    T.Shape = P.Info.Shape.empty() ? std::vector<int64_t>{1} : P.Info.Shape; // 0-D: one element
+    std::tie(T.Rows, T.Cols) = view2D(P.Info.Shape);
+    T.Kind = P.Part.Kind;
+    T.ConcatDim = P.Part.Kind == PartKind::Row ? 1 : 0;
+    const bool Shared = P.Part.Kind == PartKind::Replicate;
+    for (size_t R = 0; R < (Shared ? 1 : P.Shards.size()); ++R)
+      for (const Box &B : P.Shards[R].Boxes)
+        T.Boxes.push_back(box2D(B, P.Info.Shape));
+    int64_t First = 0;
+    for (const Shard &Sh : P.Shards) {
+      auto [Rows, Cols] = view2D(Sh.Shape);
+      T.Ranks.push_back({Shared ? 0 : First, int64_t(Sh.Boxes.size()), Rows, Cols});
+      if (!Shared)
+        First += int64_t(Sh.Boxes.size());
+    }
+    Tables.push_back(std::move(T));
+  }
+  return Tables;
+}
+
 std::string autotpc::emitPlanHeader(const Module &M) {
   std::string S = header(M);
   S += "#pragma once\n\n#include \"atp/plan.h\" // defines: ModelPlan, ParamPlan, RankShard, Box, Split\n\n"
@@ -99,11 +119,20 @@ std::string autotpc::emitPlanHeader(const Module &M) {
 
 std::string autotpc::emitPlanSource(const Module &M, const llvm::SourceMgr &SM, const EmitOptions &Opts) {
   std::vector<std::string> Ids = legalizeNames(M);
+  std::vector<PlanTableParam> Tables = planTables(M);
   std::string S = header(M);
   llvm::raw_string_ostream OS(S);
+  auto Quad = [](const std::array<int64_t, 4> &A, bool AsBox) {
+    if (AsBox)
+      return "{{" + std::to_string(A[0]) + ", " + std::to_string(A[1]) + "}, {" + std::to_string(A[2]) + ", " +
+             std::to_string(A[3]) + "}}";
+    return "{" + std::to_string(A[0]) + ", " + std::to_string(A[1]) + ", " + std::to_string(A[2]) + ", " +
+           std::to_string(A[3]) + "}";
+  };
   OS << "#include \"plan.h\"\n\n#include <cstdint>\n\nnamespace gen {\nnamespace {\n\n";
   for (size_t I = 0; I < M.Params.size(); ++I) {
     const Param &P = M.Params[I];
+    const PlanTableParam &T = Tables[I];
     const std::string &Id = Ids[I];
     OS << "// " << P.Info.Name << ": " << partKindName(P.Part.Kind) << " (" << decisionName(P.Part.Why) << ")";
     if (Opts.OriginComments && P.Part.SpecIndex >= 0) {
@@ -116,37 +145,23 @@ std::string autotpc::emitPlanSource(const Module &M, const llvm::SourceMgr &SM, 
         OS << "static_assert(" << P.Part.SubSizes[Sub] << " % kTpSize == 0, \"" << P.Info.Name
            << ": sub-parameter " << Sub << " % tp_size\");\n";
     OS << "constexpr std::int64_t " << Id << "_shape[] = {";
-    for (size_t D = 0; D < P.Info.Shape.size(); ++D)
-      OS << (D ? ", " : "") << P.Info.Shape[D];
-    if (P.Info.Shape.empty())
-      OS << "1"; // a 0-D tensor: one element
+    for (size_t D = 0; D < T.Shape.size(); ++D)
+      OS << (D ? ", " : "") << T.Shape[D];
     OS << "};\n";
-    // Replicated: one box shared by every rank.
-    size_t Ranks = P.Part.Kind == PartKind::Replicate ? 1 : P.Shards.size();
     OS << "constexpr atp::Box " << Id << "_boxes[] = {";
-    for (size_t R = 0; R < Ranks; ++R)
-      for (const Box &B : P.Shards[R].Boxes)
-        OS << "\n    " << box2D(B, P.Info.Shape) << ",";
+    for (const auto &B : T.Boxes)
+      OS << "\n    " << Quad(B, true) << ",";
     OS << "\n};\n";
     OS << "constexpr atp::RankShard " << Id << "_ranks[] = {";
-    int64_t First = 0;
-    for (size_t R = 0; R < P.Shards.size(); ++R) {
-      const Shard &Sh = P.Shards[R];
-      auto [Rows, Cols] = view2D(Sh.Shape);
-      bool Shared = P.Part.Kind == PartKind::Replicate;
-      OS << "\n    {" << (Shared ? 0 : First) << ", " << Sh.Boxes.size() << ", " << Rows << ", " << Cols << "},";
-      if (!Shared)
-        First += int64_t(Sh.Boxes.size());
-    }
+    for (const auto &R : T.Ranks)
+      OS << "\n    " << Quad(R, false) << ",";
     OS << "\n};\n\n";
   }
   OS << "constexpr atp::ParamPlan params[] = {\n";
-  for (size_t I = 0; I < M.Params.size(); ++I) {
-    const Param &P = M.Params[I];
-    auto [Rows, Cols] = view2D(P.Info.Shape);
-    int ConcatDim = P.Part.Kind == PartKind::Row ? 1 : 0;
-    OS << "    {\"" << P.Info.Name << "\", atp::DType::" << P.Info.DType << ", " << P.Info.Shape.size() << ", "
-       << Ids[I] << "_shape, " << Rows << ", " << Cols << ", " << splitName(P.Part.Kind) << ", " << ConcatDim
+  for (size_t I = 0; I < Tables.size(); ++I) {
+    const PlanTableParam &T = Tables[I];
+    OS << "    {\"" << T.Name << "\", atp::DType::" << T.DType << ", " << M.Params[I].Info.Shape.size() << ", "
+       << Ids[I] << "_shape, " << T.Rows << ", " << T.Cols << ", " << splitName(T.Kind) << ", " << T.ConcatDim
        << ", " << Ids[I] << "_boxes, " << Ids[I] << "_ranks},\n";
   }
   OS << "};\nstatic_assert(sizeof(params) / sizeof(params[0]) == kNumParams, \"parameter count\");\n\n";

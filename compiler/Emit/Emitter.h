@@ -12,6 +12,8 @@
 
 #include "IR/Module.h"
 
+#include <array>
+
 namespace autotpc {
 
 struct EmittedFile {
@@ -27,6 +29,23 @@ struct EmitOptions {
 /// and every rank's boxes), as 16 hex digits. Shards carry it; consolidate
 /// refuses shards whose fingerprint differs.
 std::string planFingerprint(const Module &M);
+
+/// One parameter of the shard plan as plan.cpp states it (runtime/include/
+/// atp/plan.h's ParamPlan): the 2-D view, the split, and the boxes
+/// {row_begin, row_end, col_begin, col_end} and rank shards {first, count,
+/// rows, cols}. Replicated parameters have one box that every rank shares.
+struct PlanTableParam {
+  std::string Name, DType;
+  std::vector<int64_t> Shape;
+  int64_t Rows = 1, Cols = 1;
+  PartKind Kind = PartKind::Replicate;
+  int ConcatDim = 0;
+  std::vector<std::array<int64_t, 4>> Boxes, Ranks;
+};
+
+/// The plan tables of M, in parameter order: the single source of what
+/// plan.cpp prints (and what tests load in process).
+std::vector<PlanTableParam> planTables(const Module &M);
 
 /// plan.h: the plan's declaration and its sizes as constants.
 std::string emitPlanHeader(const Module &M);

@@ -56,9 +56,6 @@ std::string shard_file_name(int rank, int tp_size) {
 }
 
 static Status check_tensors(const ModelPlan &plan, const Checkpoint &ckpt) {
-  if (ckpt.size() != std::size_t(plan.num_params))
-    return error(ckpt.path() + ": holds " + std::to_string(ckpt.size()) + " tensors but the plan has " +
-                 std::to_string(plan.num_params) + " parameters");
   for (int i = 0; i < plan.num_params; ++i) {
     const ParamPlan &p = plan.params[i];
     const TensorInfo *t = ckpt.find(p.name);
@@ -67,6 +64,21 @@ static Status check_tensors(const ModelPlan &plan, const Checkpoint &ckpt) {
     if (t->dtype != p.dtype || t->shape != full_shape(p))
       return error(ckpt.path() + ": tensor '" + p.name + "' is " + dtype_name(t->dtype) + shape_string(t->shape) +
                    " but the plan expects " + dtype_name(p.dtype) + shape_string(full_shape(p)));
+  }
+  if (ckpt.size() != std::size_t(plan.num_params)) {
+    // Every plan parameter is there, so some tensor is not in the plan.
+    std::string extra;
+    for (const TensorInfo *t : ckpt.tensors()) {
+      bool known = false;
+      for (int i = 0; i < plan.num_params && !known; ++i)
+        known = t->name == plan.params[i].name;
+      if (!known) {
+        extra = t->name;
+        break;
+      }
+    }
+    return error(ckpt.path() + ": tensor '" + extra + "' is not a parameter of the plan (the checkpoint holds " +
+                 std::to_string(ckpt.size()) + " tensors, the plan " + std::to_string(plan.num_params) + ")");
   }
   return Status();
 }
