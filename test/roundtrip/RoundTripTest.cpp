@@ -8,90 +8,21 @@
 // and leave no output.
 //
 //===----------------------------------------------------------------------===//
-#include "Emit/Emitter.h"
-#include "IR/Builder.h"
-#include "Spec/Config.h"
-#include "Support/JsonDoc.h"
-#include "Verify/Verifier.h"
+#include "PlanLoader.h"
 
 #include "atp/checkpoint_tools.h"
 #include "atp/safetensors.h"
 #include "atp/safetensors_writer.h"
 
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/MemoryBuffer.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
-#include <fstream>
 #include <random>
 
 using namespace autotpc;
 
 namespace {
-
-const char *const Families[] = {"llama", "mistral", "qwen2", "phi3", "mixtral", "deepseek_v2", "bloom", "chatglm"};
-
-std::string tinyDir() { return std::string(AUTOTPC_SPECS_DIR) + "/tiny"; }
-
-/// Owns the arrays an atp::ModelPlan points into.
-struct LoadedPlan {
-  std::vector<PlanTableParam> Tables;
-  std::vector<std::vector<atp::Box>> Boxes;
-  std::vector<std::vector<atp::RankShard>> Ranks;
-  std::vector<atp::ParamPlan> Params;
-  std::string Fingerprint;
-  atp::ModelPlan Plan{};
-  std::vector<std::string> Names; // stable storage for ParamPlan::name
-};
-
-/// Compiles specs/tiny/<family>.ds.json at TP `Tp`; fills Out. Returns the
-/// diagnostics text on failure.
-std::string compile(const std::string &Family, int Tp, LoadedPlan &Out) {
-  std::ifstream In(tinyDir() + "/" + Family + ".ds.json");
-  nlohmann::json Cfg = nlohmann::json::parse(In);
-  Cfg["tensor_parallel"]["autotp_size"] = Tp;
-  Cfg["model"] = tinyDir() + "/" + Family + ".json";
-  std::string Text = Cfg.dump(2), Diag;
-  llvm::raw_string_ostream DiagOS(Diag);
-  llvm::SourceMgr SM;
-  DiagEngine Diags(SM, DiagOS);
-  unsigned ID = SM.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(Text, Family + ".ds.json"), llvm::SMLoc());
-  std::vector<std::unique_ptr<JsonDoc>> Docs;
-  Docs.push_back(JsonDoc::parse(Diags, ID));
-  Config C;
-  if (!Docs.back() || !parseConfig(*Docs.back(), Diags, C))
-    return DiagOS.str();
-  std::optional<LoadedModel> Model = loadModel(C, *Docs.back(), "", Diags, Docs);
-  if (!Model)
-    return DiagOS.str();
-  std::optional<Module> M = buildModule(C, *Model, Diags);
-  Topology Topo;
-  if (!M || !verifyModule(VerifyContext{*M, C, *Model, Diags, std::nullopt}, Topo) || Diags.hasErrors())
-    return DiagOS.str();
-  Out.Tables = planTables(*M);
-  Out.Fingerprint = planFingerprint(*M);
-  for (const PlanTableParam &T : Out.Tables) {
-    Out.Boxes.emplace_back();
-    for (const auto &B : T.Boxes)
-      Out.Boxes.back().push_back({{B[0], B[1]}, {B[2], B[3]}});
-    Out.Ranks.emplace_back();
-    for (const auto &R : T.Ranks)
-      Out.Ranks.back().push_back({int32_t(R[0]), int32_t(R[1]), R[2], R[3]});
-  }
-  for (size_t I = 0; I < Out.Tables.size(); ++I) {
-    const PlanTableParam &T = Out.Tables[I];
-    atp::Split S = T.Kind == PartKind::Row      ? atp::Split::Row
-                   : T.Kind == PartKind::Column ? atp::Split::Column
-                                                : atp::Split::Replicate;
-    Out.Params.push_back({T.Name.c_str(), *atp::dtype_from_name(T.DType), int32_t(M->Params[I].Info.Shape.size()),
-                          T.Shape.data(), T.Rows, T.Cols, S, int32_t(T.ConcatDim), Out.Boxes[I].data(),
-                          Out.Ranks[I].data()});
-  }
-  Out.Plan = {Out.Fingerprint.c_str(), int32_t(M->TpSize), int32_t(Out.Params.size()), Out.Params.data()};
-  return "";
-}
 
 /// A fresh temporary folder.
 std::string tempDir(const std::string &Tag) {
@@ -140,7 +71,7 @@ class RoundTrip : public ::testing::TestWithParam<std::tuple<const char *, int>>
 TEST_P(RoundTrip, ShardConsolidateIsExactAndLoadShardedMatches) {
   auto [Family, Tp] = GetParam();
   LoadedPlan P;
-  ASSERT_EQ(compile(Family, Tp, P), "");
+  ASSERT_EQ(compileTiny(Family, Tp, P), "");
   std::string Dir = tempDir(std::string(Family) + "-tp" + std::to_string(Tp));
   std::string Hf = Dir + "/model.safetensors", Shards = Dir + "/shards", Back = Dir + "/back";
   writeCheckpoint(P.Plan, Hf, 1234 + Tp);
@@ -167,7 +98,7 @@ TEST_P(RoundTrip, ShardConsolidateIsExactAndLoadShardedMatches) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, RoundTrip,
-                         ::testing::Combine(::testing::ValuesIn(Families), ::testing::Values(1, 2, 4, 8)),
+                         ::testing::Combine(::testing::ValuesIn(TinyFamilies), ::testing::Values(1, 2, 4, 8)),
                          [](const auto &Info) {
                            return std::string(std::get<0>(Info.param)) + "_tp" +
                                   std::to_string(std::get<1>(Info.param));
@@ -175,7 +106,7 @@ INSTANTIATE_TEST_SUITE_P(Families, RoundTrip,
 
 TEST(RoundTripErrors, MissingTensorIsNamedAndNothingIsWritten) {
   LoadedPlan P;
-  ASSERT_EQ(compile("llama", 2, P), "");
+  ASSERT_EQ(compileTiny("llama", 2, P), "");
   std::string Dir = tempDir("missing");
   writeCheckpoint(P.Plan, Dir + "/model.safetensors", 7, "model.norm.weight");
   atp::Status S = atp::shard_checkpoint(P.Plan, Dir + "/model.safetensors", Dir + "/shards");
@@ -187,8 +118,8 @@ TEST(RoundTripErrors, MissingTensorIsNamedAndNothingIsWritten) {
 
 TEST(RoundTripErrors, ShardsOfAnotherPlanAreRefused) {
   LoadedPlan Two, Four;
-  ASSERT_EQ(compile("llama", 2, Two), "");
-  ASSERT_EQ(compile("llama", 4, Four), "");
+  ASSERT_EQ(compileTiny("llama", 2, Two), "");
+  ASSERT_EQ(compileTiny("llama", 4, Four), "");
   std::string Dir = tempDir("fingerprint");
   writeCheckpoint(Two.Plan, Dir + "/model.safetensors", 9);
   ASSERT_TRUE(atp::shard_checkpoint(Two.Plan, Dir + "/model.safetensors", Dir + "/shards").ok());
