@@ -44,8 +44,16 @@ namespace atp {
 
 bool comm_supports(DType dtype) {
   switch (dtype) {
-  case DType::F32: case DType::BF16: case DType::F16: case DType::F64: case DType::I32:
-  case DType::U32: case DType::I64: case DType::U64: case DType::I8: case DType::U8:
+  case DType::F32:
+  case DType::BF16:
+  case DType::F16:
+  case DType::F64:
+  case DType::I32:
+  case DType::U32:
+  case DType::I64:
+  case DType::U64:
+  case DType::I8:
+  case DType::U8:
     return true;
   default:
     return false;
@@ -54,10 +62,14 @@ bool comm_supports(DType dtype) {
 
 const char *reduce_op_name(ReduceOp op) {
   switch (op) {
-  case ReduceOp::Sum: return "sum";
-  case ReduceOp::Max: return "max";
-  case ReduceOp::Min: return "min";
-  case ReduceOp::Avg: return "avg";
+  case ReduceOp::Sum:
+    return "sum";
+  case ReduceOp::Max:
+    return "max";
+  case ReduceOp::Min:
+    return "min";
+  case ReduceOp::Avg:
+    return "avg";
   }
   return "?";
 }
@@ -185,14 +197,12 @@ double comm_timeout_s() {
 
 std::string process_label() {
   int rank = -1, size = 0;
-  std::string r = comm_detail::global_rank_and_size(&rank, &size).ok()
-                      ? std::to_string(rank) + "/" + std::to_string(size)
-                      : "?";
+  std::string r =
+      comm_detail::global_rank_and_size(&rank, &size).ok() ? std::to_string(rank) + "/" + std::to_string(size) : "?";
   return "rank " + r + " (host " + host_name() + ")";
 }
 
-Status Comm::check_args(const char *call, const void *send, const void *recv, std::size_t count,
-                        DType dtype) const {
+Status Comm::check_args(const char *call, const void *send, const void *recv, std::size_t count, DType dtype) const {
   if (!comm_supports(dtype))
     return error(std::string(call) + ": dtype " + dtype_name(dtype) + " is not supported by comms");
   if (count > 0 && (!send || !recv))
@@ -285,9 +295,11 @@ Status mpi_init(int *argc, char ***argv) {
   st.abort_hook = add_abort_hook([] {
     if (!mpi_active())
       return;
-    if (mpi_state().thread_level == MPI_THREAD_MULTIPLE)
+    int main_thread = 0;
+    MPI_Is_thread_main(&main_thread);
+    if (mpi_state().thread_level == MPI_THREAD_MULTIPLE || main_thread)
       MPI_Abort(MPI_COMM_WORLD, 1);
-    std::_Exit(1); // without MPI_THREAD_MULTIPLE another thread may be inside MPI: leave it to the launcher
+    std::_Exit(1); // another thread may be inside MPI, which then forbids calls here: leave it to the launcher
   });
   st.set_up = true;
   return {};
@@ -329,7 +341,8 @@ public:
       std::thread([this] { loop(); }).detach();
       started_ = true;
     }
-    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+    auto deadline =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
     armed_.emplace(next_id_, Entry{deadline, timeout_s, std::move(what), mpi_call});
     cv_.notify_one();
     return next_id_++;
@@ -354,9 +367,8 @@ private:
         cv_.wait(lock);
         continue;
       }
-      auto first = std::min_element(armed_.begin(), armed_.end(), [](const auto &a, const auto &b) {
-        return a.second.deadline < b.second.deadline;
-      });
+      auto first = std::min_element(armed_.begin(), armed_.end(),
+                                    [](const auto &a, const auto &b) { return a.second.deadline < b.second.deadline; });
       if (Clock::now() < first->second.deadline) {
         cv_.wait_until(lock, first->second.deadline);
         continue;
@@ -406,15 +418,24 @@ namespace {
 
 MPI_Datatype mpi_type(DType dtype) {
   switch (dtype) {
-  case DType::F32: return MPI_FLOAT;
-  case DType::F64: return MPI_DOUBLE;
-  case DType::I32: return MPI_INT32_T;
-  case DType::U32: return MPI_UINT32_T;
-  case DType::I64: return MPI_INT64_T;
-  case DType::U64: return MPI_UINT64_T;
-  case DType::I8: return MPI_INT8_T;
-  case DType::U8: return MPI_UINT8_T;
-  default: return MPI_UINT16_T; // BF16, F16 (check_args refused the rest)
+  case DType::F32:
+    return MPI_FLOAT;
+  case DType::F64:
+    return MPI_DOUBLE;
+  case DType::I32:
+    return MPI_INT32_T;
+  case DType::U32:
+    return MPI_UINT32_T;
+  case DType::I64:
+    return MPI_INT64_T;
+  case DType::U64:
+    return MPI_UINT64_T;
+  case DType::I8:
+    return MPI_INT8_T;
+  case DType::U8:
+    return MPI_UINT8_T;
+  default:
+    return MPI_UINT16_T; // BF16, F16 (check_args refused the rest)
   }
 }
 
@@ -435,14 +456,22 @@ template <class T> void divide_as(void *buf, std::size_t count, int n) {
 void divide(void *buf, std::size_t count, DType dtype, int n) {
   auto *h = static_cast<std::uint16_t *>(buf);
   switch (dtype) {
-  case DType::F32: return divide_as<float>(buf, count, n);
-  case DType::F64: return divide_as<double>(buf, count, n);
-  case DType::I32: return divide_as<std::int32_t>(buf, count, n);
-  case DType::U32: return divide_as<std::uint32_t>(buf, count, n);
-  case DType::I64: return divide_as<std::int64_t>(buf, count, n);
-  case DType::U64: return divide_as<std::uint64_t>(buf, count, n);
-  case DType::I8: return divide_as<std::int8_t>(buf, count, n);
-  case DType::U8: return divide_as<std::uint8_t>(buf, count, n);
+  case DType::F32:
+    return divide_as<float>(buf, count, n);
+  case DType::F64:
+    return divide_as<double>(buf, count, n);
+  case DType::I32:
+    return divide_as<std::int32_t>(buf, count, n);
+  case DType::U32:
+    return divide_as<std::uint32_t>(buf, count, n);
+  case DType::I64:
+    return divide_as<std::int64_t>(buf, count, n);
+  case DType::U64:
+    return divide_as<std::uint64_t>(buf, count, n);
+  case DType::I8:
+    return divide_as<std::int8_t>(buf, count, n);
+  case DType::U8:
+    return divide_as<std::uint8_t>(buf, count, n);
   case DType::BF16:
     for (std::size_t i = 0; i < count; ++i)
       h[i] = float_to_bf16(bf16_to_float(h[i]) / static_cast<float>(n));
@@ -451,7 +480,8 @@ void divide(void *buf, std::size_t count, DType dtype, int n) {
     for (std::size_t i = 0; i < count; ++i)
       h[i] = float_to_f16(f16_to_float(h[i]) / static_cast<float>(n));
     return;
-  default: return;
+  default:
+    return;
   }
 }
 
@@ -472,7 +502,9 @@ public:
   Status all_gather(const void *send, void *recv, std::size_t send_count, DType dtype) override;
   Status broadcast(void *buf, std::size_t count, DType dtype, int root) override;
   Status barrier() override;
-  Status synchronize() override { return aborted_ ? error(describe("synchronize") + ": the comm was aborted") : Status{}; }
+  Status synchronize() override {
+    return aborted_ ? error(describe("synchronize") + ": the comm was aborted") : Status{};
+  }
   /// MPI cannot abort one communicator without the job: later calls fail; ending the job is fail()'s hook.
   void abort() override { aborted_ = true; }
 
@@ -481,7 +513,8 @@ private:
                        const char *op = nullptr) const {
     std::string s = call;
     if (count)
-      s += std::string("(") + std::to_string(count) + " x " + dtype_name(dtype) + (op ? std::string(", ") + op : "") + ")";
+      s += std::string("(") + std::to_string(count) + " x " + dtype_name(dtype) + (op ? std::string(", ") + op : "") +
+           ")";
     return s + " on group " + comm_detail::group_string(ranks()) + " (group rank " + std::to_string(rank()) + "/" +
            std::to_string(size()) + ")";
   }

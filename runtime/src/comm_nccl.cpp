@@ -42,25 +42,39 @@ using Clock = std::chrono::steady_clock;
 
 ncclDataType_t nccl_type(DType dtype) {
   switch (dtype) {
-  case DType::F32: return ncclFloat32;
-  case DType::BF16: return ncclBfloat16;
-  case DType::F16: return ncclFloat16;
-  case DType::F64: return ncclFloat64;
-  case DType::I32: return ncclInt32;
-  case DType::U32: return ncclUint32;
-  case DType::I64: return ncclInt64;
-  case DType::U64: return ncclUint64;
-  case DType::I8: return ncclInt8;
-  default: return ncclUint8; // U8 (check_args refused the rest)
+  case DType::F32:
+    return ncclFloat32;
+  case DType::BF16:
+    return ncclBfloat16;
+  case DType::F16:
+    return ncclFloat16;
+  case DType::F64:
+    return ncclFloat64;
+  case DType::I32:
+    return ncclInt32;
+  case DType::U32:
+    return ncclUint32;
+  case DType::I64:
+    return ncclInt64;
+  case DType::U64:
+    return ncclUint64;
+  case DType::I8:
+    return ncclInt8;
+  default:
+    return ncclUint8; // U8 (check_args refused the rest)
   }
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-  case ReduceOp::Max: return ncclMax;
-  case ReduceOp::Min: return ncclMin;
-  case ReduceOp::Avg: return ncclAvg;
-  default: return ncclSum;
+  case ReduceOp::Max:
+    return ncclMax;
+  case ReduceOp::Min:
+    return ncclMin;
+  case ReduceOp::Avg:
+    return ncclAvg;
+  default:
+    return ncclSum;
   }
 }
 
@@ -153,7 +167,7 @@ public:
     std::unique_lock<std::timed_mutex> lock(mu_, std::defer_lock);
     // From an abort hook the watchdog may hold the lock for a moment; never wait long.
     bool locked = lock.try_lock_for(std::chrono::seconds(2));
-    (void)abort_comm("comm on group " + comm_detail::group_string(ranks()) + " aborted by the caller", locked);
+    (void)abort_comm("comm on group " + comm_detail::group_string(ranks()) + " aborted (abort() or fail())", locked);
   }
 
 private:
@@ -214,9 +228,7 @@ private:
     return locked ? sticky() : error(why);
   }
   /// The error that failed the comm (call with the lock held).
-  Status sticky() const {
-    return error_.ok() ? error(describe("comm") + ": the communicator was aborted") : error_;
-  }
+  Status sticky() const { return error_.ok() ? error(describe("comm") + ": the communicator was aborted") : error_; }
 
   void watchdog_loop();
 
@@ -251,8 +263,8 @@ void NcclComm::watchdog_loop() {
     ncclResult_t async = ncclSuccess;
     ncclCommGetAsyncError(comm_, &async);
     if (async != ncclSuccess && async != ncclInProgress) {
-      (void)abort_comm(pending_.front().what + ": NCCL reported an asynchronous error: " + nccl_error_detail(async, comm_),
-                 true);
+      (void)abort_comm(
+          pending_.front().what + ": NCCL reported an asynchronous error: " + nccl_error_detail(async, comm_), true);
       continue;
     }
     while (!pending_.empty()) {
@@ -269,8 +281,8 @@ void NcclComm::watchdog_loop() {
     if (!failed_ && !pending_.empty() && timeout_s_ > 0 &&
         Clock::now() - pending_.front().start > std::chrono::duration<double>(timeout_s_))
       (void)abort_comm(pending_.front().what + " did not complete within " + seconds_text(timeout_s_) +
-                     " (ATP_COMM_TIMEOUT_S): a peer is dead, hung, or called a different collective",
-                 true);
+                           " (ATP_COMM_TIMEOUT_S): a peer is dead, hung, or called a different collective",
+                       true);
   }
 }
 
@@ -290,9 +302,8 @@ Status NcclComm::synchronize() {
   ncclResult_t async = ncclSuccess;
   ncclCommGetAsyncError(comm_, &async);
   if (async != ncclSuccess && async != ncclInProgress)
-    return abort_comm(describe("synchronize") + ": NCCL reported an asynchronous error: " +
-                          nccl_error_detail(async, comm_),
-                      true);
+    return abort_comm(
+        describe("synchronize") + ": NCCL reported an asynchronous error: " + nccl_error_detail(async, comm_), true);
   for (Pending &p : pending_)
     free_events_.push_back(p.event);
   pending_.clear();
@@ -449,7 +460,8 @@ Result<std::unique_ptr<Comm>> make_nccl_comm(const std::vector<int> &ranks, cons
   std::memset(&id, 0, sizeof id);
   if (group_rank == 0)
     ATP_NCCL_TRY(ncclGetUniqueId(&id));
-  std::string rendezvous_dir = options.rendezvous_dir.empty() ? env_or("ATP_RENDEZVOUS_DIR", "") : options.rendezvous_dir;
+  std::string rendezvous_dir =
+      options.rendezvous_dir.empty() ? env_or("ATP_RENDEZVOUS_DIR", "") : options.rendezvous_dir;
   if (boot == Bootstrap::Auto)
     boot = mpi_active() ? Bootstrap::Mpi : !rendezvous_dir.empty() ? Bootstrap::File : Bootstrap::Auto;
   std::string id_file;
@@ -467,7 +479,8 @@ Result<std::unique_ptr<Comm>> make_nccl_comm(const std::vector<int> &ranks, cons
         if (run_id.empty())
           run_id = env_or(var, "");
       id_file = rendezvous_dir + "/" + rendezvous_name(ranks, run_id.empty() ? "job" : run_id);
-      Status s = group_rank == 0 ? file_write_id(rendezvous_dir, id_file, id) : file_read_id(id_file, &id, timeout_s, ranks[0]);
+      Status s = group_rank == 0 ? file_write_id(rendezvous_dir, id_file, id)
+                                 : file_read_id(id_file, &id, timeout_s, ranks[0]);
       if (!s.ok())
         return s.with_context(what + ": file rendezvous");
     } else {
@@ -489,6 +502,8 @@ Result<std::unique_ptr<Comm>> make_nccl_comm(const std::vector<int> &ranks, cons
                                           : "failed: " + nccl_error_detail(r, comm);
     if (comm)
       ncclCommAbort(comm);
+    if (!id_file.empty() && group_rank == 0)
+      ::unlink(id_file.c_str()); // no later job may read a stale id
     return error(what + ": ncclCommInitRankConfig " + why);
   }
   if (!id_file.empty() && group_rank == 0)

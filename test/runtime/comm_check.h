@@ -42,39 +42,72 @@ inline double value(std::uint32_t seed, int rank, std::size_t i, DType d) {
 
 inline void store(void *buf, std::size_t i, DType d, double v) {
   switch (d) {
-  case DType::F32: static_cast<float *>(buf)[i] = float(v); break;
-  case DType::F64: static_cast<double *>(buf)[i] = v; break;
-  case DType::BF16: static_cast<std::uint16_t *>(buf)[i] = float_to_bf16(float(v)); break;
-  case DType::F16: static_cast<std::uint16_t *>(buf)[i] = float_to_f16(float(v)); break;
-  case DType::I32: static_cast<std::int32_t *>(buf)[i] = std::int32_t(v); break;
-  case DType::U32: static_cast<std::uint32_t *>(buf)[i] = std::uint32_t(v); break;
-  case DType::I64: static_cast<std::int64_t *>(buf)[i] = std::int64_t(v); break;
-  case DType::U64: static_cast<std::uint64_t *>(buf)[i] = std::uint64_t(v); break;
-  case DType::I8: static_cast<std::int8_t *>(buf)[i] = std::int8_t(v); break;
-  default: static_cast<std::uint8_t *>(buf)[i] = std::uint8_t(v); break;
+  case DType::F32:
+    static_cast<float *>(buf)[i] = float(v);
+    break;
+  case DType::F64:
+    static_cast<double *>(buf)[i] = v;
+    break;
+  case DType::BF16:
+    static_cast<std::uint16_t *>(buf)[i] = float_to_bf16(float(v));
+    break;
+  case DType::F16:
+    static_cast<std::uint16_t *>(buf)[i] = float_to_f16(float(v));
+    break;
+  case DType::I32:
+    static_cast<std::int32_t *>(buf)[i] = std::int32_t(v);
+    break;
+  case DType::U32:
+    static_cast<std::uint32_t *>(buf)[i] = std::uint32_t(v);
+    break;
+  case DType::I64:
+    static_cast<std::int64_t *>(buf)[i] = std::int64_t(v);
+    break;
+  case DType::U64:
+    static_cast<std::uint64_t *>(buf)[i] = std::uint64_t(v);
+    break;
+  case DType::I8:
+    static_cast<std::int8_t *>(buf)[i] = std::int8_t(v);
+    break;
+  default:
+    static_cast<std::uint8_t *>(buf)[i] = std::uint8_t(v);
+    break;
   }
 }
 
 inline double load(const void *buf, std::size_t i, DType d) {
   switch (d) {
-  case DType::F32: return static_cast<const float *>(buf)[i];
-  case DType::F64: return static_cast<const double *>(buf)[i];
-  case DType::BF16: return bf16_to_float(static_cast<const std::uint16_t *>(buf)[i]);
-  case DType::F16: return f16_to_float(static_cast<const std::uint16_t *>(buf)[i]);
-  case DType::I32: return static_cast<const std::int32_t *>(buf)[i];
-  case DType::U32: return static_cast<const std::uint32_t *>(buf)[i];
-  case DType::I64: return double(static_cast<const std::int64_t *>(buf)[i]);
-  case DType::U64: return double(static_cast<const std::uint64_t *>(buf)[i]);
-  case DType::I8: return static_cast<const std::int8_t *>(buf)[i];
-  default: return static_cast<const std::uint8_t *>(buf)[i];
+  case DType::F32:
+    return static_cast<const float *>(buf)[i];
+  case DType::F64:
+    return static_cast<const double *>(buf)[i];
+  case DType::BF16:
+    return bf16_to_float(static_cast<const std::uint16_t *>(buf)[i]);
+  case DType::F16:
+    return f16_to_float(static_cast<const std::uint16_t *>(buf)[i]);
+  case DType::I32:
+    return static_cast<const std::int32_t *>(buf)[i];
+  case DType::U32:
+    return static_cast<const std::uint32_t *>(buf)[i];
+  case DType::I64:
+    return double(static_cast<const std::int64_t *>(buf)[i]);
+  case DType::U64:
+    return double(static_cast<const std::uint64_t *>(buf)[i]);
+  case DType::I8:
+    return static_cast<const std::int8_t *>(buf)[i];
+  default:
+    return static_cast<const std::uint8_t *>(buf)[i];
   }
 }
 
 inline double reduce(double a, double b, ReduceOp op) {
   switch (op) {
-  case ReduceOp::Max: return a > b ? a : b;
-  case ReduceOp::Min: return a < b ? a : b;
-  default: return a + b; // Sum, Avg (divided at the end)
+  case ReduceOp::Max:
+    return a > b ? a : b;
+  case ReduceOp::Min:
+    return a < b ? a : b;
+  default:
+    return a + b; // Sum, Avg (divided at the end)
   }
 }
 

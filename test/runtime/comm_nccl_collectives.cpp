@@ -18,10 +18,10 @@
 
 #include "comm_check.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-#include <chrono>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -45,9 +45,36 @@ struct DeviceMemory final : test::Memory {
   }
 };
 
+/// Argument errors and abort() on a group of one (no peer involved): each call must fail with its message.
+void local_checks(int me, const NcclCommOptions &options, test::Report &report) {
+  std::unique_ptr<Comm> c = ATP_CHECK_OK(make_nccl_comm({me}, options));
+  DeviceMemory mem;
+  void *buf = mem.alloc(64);
+  float *f = static_cast<float *>(buf);
+  auto expect = [&](const Status &s, const std::string &part) {
+    ++report.checks;
+    if (s.ok() || s.message().find(part) == std::string::npos) {
+      ++report.mismatches;
+      report.note("nccl group of one: expected an error containing '" + part + "', got '" + s.message() + "'");
+    }
+  };
+  expect(c->broadcast(buf, 4, DType::F32, 1), "root 1 is not a group rank");
+  expect(c->all_reduce(f, f + 1, 4, DType::F32, ReduceOp::Sum), "overlap");
+  expect(c->all_reduce(f, f + 8, 4, DType::BOOL, ReduceOp::Sum), "dtype BOOL is not supported");
+  c->abort();
+  expect(c->all_reduce(f, f + 8, 4, DType::F32, ReduceOp::Sum), "aborted");
+  expect(c->synchronize(), "aborted");
+  c.reset();
+  mem.release(buf);
+}
+
 /// Rank 1 skips an all_reduce; every other rank must get an error (the watchdog's abort) from
 /// synchronize() within about ATP_COMM_TIMEOUT_S, and never hang. Exit 0 when that happened on every rank.
 int hang_test(const World &world, const NcclCommOptions &options, bool use_mpi) {
+  if (world.world_size < 2) {
+    std::fprintf(stderr, "comm_nccl_collectives hang: needs 2 or more ranks (one GPU each)\n");
+    return 2;
+  }
   std::vector<int> everyone(std::size_t(world.world_size));
   std::iota(everyone.begin(), everyone.end(), 0);
   std::unique_ptr<Comm> comm = ATP_CHECK_OK(make_nccl_comm(everyone, options));
@@ -111,11 +138,11 @@ int main(int argc, char **argv) {
     Groups g = ATP_CHECK_OK(make_groups(world, tp));
     std::unique_ptr<Comm> tp_comm = ATP_CHECK_OK(make_nccl_comm(g.tp_group, options));
     std::unique_ptr<Comm> dp_comm = ATP_CHECK_OK(make_nccl_comm(g.dp_group, options));
-    test::Checker(*tp_comm, mem, "nccl tp=" + std::to_string(tp) + " tp-group " +
-                                     comm_detail::group_string(g.tp_group), report, counts, big)
+    test::Checker(*tp_comm, mem, "nccl tp=" + std::to_string(tp) + " tp-group " + comm_detail::group_string(g.tp_group),
+                  report, counts, big)
         .run_all();
-    test::Checker(*dp_comm, mem, "nccl tp=" + std::to_string(tp) + " dp-group " +
-                                     comm_detail::group_string(g.dp_group), report, counts, big)
+    test::Checker(*dp_comm, mem, "nccl tp=" + std::to_string(tp) + " dp-group " + comm_detail::group_string(g.dp_group),
+                  report, counts, big)
         .run_all();
     layouts += 2;
   }
@@ -146,6 +173,8 @@ int main(int argc, char **argv) {
     ++layouts;
   }
 
+  local_checks(world.rank, options, report);
+
   // Totals over the world, through NCCL itself.
   std::unique_ptr<Comm> all = ATP_CHECK_OK(make_nccl_comm(everyone, options));
   std::int64_t totals[4] = {report.checks, report.elements, report.mismatches, report.errors};
@@ -164,8 +193,8 @@ int main(int argc, char **argv) {
     std::printf("comm_nccl_collectives: %s: world %d on %s, NCCL %d.%d.%d, %d group layouts, %lld collective "
                 "calls (summed over ranks), %lld elements checked, %lld mismatches, %lld errors\n",
                 pass ? "PASS" : "FAIL", world.world_size, prop.name, NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH, layouts,
-                static_cast<long long>(totals[0]), static_cast<long long>(totals[1]),
-                static_cast<long long>(totals[2]), static_cast<long long>(totals[3]));
+                static_cast<long long>(totals[0]), static_cast<long long>(totals[1]), static_cast<long long>(totals[2]),
+                static_cast<long long>(totals[3]));
   }
   std::fflush(stdout);
   all.reset();

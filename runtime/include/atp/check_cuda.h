@@ -41,8 +41,7 @@ inline std::string nccl_error_detail(ncclResult_t r, ncclComm_t comm = nullptr) 
 
 inline std::string check_place(const char *what, const char *expr, const char *file, int line) {
   const char *slash = std::strrchr(file, '/');
-  return std::string(what) + " failed: '" + expr + "' at " + (slash ? slash + 1 : file) + ":" +
-         std::to_string(line);
+  return std::string(what) + " failed: '" + expr + "' at " + (slash ? slash + 1 : file) + ":" + std::to_string(line);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -66,20 +65,20 @@ inline void nccl_check(ncclResult_t r, const char *expr, const char *file, int l
 } // namespace atp
 
 /// Returns an error Status from the enclosing function when a CUDA call fails.
-#define ATP_CUDA_TRY(expr)                                                                                     \
-  do {                                                                                                         \
-    cudaError_t atp_cuda_e_ = (expr);                                                                          \
-    if (atp_cuda_e_ != cudaSuccess)                                                                            \
-      return ::atp::cuda_status(atp_cuda_e_, #expr, __FILE__, __LINE__);                                      \
+#define ATP_CUDA_TRY(expr)                                                                                             \
+  do {                                                                                                                 \
+    cudaError_t atp_cuda_e_ = (expr);                                                                                  \
+    if (atp_cuda_e_ != cudaSuccess)                                                                                    \
+      return ::atp::cuda_status(atp_cuda_e_, #expr, __FILE__, __LINE__);                                               \
   } while (0)
 
 /// Returns an error Status from the enclosing function when an NCCL call fails (ncclInProgress, the answer
 /// of a non-blocking communicator, is not a failure).
-#define ATP_NCCL_TRY(expr)                                                                                     \
-  do {                                                                                                         \
-    ncclResult_t atp_nccl_r_ = (expr);                                                                         \
-    if (atp_nccl_r_ != ncclSuccess && atp_nccl_r_ != ncclInProgress)                                           \
-      return ::atp::nccl_status(atp_nccl_r_, #expr, __FILE__, __LINE__);                                       \
+#define ATP_NCCL_TRY(expr)                                                                                             \
+  do {                                                                                                                 \
+    ncclResult_t atp_nccl_r_ = (expr);                                                                                 \
+    if (atp_nccl_r_ != ncclSuccess && atp_nccl_r_ != ncclInProgress)                                                   \
+      return ::atp::nccl_status(atp_nccl_r_, #expr, __FILE__, __LINE__);                                               \
   } while (0)
 
 /// Ends the process through fail() when a CUDA / NCCL call fails. For top-level code only.

@@ -5,12 +5,14 @@
      - MPI  (make_mpi_comm):  host buffers; the CPU path for tests and the CPU default. Calls block until done.
      - NCCL (make_nccl_comm): device buffers, enqueued on the comm's CUDA stream; synchronize() waits.
    Every call returns a Status that names the call, group and group rank on failure (fail() adds the rank and
-   host when top-level code exits on it). Neither backend hangs
-   forever: a call that does not complete within ATP_COMM_TIMEOUT_S seconds (default 300, 0 = no limit) or a
-   peer's asynchronous error aborts the communicators (NCCL: ncclCommAbort; MPI: MPI_Abort of the job) with a
-   message on stderr. Semantics follow NCCL: reduce_scatter's count is the per-rank output count, all_gather's
-   is the per-rank input count, in-place means recv == send (all_reduce, broadcast) or the rank's own slice of
-   the larger buffer (reduce_scatter: recv == send + rank*count; all_gather: send == recv + rank*count). */
+   host when top-level code exits on it). Neither backend hangs forever: a call that does not complete within
+   ATP_COMM_TIMEOUT_S seconds (default 300, 0 = no limit) or a peer's asynchronous error aborts the
+   communicators (NCCL: ncclCommAbort; MPI: MPI_Abort of the job) with a message on stderr (comm_mpi.cpp says
+   what the MPI backend does and does not guarantee).
+   Semantics follow NCCL: reduce_scatter's count is the per-rank output count, all_gather's the per-rank input
+   count; in place means recv == send (all_reduce) or the rank's own slice of the larger buffer
+   (reduce_scatter: recv == send + rank*count; all_gather: send == recv + rank*count). Any other overlap of
+   send and recv is refused with a Status. */
 #pragma once
 
 #include "atp/dtype.h"
@@ -64,8 +66,7 @@ public:
   /// recv[i] = op over ranks of send[i], i < count. Avg divides the sum by size() (integers truncate).
   virtual Status all_reduce(const void *send, void *recv, std::size_t count, DType dtype, ReduceOp op) = 0;
   /// send holds size()*recv_count elements; recv[i] = op over ranks of send[rank()*recv_count + i].
-  virtual Status reduce_scatter(const void *send, void *recv, std::size_t recv_count, DType dtype,
-                                ReduceOp op) = 0;
+  virtual Status reduce_scatter(const void *send, void *recv, std::size_t recv_count, DType dtype, ReduceOp op) = 0;
   /// recv holds size()*send_count elements; recv[r*send_count + i] = send[i] of group rank r.
   virtual Status all_gather(const void *send, void *recv, std::size_t send_count, DType dtype) = 0;
   /// buf of every rank = buf of group rank root.
