@@ -7,6 +7,7 @@ packages=(
   llvm-14-dev llvm-14-tools          # LLVM Support; lit, FileCheck, not, split-file
   clang-14 libclang-rt-14-dev        # libFuzzer and the sanitizer runtimes
   nlohmann-json3-dev libre2-dev
+  libopenmpi-dev openmpi-bin         # the MPI backend and multi-rank tests
   libgtest-dev libbenchmark-dev
 )
 missing=()
