@@ -370,7 +370,9 @@ private:
       auto first = std::min_element(armed_.begin(), armed_.end(),
                                     [](const auto &a, const auto &b) { return a.second.deadline < b.second.deadline; });
       if (Clock::now() < first->second.deadline) {
-        cv_.wait_until(lock, first->second.deadline);
+        // Copy: disarm() may erase the entry while the lock is released.
+        const Clock::time_point deadline = first->second.deadline;
+        cv_.wait_until(lock, deadline);
         continue;
       }
       char secs[32];

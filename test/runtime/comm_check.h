@@ -125,8 +125,15 @@ struct Memory {
 struct HostMemory final : Memory {
   void *alloc(std::size_t bytes) override { return ::operator new(bytes ? bytes : 1); }
   void release(void *p) override { ::operator delete(p); }
-  void upload(void *dst, const void *src, std::size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void download(void *dst, const void *src, std::size_t bytes) override { std::memcpy(dst, src, bytes); }
+  // memcpy of 0 bytes from an empty vector's null data() is UB: skip it.
+  void upload(void *dst, const void *src, std::size_t bytes) override {
+    if (bytes)
+      std::memcpy(dst, src, bytes);
+  }
+  void download(void *dst, const void *src, std::size_t bytes) override {
+    if (bytes)
+      std::memcpy(dst, src, bytes);
+  }
 };
 
 // ---------------------------------------------------------------------------------------------------------
