@@ -214,31 +214,14 @@ Result<std::vector<HostTensor>> load_sharded(const ModelPlan &plan, int tp_rank,
     const ParamPlan &p = plan.params[i];
     Result<HostTensor> t = HostTensor::zeros(p.dtype, local_shape(p, tp_rank));
     ATP_TRY(t);
-    const std::size_t elem = dtype_size(p.dtype), full_row = std::size_t(p.cols) * elem;
-    const RankShard &rs = p.ranks[tp_rank];
-    const std::size_t local_row = std::size_t(rs.cols) * elem;
     std::byte *dst = t->data();
-    // The same walk as shard_copy, with pread of each run instead of memcpy.
-    std::size_t local_base = 0;
-    for (int b = 0; b < rs.count; ++b) {
-      const Box &box = p.boxes[rs.first + b];
-      const std::size_t width = std::size_t(box.cols.end - box.cols.begin) * elem;
-      const std::int64_t nrows = box.rows.end - box.rows.begin;
-      if (p.concat_dim == 0 && width == full_row) {
-        ATP_TRY(ckpt.read_range(p.name, std::uint64_t(box.rows.begin) * full_row, std::uint64_t(nrows) * full_row,
-                                dst + local_base * local_row));
-        local_base += std::size_t(nrows);
-        continue;
-      }
-      for (std::int64_t r = 0; r < nrows; ++r) {
-        std::size_t local_off = p.concat_dim == 0 ? (local_base + std::size_t(r)) * local_row
-                                                  : std::size_t(r) * local_row + local_base;
-        ATP_TRY(ckpt.read_range(p.name,
-                                std::uint64_t(box.rows.begin + r) * full_row + std::uint64_t(box.cols.begin) * elem,
-                                width, dst + local_off));
-      }
-      local_base += p.concat_dim == 0 ? std::size_t(nrows) : width;
-    }
+    // The walk of shard_copy, with a pread of each run instead of a memcpy.
+    Status read;
+    for_each_shard_run(p, tp_rank, [&](std::size_t full_off, std::size_t local_off, std::size_t n) {
+      if (read.ok())
+        read = ckpt.read_range(p.name, full_off, n, dst + local_off);
+    });
+    ATP_TRY(read);
     out.push_back(std::move(*t));
   }
   return out;
