@@ -12,15 +12,16 @@ bash tools/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target autotpc make-tiny-checkpoint
 example=${1:-specs/examples/llama.json}
+out=build/example
+rm -rf "$out" && mkdir -p "$out"
 echo "== autotpc --check $example"
 build/bin/autotpc --check "$example"
 echo "== autotpc --emit=plan $example (first 12 lines)"
-build/bin/autotpc --emit=plan "$example" | head -n 12
+build/bin/autotpc --emit=plan "$example" > "$out/plan.txt" # whole, then show the start
+head -n 12 "$out/plan.txt"
 echo "== autotpc --emit=memory $example"
 build/bin/autotpc --emit=memory "$example"
 
-out=build/example
-rm -rf "$out" && mkdir -p "$out"
 echo "== autotpc specs/tiny/llama.ds.json -o $out/gen (tiny Llama, TP 2)"
 build/bin/autotpc specs/tiny/llama.ds.json -o "$out/gen"
 cmake -S "$out/gen" -B "$out/gen/build" -DCMAKE_BUILD_TYPE=Release -DAUTOTPC_RUNTIME_DIR="$PWD/runtime" \
