@@ -11,7 +11,6 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 
 using namespace autotpc;
 using nlohmann::json;
@@ -180,26 +179,12 @@ TEST(HFInventoryTest, Llama31_8B) {
   EXPECT_EQ(Down->Block, "mlp");
 }
 
-TEST(HFInventoryTest, Llama31_405BIsFast) {
+TEST(HFInventoryTest, Llama31_405B) {
+  // Speed is measured by test/bench/CheckBench.cpp, never asserted in a test.
   json Config = llama31_405B();
   HFInventory Inv = derive(Config);
   EXPECT_EQ(Inv.Params.size(), 1u + 126 * 9 + 1 + 1);
   EXPECT_EQ(totalElements(Inv), 405'853'388'800);
-  constexpr int Runs = 50;
-  auto Start = std::chrono::steady_clock::now();
-  for (int I = 0; I < Runs; ++I) {
-    std::vector<ConfigProblem> Problems;
-    ASSERT_TRUE(deriveInventory(Config, Problems).has_value());
-  }
-  double Ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - Start).count() /
-      Runs;
-  RecordProperty("avg_ms", std::to_string(Ms));
-#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__)
-  EXPECT_LT(Ms, 1.0); // about 0.15 ms at -O2
-#else
-  EXPECT_LT(Ms, 10.0); // unoptimized or sanitized: only catch blow-ups
-#endif
 }
 
 TEST(HFInventoryTest, Qwen2_05B) {
