@@ -1,0 +1,89 @@
+/* ops.h - the elementwise work of the ZeRO engine, on the host or a GPU.
+
+   The engine (zero.h) keeps its flat buffers in one place: host memory
+   (make_cpu_ops: the CPU backend, driven by the MPI comm) or device memory
+   (make_cuda_ops: the GPU backend, driven by the NCCL comm). It never
+   touches a buffer itself; everything goes through this interface, so the
+   same schedule runs on either backend and the tests can compare them.
+
+   Buffers are raw pointers returned by alloc(). Work on the CUDA backend is
+   enqueued on one stream in call order; results that come back to the host
+   (sum_squares, any_nonfinite) synchronize. Every call returns a Status. */
+#pragma once
+
+#include "atp/dtype.h"
+#include "atp/status.h"
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace atp {
+
+/// [begin, end) in elements.
+struct Span {
+  std::int64_t begin, end;
+};
+
+/// One fused AdamW update (DeepSpeed's FusedAdam; bias corrections are
+/// 1 - beta^step, or 1 when bias correction is off).
+struct AdamWStep {
+  float lr, beta1, beta2, eps, weight_decay;
+  float bias_correction1, bias_correction2;
+  bool adam_w_mode;  ///< true: decoupled weight decay; false: L2 added to the gradient
+  float grad_scale;  ///< the gradient is multiplied by this first (1/(loss scale * GAS * dp) * clip factor)
+};
+
+class Ops {
+public:
+  virtual ~Ops() = default;
+  /// "cpu" or "cuda".
+  virtual const char *name() const = 0;
+
+  /// Zero-filled buffer of `bytes` bytes (aligned for any dtype, 256 bytes on the host).
+  virtual Result<void *> alloc(std::size_t bytes) = 0;
+  virtual void free(void *p) = 0;
+  virtual Status zero(void *p, std::size_t bytes) = 0;
+  /// Host <-> backend and backend <-> backend copies.
+  virtual Status copy_from_host(void *dst, const void *host_src, std::size_t bytes) = 0;
+  virtual Status copy_to_host(void *host_dst, const void *src, std::size_t bytes) = 0;
+  virtual Status copy(void *dst, const void *src, std::size_t bytes) = 0;
+
+  /// dst[i] = src[i] converted, i < n; F32, BF16 and F16 (round to nearest even).
+  virtual Status cast(void *dst, DType dst_dtype, const void *src, DType src_dtype, std::size_t n) = 0;
+  /// acc[i] += float(src[i]), i < n; src is F32, BF16 or F16.
+  virtual Status accumulate(float *acc, const void *src, DType src_dtype, std::size_t n) = 0;
+  /// Sum of x[i]^2 over the spans, accumulated in double.
+  virtual Result<double> sum_squares(const float *x, const Span *spans, std::size_t num_spans) = 0;
+  /// True if any x[i], i < n, is inf or NaN.
+  virtual Result<bool> any_nonfinite(const float *x, std::size_t n) = 0;
+  /// One AdamW step over n elements: master weights p, gradients g (read only), moments m and v; when out is not
+  /// null, the updated weights are also written to out in out_dtype (the working copy).
+  virtual Status adamw(float *p, const float *g, float *m, float *v, std::size_t n, const AdamWStep &step, void *out,
+                       DType out_dtype) = 0;
+  /// Waits for all enqueued work.
+  virtual Status synchronize() = 0;
+};
+
+/// Host buffers; work runs on the calling thread.
+std::unique_ptr<Ops> make_cpu_ops();
+/// Device buffers on the current CUDA device; work is enqueued on `stream` (a cudaStream_t; null: the
+/// legacy default stream). Fails in builds without CUDA.
+Result<std::unique_ptr<Ops>> make_cuda_ops(void *stream = nullptr);
+
+/// The AdamW update of one element, shared by the CPU backend and the tests' reference.
+inline void adamw_element(float &p, float g, float &m, float &v, const AdamWStep &s) {
+  g *= s.grad_scale;
+  if (!s.adam_w_mode)
+    g += s.weight_decay * p;
+  m = s.beta1 * m + (1.0f - s.beta1) * g;
+  v = s.beta2 * v + (1.0f - s.beta2) * g * g;
+  const float denom = std::sqrt(v / s.bias_correction2) + s.eps;
+  float update = (m / s.bias_correction1) / denom;
+  if (s.adam_w_mode)
+    update += s.weight_decay * p;
+  p -= s.lr * update;
+}
+
+} // namespace atp

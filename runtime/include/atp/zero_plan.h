@@ -1,0 +1,103 @@
+/* The ZeRO plan of one model and config, as generated code states it.
+
+   autotpc emits these tables as constexpr data (generated/<name>/zero.cpp)
+   next to the shard plan (plan.h). For every TP rank they give the flat
+   layout of the rank's local parameters and the gradient buckets; the
+   optimizer, scheduler, precision and loss-scale settings come from the
+   DeepSpeed config with DeepSpeed's defaults filled in. The ZeRO engine
+   (zero.h) executes them; it never re-derives the layout.
+
+   Flat layout of one TP rank (elements of the training precision):
+     - parameters in backward order (the reverse of the plan's order), each
+       starting at a multiple of kFlatAlign elements, so that every view is
+       128-byte aligned in 16-bit and 256-byte aligned in fp32;
+     - buckets: runs of whole consecutive parameters of at most
+       reduce_bucket_size elements (a larger parameter is a bucket alone);
+       bucket b covers flat elements [begin, end).
+   The DP size is read at launch; zero_padded_layout() (zero.h) then pads
+   every bucket to a multiple of it. The compiler's --emit=memory computes
+   the same padding, so that its ledger is what the engine allocates. */
+#pragma once
+
+#include <cstdint>
+
+namespace atp {
+
+/// Every parameter's flat offset is a multiple of this many elements.
+inline constexpr std::int64_t kFlatAlign = 64;
+
+/// Training precision: the dtype of the working parameters and gradients.
+enum class Precision : std::uint8_t { F32, BF16, F16 };
+
+/// One parameter in a TP rank's flat buffers.
+struct FlatParam {
+  std::int32_t param;  ///< index into ModelPlan::params
+  std::int64_t offset; ///< first flat element (a multiple of kFlatAlign)
+  std::int64_t numel;  ///< elements of this TP rank's local tensor
+  bool tp_sharded;     ///< split over TP: counted in the gradient norm on every TP rank (else on TP rank 0 only)
+};
+
+/// A gradient bucket: flat elements [begin, end), holding the flat
+/// parameters [first, first + count).
+struct GradBucket {
+  std::int64_t begin, end;
+  std::int32_t first, count;
+};
+
+/// One TP rank's flat layout.
+struct FlatLayout {
+  std::int64_t numel; ///< end of the last parameter (alignment gaps included)
+  std::int32_t num_params;
+  const FlatParam *params; ///< in flat (backward) order
+  std::int32_t num_buckets;
+  const GradBucket *buckets; ///< in flat order: the order they complete in backward
+};
+
+/// DeepSpeed's FusedAdam: "Adam" and "AdamW" both decouple weight decay
+/// unless adam_w_mode is false (then weight decay is an L2 term).
+struct AdamWConfig {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+  bool adam_w_mode = true;
+  bool bias_correction = true;
+};
+
+enum class LrSchedule : std::uint8_t { Constant, WarmupLR, WarmupDecayLR, WarmupCosineLR };
+
+/// The `scheduler` section (DeepSpeed's lr_schedules.py keys and defaults).
+struct SchedulerConfig {
+  LrSchedule type = LrSchedule::Constant;
+  double warmup_min_lr = 0.0, warmup_max_lr = 1e-3; ///< WarmupLR, WarmupDecayLR
+  std::int64_t warmup_num_steps = 1000;
+  bool warmup_log = true;                           ///< warmup_type "log" (else "linear")
+  std::int64_t total_num_steps = 0;                 ///< WarmupDecayLR, WarmupCosineLR
+  double warmup_min_ratio = 0.0, cos_min_ratio = 1e-4; ///< WarmupCosineLR
+};
+
+/// The `fp16` section's loss scaling (DeepSpeed's defaults).
+struct LossScaleConfig {
+  double static_scale = 0.0; ///< `loss_scale`; 0 = dynamic
+  std::int32_t initial_scale_power = 16;
+  std::int64_t window = 1000;
+  std::int32_t hysteresis = 2;
+  double min_scale = 1.0;
+};
+
+/// The whole ZeRO plan.
+struct ZeroPlan {
+  std::int32_t stage;     ///< 0, 1 or 2
+  Precision precision;
+  std::int32_t tp_size;
+  std::int32_t dp_size;   ///< the DP size the config implies; 0 = known only at launch
+  std::int32_t gradient_accumulation_steps;
+  double gradient_clipping; ///< max global norm; 0 = no clipping
+  std::int64_t reduce_bucket_size;
+  AdamWConfig adamw;
+  SchedulerConfig scheduler;
+  LossScaleConfig loss_scale;
+  const FlatLayout *layouts; ///< tp_size entries
+};
+
+} // namespace atp
