@@ -1,0 +1,130 @@
+/* zero.h - the ZeRO stage 0/1/2 engine over one TP rank's flat buffers.
+
+   The generated ZeroPlan (zero_plan.h) gives this TP rank's flat layout and buckets; the DP size, read at
+   launch, pads every bucket to a multiple of it (zero_padded_layout). DP rank d owns piece d of every
+   bucket; its ZeRO partition is those pieces, concatenated in bucket order.
+
+   A training step, as DeepSpeed runs it (reference deepspeed-autotp.md §4.4-4.5):
+     for each of gradient_accumulation_steps micro-steps:
+       backward adds every local gradient into grad(i) (scaled by loss_scale() in fp16), calling
+       grad_ready(i) as each one is complete, then backward_done();
+       step()  -- a no-op except at the accumulation boundary.
+   By stage, with N the padded flat size and P the partition size:
+     0: at the boundary every bucket is all-reduced (SUM) over DP; AdamW updates all N elements.
+        16-bit: each micro-step's gradients are accumulated into fp32 gradients (4N).
+     1: gradients accumulate in the working buffer; at the boundary every bucket is reduce-scattered over
+        DP in place and this rank's pieces are copied into fp32 gradients (4P); AdamW updates the P
+        elements of fp32 master weights; the updated pieces are all-gathered over DP, bucket by bucket.
+     2: as soon as a bucket's parameters are all ready (and every earlier bucket was reduced) it is
+        reduce-scattered in place and this rank's piece is added into the fp32 gradients (4P); the
+        working gradients of the bucket are zeroed for the next micro-step. The rest as stage 1.
+   Buckets are reduced strictly in bucket order, so the sequence of collectives is the same on every rank.
+   Gradients are averaged over GAS x DP micro-batches (summed, then scaled inside AdamW). The global norm
+   follows DeepSpeed: TP-sharded parameters counted on every TP rank, replicated ones on TP rank 0 only;
+   SUM over DP (stages 1-2, where each rank holds a partition), then over TP. fp16: an inf or NaN on any
+   rank (MAX over DP, then TP) skips the step on every rank and the loss scaler reacts.
+
+   The engine allocates exactly the ledger of `autotpc --emit=memory` (allocated()); a small scratch buffer
+   for scalars is not part of it. */
+#pragma once
+
+#include "atp/comm.h"
+#include "atp/loss_scaler.h"
+#include "atp/ops.h"
+#include "atp/plan.h"
+#include "atp/zero_plan.h"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace atp {
+
+// ---------------------------------------------------------------------------------------------------------
+// the padded layout for a DP size
+
+struct PaddedBucket {
+  std::int64_t begin;  ///< first element in the padded flat buffer (a multiple of kFlatAlign)
+  std::int64_t piece;  ///< elements of each DP rank's piece; the padded bucket is dp * piece long
+  std::int64_t part;   ///< where this bucket's piece starts in a DP rank's partition
+};
+
+struct PaddedLayout {
+  int dp = 1;
+  std::int64_t numel = 0;      ///< N: the padded flat buffer
+  std::int64_t partition = 0;  ///< P: one DP rank's partition
+  std::vector<PaddedBucket> buckets;
+  std::vector<std::int64_t> offsets; ///< per flat parameter (FlatLayout order), its padded offset
+};
+
+/// Pads every bucket of `layout` to a multiple of dp: piece s_b = ceil(len_b / dp), padded buckets begin at
+/// 0 and then at alignUp(previous begin + dp * s_b, kFlatAlign); N = last begin + dp * s_last; P = sum s_b.
+/// autotpc's --emit=memory uses the same rule.
+Result<PaddedLayout> zero_padded_layout(const FlatLayout &layout, int dp);
+
+// ---------------------------------------------------------------------------------------------------------
+// the engine
+
+/// Bytes the engine holds, by the categories of `autotpc --emit=memory`.
+struct ZeroLedger {
+  std::uint64_t params = 0, grads = 0, fp32_master = 0, fp32_grads = 0, moments = 0;
+  std::uint64_t total() const { return params + grads + fp32_master + fp32_grads + moments; }
+};
+
+/// What step() did.
+struct StepResult {
+  bool boundary = false;   ///< this call ended an accumulation cycle
+  bool applied = false;    ///< the weights were updated (false: not a boundary, or an fp16 overflow)
+  bool overflow = false;   ///< fp16: some rank saw an inf or NaN; the step was skipped everywhere
+  double grad_norm = 0.0;  ///< the global L2 norm of the averaged gradients, before clipping
+  double lr = 0.0;         ///< the learning rate used
+  double loss_scale = 1.0; ///< the scale these gradients carried
+};
+
+class ZeroEngine {
+public:
+  /// An engine for TP rank `tp_rank` of `model` under `zero`. tp and dp are this process's TP and DP
+  /// communicators (their sizes must be zero.tp_size and the launch DP size); ops owns the buffers (its
+  /// backend must match the comms': host buffers with MPI, device buffers with NCCL). Parameters start at 0.
+  static Result<std::unique_ptr<ZeroEngine>> create(const ModelPlan &model, const ZeroPlan &zero, int tp_rank,
+                                                    Comm &tp, Comm &dp, Ops &ops);
+  ~ZeroEngine();
+  ZeroEngine(const ZeroEngine &) = delete;
+  ZeroEngine &operator=(const ZeroEngine &) = delete;
+
+  /// The working dtype (F32, BF16 or F16).
+  DType dtype() const;
+  /// Elements of parameter i's local tensor (i indexes ModelPlan::params).
+  std::int64_t numel(int i) const;
+  /// Parameter i's working weights and gradient: views into the flat buffers, in ops' memory.
+  void *param(int i);
+  void *grad(int i);
+
+  /// Sets parameter i's weights from host memory (its local shard, any of F32/BF16/F16; converted).
+  Status load_param(int i, const void *host, DType dtype);
+  /// Copies parameter i's working weights to host memory (numel(i) elements of dtype()).
+  Status read_param(int i, void *host) const;
+
+  /// The factor the loss must be multiplied by before backward (fp16; 1 otherwise).
+  double loss_scale() const;
+  /// Backward hook: parameter i's gradient for this micro-step is complete.
+  Status grad_ready(int i);
+  /// End of a micro-step's backward.
+  Status backward_done();
+  /// The optimizer step at the accumulation boundary; a no-op on the other micro-steps.
+  Result<StepResult> step();
+
+  /// Optimizer steps taken (skipped ones not counted).
+  std::int64_t steps() const;
+  const PaddedLayout &layout() const;
+  /// The bytes allocated, by category.
+  const ZeroLedger &allocated() const;
+
+  struct State;
+
+private:
+  explicit ZeroEngine(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+} // namespace atp

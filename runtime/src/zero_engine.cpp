@@ -1,0 +1,378 @@
+/* zero_engine.cpp - ZeRO stage 0/1/2 over one TP rank's flat buffers (zero.h says what each stage does).
+
+   All buffer work goes through Ops and all communication through the TP and DP Comms, so the same code
+   drives host buffers with MPI and device buffers with NCCL (give both comms the ops' stream). */
+#include "atp/zero.h"
+
+#include "atp/lr_schedule.h"
+
+#include <cmath>
+#include <string>
+
+namespace atp {
+
+namespace {
+
+DType working_dtype(Precision p) {
+  switch (p) {
+  case Precision::BF16:
+    return DType::BF16;
+  case Precision::F16:
+    return DType::F16;
+  default:
+    return DType::F32;
+  }
+}
+
+std::string param_label(const ModelPlan &m, int i) { return quote(m.params[i].name); }
+
+} // namespace
+
+struct ZeroEngine::State {
+  const ModelPlan &model;
+  const ZeroPlan &zero;
+  const FlatLayout &flat;
+  int tp_rank;
+  Comm &tp, &dp;
+  Ops &ops;
+  PaddedLayout pad;
+  DType dtype;
+  std::size_t elem;
+  bool partitioned;             // stage 1 or 2
+  bool separate_fp32;           // master weights and fp32 gradients are buffers of their own
+  std::vector<int> slot_of;     // ModelPlan index -> FlatLayout index
+  std::vector<int> bucket_of;   // FlatLayout index -> bucket
+  std::vector<Span> norm_spans; // elements of the fp32 gradients that count in the norm
+  std::byte *params = nullptr, *grads = nullptr;
+  float *master = nullptr, *grads32 = nullptr, *m = nullptr, *v = nullptr;
+  void *scratch = nullptr;
+  ZeroLedger ledger;
+  LossScaler scaler;
+  // progress
+  std::vector<bool> ready;       // per flat parameter, this micro-step
+  std::vector<int> ready_count;  // per bucket
+  int next_bucket = 0;           // stage 2: the next bucket to reduce
+  int micro = 0;
+  std::int64_t steps = 0;
+  bool master_ready = false;
+
+  State(const ModelPlan &m, const ZeroPlan &z, int r, Comm &t, Comm &d, Ops &o)
+      : model(m), zero(z), flat(z.layouts[r]), tp_rank(r), tp(t), dp(d), ops(o), scaler(z.loss_scale) {}
+
+  ~State() {
+    for (void *p : {(void *)params, (void *)grads, (void *)master, (void *)grads32, (void *)m, (void *)v, scratch})
+      if (p)
+        ops.free(p);
+  }
+
+  std::int64_t opt_numel() const { return partitioned ? pad.partition : pad.numel; }
+  std::byte *at(std::byte *base, std::int64_t element) const { return base + std::size_t(element) * elem; }
+  float *fp32_grads() { return separate_fp32 ? grads32 : reinterpret_cast<float *>(grads); }
+  float *master_weights() { return separate_fp32 ? master : reinterpret_cast<float *>(params); }
+
+  Status allocate() {
+    auto get = [&](std::uint64_t bytes, std::uint64_t &account) -> Result<void *> {
+      account += bytes;
+      return ops.alloc(std::size_t(bytes));
+    };
+    const std::uint64_t n = std::uint64_t(pad.numel), o = std::uint64_t(opt_numel());
+    ATP_ASSIGN_OR_RETURN(void *p, get(n * elem, ledger.params));
+    params = static_cast<std::byte *>(p);
+    ATP_ASSIGN_OR_RETURN(void *g, get(n * elem, ledger.grads));
+    grads = static_cast<std::byte *>(g);
+    if (separate_fp32) {
+      ATP_ASSIGN_OR_RETURN(void *w, get(4 * o, ledger.fp32_master));
+      master = static_cast<float *>(w);
+      ATP_ASSIGN_OR_RETURN(void *g32, get(4 * o, ledger.fp32_grads));
+      grads32 = static_cast<float *>(g32);
+    }
+    ATP_ASSIGN_OR_RETURN(void *mm, get(4 * o, ledger.moments));
+    m = static_cast<float *>(mm);
+    ATP_ASSIGN_OR_RETURN(void *vv, get(4 * o, ledger.moments));
+    v = static_cast<float *>(vv);
+    std::uint64_t unused = 0;
+    ATP_ASSIGN_OR_RETURN(scratch, get(64, unused));
+    return {};
+  }
+
+  /// The elements of the fp32 gradients that the norm counts: DeepSpeed's rule, TP-sharded parameters on
+  /// every TP rank and replicated ones on TP rank 0 only; in partition coordinates when partitioned.
+  void build_norm_spans() {
+    const std::int64_t d = dp.rank();
+    for (int k = 0; k < flat.num_params; ++k) {
+      const FlatParam &f = flat.params[k];
+      if (!f.tp_sharded && tp_rank != 0)
+        continue;
+      const std::int64_t begin = pad.offsets[k], end = begin + f.numel;
+      if (!partitioned) {
+        norm_spans.push_back({begin, end});
+        continue;
+      }
+      const PaddedBucket &b = pad.buckets[bucket_of[k]];
+      const std::int64_t lo = std::max(begin, b.begin + d * b.piece), hi = std::min(end, b.begin + (d + 1) * b.piece);
+      if (lo < hi)
+        norm_spans.push_back({b.part + lo - (b.begin + d * b.piece), b.part + hi - (b.begin + d * b.piece)});
+    }
+  }
+
+  /// This DP rank's piece of bucket b in the padded flat buffer.
+  std::int64_t own_piece(int b) const { return pad.buckets[b].begin + dp.rank() * pad.buckets[b].piece; }
+
+  /// Stage 2: reduce-scatter bucket b of the working gradients in place, add this rank's piece into the
+  /// fp32 gradients and clear the bucket for the next micro-step.
+  Status reduce_bucket_into_partition(int b) {
+    const PaddedBucket &pb = pad.buckets[b];
+    std::byte *bucket = at(grads, pb.begin), *mine = at(grads, own_piece(b));
+    if (dp.size() > 1)
+      ATP_TRY(dp.reduce_scatter(bucket, mine, std::size_t(pb.piece), dtype, ReduceOp::Sum)
+                  .with_context("stage 2 gradient bucket " + std::to_string(b)));
+    ATP_TRY(ops.accumulate(grads32 + pb.part, mine, dtype, std::size_t(pb.piece)));
+    return ops.zero(bucket, std::size_t(pb.piece * dp.size()) * elem);
+  }
+
+  /// Everything that reaches the fp32 gradients at the boundary (stages 0 and 1).
+  Status reduce_at_boundary() {
+    for (int b = 0; b < int(pad.buckets.size()); ++b) {
+      const PaddedBucket &pb = pad.buckets[b];
+      const std::string where = "stage " + std::to_string(zero.stage) + " gradient bucket " + std::to_string(b);
+      if (zero.stage == 0) {
+        float *g = fp32_grads() + pb.begin;
+        if (dp.size() > 1)
+          ATP_TRY(dp.all_reduce(g, g, std::size_t(pb.piece * dp.size()), DType::F32, ReduceOp::Sum).with_context(where));
+        continue;
+      }
+      std::byte *mine = at(grads, own_piece(b));
+      if (dp.size() > 1)
+        ATP_TRY(dp.reduce_scatter(at(grads, pb.begin), mine, std::size_t(pb.piece), dtype, ReduceOp::Sum)
+                    .with_context(where));
+      ATP_TRY(ops.cast(grads32 + pb.part, DType::F32, mine, dtype, std::size_t(pb.piece)));
+    }
+    return {};
+  }
+
+  /// One scalar reduced over the DP group (when `over_dp`) and then the TP group.
+  Result<double> reduce_scalar(double x, DType t, ReduceOp op, bool over_dp) {
+    float f = float(x);
+    const void *host = t == DType::F64 ? static_cast<const void *>(&x) : static_cast<const void *>(&f);
+    const std::size_t bytes = dtype_size(t);
+    ATP_TRY(ops.copy_from_host(scratch, host, bytes));
+    if (over_dp && dp.size() > 1)
+      ATP_TRY(dp.all_reduce(scratch, scratch, 1, t, op));
+    if (tp.size() > 1)
+      ATP_TRY(tp.all_reduce(scratch, scratch, 1, t, op));
+    ATP_TRY(ops.copy_to_host(const_cast<void *>(host), scratch, bytes));
+    return t == DType::F64 ? x : double(f);
+  }
+
+  Status init_master() {
+    if (!separate_fp32)
+      return {};
+    if (!partitioned)
+      return ops.cast(master, DType::F32, params, dtype, std::size_t(pad.numel));
+    for (int b = 0; b < int(pad.buckets.size()); ++b)
+      ATP_TRY(ops.cast(master + pad.buckets[b].part, DType::F32, at(params, own_piece(b)), dtype,
+                       std::size_t(pad.buckets[b].piece)));
+    return {};
+  }
+
+  Status clear_gradients() {
+    ATP_TRY(ops.zero(grads, std::size_t(pad.numel) * elem));
+    if (separate_fp32)
+      ATP_TRY(ops.zero(grads32, std::size_t(opt_numel()) * 4));
+    return {};
+  }
+
+  Status apply_adamw(const AdamWStep &st) {
+    if (!partitioned)
+      return ops.adamw(master_weights(), fp32_grads(), m, v, std::size_t(pad.numel), st,
+                       separate_fp32 ? params : nullptr, dtype);
+    for (int b = 0; b < int(pad.buckets.size()); ++b) {
+      const PaddedBucket &pb = pad.buckets[b];
+      ATP_TRY(ops.adamw(master + pb.part, grads32 + pb.part, m + pb.part, v + pb.part, std::size_t(pb.piece), st,
+                        at(params, own_piece(b)), dtype));
+    }
+    if (dp.size() > 1)
+      for (int b = 0; b < int(pad.buckets.size()); ++b) {
+        const PaddedBucket &pb = pad.buckets[b];
+        ATP_TRY(dp.all_gather(at(params, own_piece(b)), at(params, pb.begin), std::size_t(pb.piece), dtype)
+                    .with_context("parameter all-gather of bucket " + std::to_string(b)));
+      }
+    return {};
+  }
+
+  Result<StepResult> boundary_step() {
+    StepResult r;
+    r.boundary = true;
+    r.loss_scale = scaler.scale();
+    if (zero.stage != 2)
+      ATP_TRY(reduce_at_boundary());
+    if (!master_ready) {
+      ATP_TRY(init_master());
+      master_ready = true;
+    }
+    float *g = fp32_grads();
+    const bool fp16 = zero.precision == Precision::F16;
+    if (fp16) {
+      ATP_ASSIGN_OR_RETURN(bool local, ops.any_nonfinite(g, std::size_t(opt_numel())));
+      ATP_ASSIGN_OR_RETURN(double any, reduce_scalar(local ? 1.0 : 0.0, DType::F32, ReduceOp::Max, true));
+      r.overflow = any > 0;
+      scaler.update(r.overflow);
+      if (r.overflow) {
+        ATP_TRY(clear_gradients());
+        return r;
+      }
+    }
+    const double inv = 1.0 / (double(zero.gradient_accumulation_steps) * dp.size() * r.loss_scale);
+    ATP_ASSIGN_OR_RETURN(double local_sq, ops.sum_squares(g, norm_spans.data(), norm_spans.size()));
+    ATP_ASSIGN_OR_RETURN(double sq, reduce_scalar(local_sq, DType::F64, ReduceOp::Sum, partitioned));
+    r.grad_norm = std::sqrt(sq) * inv;
+    double clip = 1.0;
+    if (zero.gradient_clipping > 0) {
+      const double ratio = (r.grad_norm + 1e-6) / zero.gradient_clipping; // DeepSpeed's clip coefficient
+      if (ratio > 1)
+        clip = 1.0 / ratio;
+    }
+    const AdamWConfig &a = zero.adamw;
+    r.lr = lr_at_step(zero.scheduler, a.lr, steps);
+    const double t = double(steps + 1);
+    AdamWStep st{float(r.lr),
+                 float(a.beta1),
+                 float(a.beta2),
+                 float(a.eps),
+                 float(a.weight_decay),
+                 a.bias_correction ? float(1.0 - std::pow(a.beta1, t)) : 1.0f,
+                 a.bias_correction ? float(1.0 - std::pow(a.beta2, t)) : 1.0f,
+                 a.adam_w_mode,
+                 float(inv * clip)};
+    ATP_TRY(apply_adamw(st));
+    ATP_TRY(clear_gradients());
+    ++steps;
+    r.applied = true;
+    return r;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+
+ZeroEngine::ZeroEngine(std::unique_ptr<State> s) : s_(std::move(s)) {}
+ZeroEngine::~ZeroEngine() = default;
+
+Result<std::unique_ptr<ZeroEngine>> ZeroEngine::create(const ModelPlan &model, const ZeroPlan &zero, int tp_rank,
+                                                       Comm &tp, Comm &dp, Ops &ops) {
+  if (zero.stage < 0 || zero.stage > 2)
+    return error("zero engine: ZeRO stage " + std::to_string(zero.stage) + " is not supported (0, 1 or 2)");
+  if (model.tp_size != zero.tp_size || tp.size() != zero.tp_size || tp_rank < 0 || tp_rank >= zero.tp_size ||
+      tp.rank() != tp_rank)
+    return error("zero engine: TP rank " + std::to_string(tp_rank) + " of a TP group of " + std::to_string(tp.size()) +
+                 " does not fit the plan's tp_size " + std::to_string(zero.tp_size));
+  if (zero.dp_size > 0 && dp.size() != zero.dp_size)
+    return error("zero engine: the config implies a DP size of " + std::to_string(zero.dp_size) +
+                 " but the job was launched with " + std::to_string(dp.size()) +
+                 " DP ranks (check the world size against the batch keys)");
+  if (zero.gradient_accumulation_steps < 1)
+    return error("zero engine: gradient_accumulation_steps must be at least 1");
+  auto s = std::make_unique<State>(model, zero, tp_rank, tp, dp, ops);
+  ATP_ASSIGN_OR_RETURN(s->pad, zero_padded_layout(s->flat, dp.size()));
+  s->dtype = working_dtype(zero.precision);
+  s->elem = dtype_size(s->dtype);
+  s->partitioned = zero.stage >= 1;
+  s->separate_fp32 = s->partitioned || zero.precision != Precision::F32;
+  s->slot_of.assign(std::size_t(model.num_params), -1);
+  s->bucket_of.assign(std::size_t(s->flat.num_params), -1);
+  for (int b = 0; b < s->flat.num_buckets; ++b)
+    for (int k = s->flat.buckets[b].first; k < s->flat.buckets[b].first + s->flat.buckets[b].count; ++k)
+      s->bucket_of[std::size_t(k)] = b;
+  for (int k = 0; k < s->flat.num_params; ++k) {
+    const FlatParam &f = s->flat.params[k];
+    if (f.param < 0 || f.param >= model.num_params || s->slot_of[std::size_t(f.param)] != -1 ||
+        s->bucket_of[std::size_t(k)] < 0)
+      return error("zero engine: flat parameter " + std::to_string(k) + " does not fit the model plan");
+    const RankShard &rs = model.params[f.param].ranks[tp_rank];
+    if (rs.rows * rs.cols != f.numel)
+      return error("zero engine: " + param_label(model, f.param) + " has " + std::to_string(rs.rows * rs.cols) +
+                   " local elements in the shard plan but " + std::to_string(f.numel) + " in the ZeRO plan");
+    s->slot_of[std::size_t(f.param)] = k;
+  }
+  for (int i = 0; i < model.num_params; ++i)
+    if (s->slot_of[std::size_t(i)] < 0)
+      return error("zero engine: " + param_label(model, i) + " is missing from the ZeRO plan");
+  s->build_norm_spans();
+  s->ready.assign(std::size_t(s->flat.num_params), false);
+  s->ready_count.assign(std::size_t(s->flat.num_buckets), 0);
+  ATP_TRY(s->allocate());
+  return std::unique_ptr<ZeroEngine>(new ZeroEngine(std::move(s)));
+}
+
+DType ZeroEngine::dtype() const { return s_->dtype; }
+std::int64_t ZeroEngine::numel(int i) const { return s_->flat.params[s_->slot_of.at(std::size_t(i))].numel; }
+void *ZeroEngine::param(int i) { return s_->at(s_->params, s_->pad.offsets[std::size_t(s_->slot_of.at(std::size_t(i)))]); }
+void *ZeroEngine::grad(int i) { return s_->at(s_->grads, s_->pad.offsets[std::size_t(s_->slot_of.at(std::size_t(i)))]); }
+double ZeroEngine::loss_scale() const { return s_->scaler.scale(); }
+std::int64_t ZeroEngine::steps() const { return s_->steps; }
+const PaddedLayout &ZeroEngine::layout() const { return s_->pad; }
+const ZeroLedger &ZeroEngine::allocated() const { return s_->ledger; }
+
+Status ZeroEngine::load_param(int i, const void *host, DType dtype) {
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    return error("zero engine: cannot load " + param_label(s_->model, i) + " from " + dtype_name(dtype));
+  const std::size_t n = std::size_t(numel(i));
+  std::vector<float> wide(n);
+  std::vector<std::byte> narrow(n * s_->elem);
+  auto cpu = make_cpu_ops(); // host-side conversion, then one copy to the backend
+  ATP_TRY(cpu->cast(wide.data(), DType::F32, host, dtype, n));
+  ATP_TRY(cpu->cast(narrow.data(), s_->dtype, wide.data(), DType::F32, n));
+  s_->master_ready = false;
+  return s_->ops.copy_from_host(param(i), narrow.data(), narrow.size());
+}
+
+Status ZeroEngine::read_param(int i, void *host) const {
+  const int k = s_->slot_of.at(std::size_t(i));
+  return s_->ops.copy_to_host(host, s_->at(s_->params, s_->pad.offsets[std::size_t(k)]),
+                              std::size_t(s_->flat.params[k].numel) * s_->elem);
+}
+
+Status ZeroEngine::grad_ready(int i) {
+  if (i < 0 || i >= s_->model.num_params)
+    return error("zero engine: grad_ready(" + std::to_string(i) + ") names no parameter");
+  const int k = s_->slot_of[std::size_t(i)];
+  if (s_->ready[std::size_t(k)])
+    return error("zero engine: grad_ready called twice for " + param_label(s_->model, i) + " in one micro-step");
+  s_->ready[std::size_t(k)] = true;
+  const int b = s_->bucket_of[std::size_t(k)];
+  ++s_->ready_count[std::size_t(b)];
+  if (s_->zero.stage != 2)
+    return {};
+  while (s_->next_bucket < s_->flat.num_buckets &&
+         s_->ready_count[std::size_t(s_->next_bucket)] == s_->flat.buckets[s_->next_bucket].count)
+    ATP_TRY(s_->reduce_bucket_into_partition(s_->next_bucket++));
+  return {};
+}
+
+Status ZeroEngine::backward_done() {
+  State &s = *s_;
+  if (s.zero.stage == 2)
+    while (s.next_bucket < s.flat.num_buckets) // parameters that got no gradient count as zero
+      ATP_TRY(s.reduce_bucket_into_partition(s.next_bucket++));
+  else if (s.zero.stage == 0 && s.separate_fp32) {
+    ATP_TRY(s.ops.accumulate(s.grads32, s.grads, s.dtype, std::size_t(s.pad.numel)));
+    ATP_TRY(s.ops.zero(s.grads, std::size_t(s.pad.numel) * s.elem));
+  }
+  s.ready.assign(s.ready.size(), false);
+  s.ready_count.assign(s.ready_count.size(), 0);
+  s.next_bucket = 0;
+  ++s.micro;
+  return {};
+}
+
+Result<StepResult> ZeroEngine::step() {
+  State &s = *s_;
+  if (s.micro < s.zero.gradient_accumulation_steps) {
+    StepResult r;
+    r.loss_scale = s.scaler.scale();
+    return r;
+  }
+  s.micro = 0;
+  return s.boundary_step();
+}
+
+} // namespace atp
