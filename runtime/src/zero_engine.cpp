@@ -57,7 +57,16 @@ struct ZeroEngine::State {
   bool master_ready = false;
 
   State(const ModelPlan &m, const ZeroPlan &z, int r, Comm &t, Comm &d, Ops &o)
-      : model(m), zero(z), flat(z.layouts[r]), tp_rank(r), tp(t), dp(d), ops(o), scaler(z.loss_scale) {}
+      : model(m), zero(z), flat(z.layouts[r]), tp_rank(r), tp(t), dp(d), ops(o), scaler(scaling(z)) {}
+
+  /// fp16 scales the loss as configured; fp32 and bf16 use a fixed scale of 1.
+  static LossScaleConfig scaling(const ZeroPlan &z) {
+    if (z.precision == Precision::F16)
+      return z.loss_scale;
+    LossScaleConfig one;
+    one.static_scale = 1.0;
+    return one;
+  }
 
   ~State() {
     for (void *p : {(void *)params, (void *)grads, (void *)master, (void *)grads32, (void *)m, (void *)v, scratch})
