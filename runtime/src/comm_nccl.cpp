@@ -4,7 +4,8 @@
    of the same group) or, without MPI, over a file rendezvous: it writes the id to a temporary name in
    ATP_RENDEZVOUS_DIR and renames it (atomic), the others poll for the file until the timeout. The comm is made
    with ncclCommInitRankConfig in non-blocking mode and polled, so a peer that never joins gives an error
-   after the timeout instead of a hang. (A TCP rendezvous over MASTER_ADDR/MASTER_PORT is not implemented.)
+   after the timeout instead of a hang. Where there is neither MPI nor a shared directory (torchrun), the id goes
+   through the TCP store that global rank 0 serves at MASTER_ADDR:MASTER_PORT (tcp_store.h).
 
    Calls. Each collective is enqueued on the comm's stream (a non-blocking comm may answer ncclInProgress: it
    is polled until enqueued), then an event is recorded after it and handed to the watchdog.
@@ -17,6 +18,7 @@
    an abort hook before the process exits. */
 #include "atp/check_cuda.h"
 #include "atp/comm.h"
+#include "atp/tcp_store.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -463,7 +465,10 @@ Result<std::unique_ptr<Comm>> make_nccl_comm(const std::vector<int> &ranks, cons
   std::string rendezvous_dir =
       options.rendezvous_dir.empty() ? env_or("ATP_RENDEZVOUS_DIR", "") : options.rendezvous_dir;
   if (boot == Bootstrap::Auto)
-    boot = mpi_active() ? Bootstrap::Mpi : !rendezvous_dir.empty() ? Bootstrap::File : Bootstrap::Auto;
+    boot = mpi_active()                 ? Bootstrap::Mpi
+           : !rendezvous_dir.empty()      ? Bootstrap::File
+           : std::getenv("MASTER_ADDR") ? Bootstrap::Tcp
+                                          : Bootstrap::Auto;
   std::string id_file;
   if (n > 1) {
     if (boot == Bootstrap::Mpi) {
@@ -483,9 +488,26 @@ Result<std::unique_ptr<Comm>> make_nccl_comm(const std::vector<int> &ranks, cons
                                  : file_read_id(id_file, &id, timeout_s, ranks[0]);
       if (!s.ok())
         return s.with_context(what + ": file rendezvous");
+    } else if (boot == Bootstrap::Tcp) {
+      ATP_ASSIGN_OR_RETURN(TcpStore * store, tcp_store_for_job(global_rank, timeout_s));
+      const std::string key = rendezvous_name(ranks, "tcp");
+      Status s;
+      if (group_rank == 0) {
+        s = store->set(key, std::string(reinterpret_cast<const char *>(&id), sizeof id));
+      } else {
+        Result<std::string> got = store->get(key, timeout_s);
+        if (got.ok() && got->size() != sizeof id)
+          got = error("the store holds " + std::to_string(got->size()) + " bytes for " + key +
+                      ", not an NCCL unique id");
+        if (got.ok())
+          std::memcpy(&id, got->data(), sizeof id);
+        s = got.status();
+      }
+      if (!s.ok())
+        return s.with_context(what + ": TCP rendezvous (global rank " + std::to_string(ranks[0]) + " publishes)");
     } else {
-      return error(what + ": no way to share the NCCL unique id: MPI is not initialised and ATP_RENDEZVOUS_DIR "
-                          "is not set (a TCP rendezvous over MASTER_ADDR/MASTER_PORT is not implemented)");
+      return error(what + ": no way to share the NCCL unique id: MPI is not initialised, and neither "
+                          "ATP_RENDEZVOUS_DIR nor MASTER_ADDR/MASTER_PORT is set");
     }
   }
 

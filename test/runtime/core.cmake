@@ -9,6 +9,7 @@ add_executable(autotpc_runtime_tests
   ${CMAKE_CURRENT_LIST_DIR}/AtomicFileTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/SafetensorsReaderTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/SafetensorsWriterTest.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/TcpStoreTest.cpp
 )
 target_link_libraries(autotpc_runtime_tests PRIVATE autotpc_runtime autotpc_warnings
                       GTest::gtest GTest::gtest_main)

@@ -112,9 +112,10 @@ Result<std::unique_ptr<Comm>> make_mpi_comm(const std::vector<int> &ranks, const
 // NCCL backend (device buffers); make_nccl_comm fails with a clear Status in builds without CUDA
 
 enum class Bootstrap {
-  Auto, ///< MPI when MPI is active, else File when ATP_RENDEZVOUS_DIR is set
+  Auto, ///< MPI when MPI is active, else File when ATP_RENDEZVOUS_DIR is set, else Tcp when MASTER_ADDR is set
   Mpi,  ///< group rank 0 creates the unique id, MPI_Bcast within the group
   File, ///< group rank 0 writes the id to ATP_RENDEZVOUS_DIR atomically, the others poll for it
+  Tcp,  ///< torchrun's way: global rank 0 serves a key-value store at MASTER_ADDR:MASTER_PORT (tcp_store.h)
 };
 
 struct NcclCommOptions {
