@@ -3,6 +3,7 @@
 #include "Emit/Emitter.h"
 #include "IR/Builder.h"
 #include "IR/IRPrinter.h"
+#include "Lower/ZeroSettings.h"
 #include "Report/Reports.h"
 #include "Spec/Config.h"
 #include "Verify/Verifier.h"
@@ -65,13 +66,18 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
     return Finish();
   Topology Topo;
   verifyModule(VerifyContext{*M, C, *Model, Diags, Opts.WorldSize}, Topo);
-  if (Diags.hasErrors())
+  // The engine's settings: unsupported optimizer/scheduler types are errors
+  // only where the ZeRO plan is generated (Lower/ZeroSettings.h).
+  const bool Codegen = Opts.What == Options::Emit::Cpp || Opts.What == Options::Emit::Zero || !Opts.OutputDir.empty();
+  std::optional<ZeroSettings> Zero = lowerZeroSettings(C, Topo, M->TpSize, Diags, Codegen);
+  if (Diags.hasErrors() || !Zero)
     return Finish();
   switch (Opts.What) {
   case Options::Emit::Summary: printSummary(*M, C, Topo, Diags, Out); break;
   case Options::Emit::IR: printIR(*M, SM, Out); break;
   case Options::Emit::Plan: printPlan(*M, Out); break;
   case Options::Emit::Memory: printMemory(*M, C, Topo, Out); break;
+  case Options::Emit::Zero: printZero(*M, *Zero, Out); break;
   case Options::Emit::Cpp:
     for (const EmittedFile &F : emitProject(*M, SM, EmitOptions{Opts.OriginComments}))
       Out << "// ===== " << F.Name << " =====\n" << F.Text;

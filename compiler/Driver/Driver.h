@@ -20,7 +20,7 @@ namespace autotpc {
 extern const char *const Version;
 
 struct Options {
-  enum class Emit { Summary, IR, Plan, Memory, Cpp };
+  enum class Emit { Summary, IR, Plan, Memory, Zero, Cpp };
   std::string ConfigPath;
   /// When set, the config's text (ConfigPath only names it in messages);
   /// lets the fuzzer and benchmarks run without files.

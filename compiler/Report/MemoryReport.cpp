@@ -1,31 +1,33 @@
 //===- MemoryReport.cpp - --emit=memory: model-state bytes per GPU -------===//
 //
 // Φ is the number of parameter elements one TP rank holds (its shards plus
-// every replicated parameter), N the data-parallel size and P = ⌈Φ/N⌉ one DP
-// rank's ZeRO partition (DeepSpeed pads its flat buffers to a multiple of
-// N). With b bytes per parameter (2 for bf16/fp16, 4 for fp32):
+// every replicated parameter). The ZeRO engine keeps them in flat buffers
+// (Lower/ZeroLayout.h): every parameter starts at a multiple of 64 elements
+// and every gradient bucket is padded to a multiple of the data-parallel
+// size dp. N is that padded flat size and P = Σ_b ⌈len_b / dp⌉ one DP rank's
+// partition. With b bytes per element (2 for bf16/fp16, 4 for fp32):
 //
-//   item            stage 0        stage 1 and 2
-//   parameters      bΦ             bΦ
-//   gradients       bΦ             bΦ
-//   fp32 master     4Φ if b = 2    4P
-//   fp32 gradients  4Φ if b = 2    4P
-//   Adam moments    8Φ             8P
+//   item            stage 0               stage 1 and 2
+//   parameters      bN                    bN
+//   gradients       bN                    bN
+//   fp32 master     4N if b = 2, else 0   4P
+//   fp32 gradients  4N if b = 2, else 0   4P
+//   Adam moments    8N                    8P
 //
-// For 16-bit training under ZeRO 1/2 this is 4Φ + 16Φ/N, the formula of
-// DeepSpeed's estimate_zero2_model_states_mem_needs without offload (which
-// DeepSpeed's stage 1 shares: both are stage_1_and_2.py); stage 0 is its
-// N = 1 value. Activations and communication buckets are not included.
+// These are the bytes the engine allocates (atp::ZeroEngine::allocated()).
+// Up to alignment and padding (N ≈ Φ, P ≈ Φ/dp), 16-bit training under ZeRO
+// 1/2 is 4Φ + 16Φ/dp, the formula of DeepSpeed's
+// estimate_zero2_model_states_mem_needs without offload (which DeepSpeed's
+// stage 1 shares: both are stage_1_and_2.py); stage 0 is its dp = 1 value.
+// Activations and communication scratch are not included.
 //
 //===----------------------------------------------------------------------===//
 #include "Report/Reports.h"
 
 #include "llvm/Support/Format.h"
-#include "llvm/Support/MathExtras.h"
 
 using namespace autotpc;
 
-using autotpc::saturatingAdd;
 static int64_t mul(int64_t A, int64_t B) { return saturatingMul(A, B); }
 static int64_t add(int64_t A, int64_t B) { return saturatingAdd(A, B); }
 
@@ -33,24 +35,26 @@ int64_t MemoryLedger::total() const {
   return add(add(add(add(Params, Grads), Fp32Master), Fp32Grads), Moments);
 }
 
-MemoryLedger autotpc::memoryLedger(const Module &M, const Config &C, int64_t Dp, size_t TpRank) {
+MemoryLedger autotpc::memoryLedger(const ZeroRankLayout &Layout, const Config &C, int64_t Dp) {
   MemoryLedger L;
-  for (const Param &P : M.Params) {
-    int64_t N = 1;
-    for (int64_t D : P.Shards[TpRank].Shape)
-      N = mul(N, D);
-    L.Elements = add(L.Elements, N);
-  }
+  const ZeroPadded Pad = zeroPadded(Layout, Dp);
+  L.Elements = Layout.Phi;
+  L.FlatNumel = Pad.FlatNumel;
+  L.Partition = Pad.PartitionNumel;
   const int64_t B = C.Prec == Precision::FP32 ? 4 : 2;
   const bool Partitioned = C.Zero.Stage >= 1;
-  L.Partition = L.Elements / Dp + (L.Elements % Dp != 0);
-  const int64_t Opt = Partitioned ? L.Partition : L.Elements;
-  L.Params = mul(B, L.Elements);
-  L.Grads = mul(B, L.Elements);
-  L.Fp32Master = (Partitioned || B == 2) ? mul(4, Opt) : 0;
-  L.Fp32Grads = (Partitioned || B == 2) ? mul(4, Opt) : 0;
+  const int64_t Opt = Partitioned ? L.Partition : L.FlatNumel;
+  const bool SeparateFp32 = Partitioned || B == 2; // fp32 at stage 0 updates the working buffers in place
+  L.Params = mul(B, L.FlatNumel);
+  L.Grads = mul(B, L.FlatNumel);
+  L.Fp32Master = SeparateFp32 ? mul(4, Opt) : 0;
+  L.Fp32Grads = SeparateFp32 ? mul(4, Opt) : 0;
   L.Moments = mul(8, Opt);
   return L;
+}
+
+MemoryLedger autotpc::memoryLedger(const Module &M, const Config &C, int64_t Dp, size_t TpRank) {
+  return memoryLedger(zeroRankLayout(M, C.Zero.ReduceBucketSize, TpRank), C, Dp);
 }
 
 static std::string gib(int64_t Bytes) {
@@ -62,6 +66,7 @@ static std::string gib(int64_t Bytes) {
 
 void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo, llvm::raw_ostream &OS) {
   int64_t Dp = Topo.Dp.value_or(1);
+  const bool SixteenBit = C.Prec != Precision::FP32;
   OS << "// autotpc memory report of " << M.ConfigPath << "\n";
   OS << "memory tp_size=" << M.TpSize << " dp=" << Dp;
   if (Topo.World)
@@ -70,20 +75,26 @@ void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo
     OS << " world=unknown (dp=1 assumed; pass --world-size N)";
   OS << " zero_stage=" << C.Zero.Stage << " precision=" << precisionName(C.Prec)
      << " optimizer=" << (C.Optimizer ? C.Optimizer->Type : std::string("Adam (assumed)")) << "\n";
-  OS << "formula: phi = parameter elements of a TP rank, P = ceil(phi / dp), b = "
-     << (C.Prec == Precision::FP32 ? 4 : 2) << " bytes\n";
+  OS << "formula: phi = parameter elements of a TP rank; N = its flat buffer (each parameter aligned to "
+     << FlatAlign << " elements, each bucket padded to a multiple of dp); P = one DP rank's partition (the sum "
+     << "over buckets of ceil(bucket / dp)); b = " << (SixteenBit ? 2 : 4) << " bytes\n";
   if (C.Zero.Stage >= 1)
-    OS << "  parameters b*phi + gradients b*phi + fp32 master 4*P + fp32 gradients 4*P + Adam moments 8*P\n";
-  else if (C.Prec == Precision::FP32)
-    OS << "  parameters b*phi + gradients b*phi + Adam moments 8*phi\n";
+    OS << "  parameters b*N + gradients b*N + fp32 master 4*P + fp32 gradients 4*P + Adam moments 8*P\n";
+  else if (!SixteenBit)
+    OS << "  parameters b*N + gradients b*N + Adam moments 8*N\n";
   else
-    OS << "  parameters b*phi + gradients b*phi + fp32 master 4*phi + fp32 gradients 4*phi + Adam moments 8*phi\n";
-  OS << "tp_rank  phi  parameters  gradients  fp32_master  fp32_gradients  adam_moments  total_bytes  total\n";
+    OS << "  parameters b*N + gradients b*N + fp32 master 4*N + fp32 gradients 4*N + Adam moments 8*N\n";
+  if (SixteenBit)
+    OS << "  = 4*phi + 16*phi/" << (C.Zero.Stage >= 1 ? "dp" : "1")
+       << " up to alignment and padding: DeepSpeed's estimate_zero2_model_states_mem_needs"
+       << (C.Zero.Stage >= 1 ? "" : " at dp = 1") << "\n";
+  OS << "tp_rank  phi  N  P  parameters  gradients  fp32_master  fp32_gradients  adam_moments  total_bytes  total\n";
   int64_t Max = 0, Sum = 0;
   for (int64_t R = 0; R < M.TpSize; ++R) {
     MemoryLedger L = memoryLedger(M, C, Dp, size_t(R));
-    OS << R << "  " << L.Elements << "  " << L.Params << "  " << L.Grads << "  " << L.Fp32Master << "  "
-       << L.Fp32Grads << "  " << L.Moments << "  " << L.total() << "  " << gib(L.total()) << "\n";
+    OS << R << "  " << L.Elements << "  " << L.FlatNumel << "  " << L.Partition << "  " << L.Params << "  "
+       << L.Grads << "  " << L.Fp32Master << "  " << L.Fp32Grads << "  " << L.Moments << "  " << L.total() << "  "
+       << gib(L.total()) << "\n";
     Max = std::max(Max, L.total());
     Sum = add(Sum, L.total());
   }

@@ -87,26 +87,35 @@ struct ZeroConfig {
   int64_t Stage = 0;
   Loc StageLoc;
   int64_t ReduceBucketSize = 500000000;
+  Loc ReduceBucketSizeLoc;
   int64_t AllgatherBucketSize = 500000000;
   bool OverlapComm = false;
   bool ContiguousGradients = true;
   bool ReduceScatter = true;
 };
 
-/// `fp16` dynamic loss scaling parameters (DeepSpeed's defaults).
+/// `fp16` dynamic loss scaling parameters (DeepSpeed's defaults); each Loc
+/// is invalid when the value was defaulted.
 struct LossScaleConfig {
   double LossScale = 0;  ///< 0 = dynamic
   int64_t InitialScalePower = 16;
   int64_t LossScaleWindow = 1000;
   int64_t Hysteresis = 2;
   double MinLossScale = 1;
+  Loc LossScaleLoc, InitialScalePowerLoc, LossScaleWindowLoc, HysteresisLoc, MinLossScaleLoc;
 };
 
-/// An `optimizer` or `scheduler` section: a type and numeric params.
+/// An `optimizer` or `scheduler` section: a type and its params. Which
+/// params a type takes, and their types, is checked where they are used
+/// (Lower/ZeroSettings.cpp); here a param is numbers or a string.
 struct NamedSection {
   std::string Type;
   Loc TypeLoc;
-  std::map<std::string, std::vector<double>> Params;  ///< scalars have one element
+  Loc SectionLoc;                                     ///< the section's object
+  std::map<std::string, std::vector<double>> Params;  ///< numbers and booleans; scalars have one element
+  std::map<std::string, std::string> Strings;         ///< string params (e.g. warmup_type), "auto" excluded
+  std::map<std::string, bool> IsList;                 ///< whether a numeric param was given as a list
+  std::map<std::string, Loc> ParamLocs;               ///< every param's value
 };
 
 /// An optional positive integer key of the batch arithmetic.
@@ -126,6 +135,7 @@ struct Config {
   LossScaleConfig LossScale;
   BatchKey TrainBatch, MicroBatch, GradAccum;
   double GradientClipping = 0;
+  Loc GradientClippingLoc;
   std::optional<NamedSection> Optimizer, Scheduler;
   /// The "model" key: a path (relative to the config file) or an inline object.
   std::optional<std::string> ModelPath;

@@ -171,6 +171,7 @@ static bool parseNamedSection(const JsonDoc &Doc, DiagEngine &Diags, llvm::Strin
   if (!R.requireObject())
     return false;
   NamedSection S;
+  S.SectionLoc = Doc.value(JsonDoc::child("", Key));
   std::optional<std::string> Type;
   bool Ok = R.readString("type", Type, &S.TypeLoc);
   if (!Type) {
@@ -185,6 +186,7 @@ static bool parseNamedSection(const JsonDoc &Doc, DiagEngine &Diags, llvm::Strin
     }
     for (const auto &[Name, V] : P->items()) {
       std::vector<double> Values;
+      const Loc At = Doc.value(JsonDoc::child(R.ptr("params"), Name));
       if (V.is_number())
         Values.push_back(V.get<double>());
       else if (V.is_boolean())
@@ -194,12 +196,18 @@ static bool parseNamedSection(const JsonDoc &Doc, DiagEngine &Diags, llvm::Strin
           Values.push_back(E.get<double>());
       else if (V.is_string() && V.get<std::string>() == "auto")
         continue; // left to the launcher, as DeepSpeed's HF integration does
-      else {
+      else if (V.is_string()) {
+        S.Strings[Name] = V.get<std::string>();
+        S.ParamLocs[Name] = At;
+        continue;
+      } else {
         Diags.error(Doc.value(JsonDoc::child(R.ptr("params"), Name)),
-                    "'" + Key + ".params." + Name + "' must be a number or a list of numbers");
+                    "'" + Key + ".params." + Name + "' must be a number, a string or a list of numbers");
         Ok = false;
         continue;
       }
+      S.IsList[Name] = V.is_array();
+      S.ParamLocs[Name] = At;
       S.Params[Name] = std::move(Values);
     }
   }
@@ -216,11 +224,12 @@ static bool parsePrecision(const JsonDoc &Doc, DiagEngine &Diags, Config &C) {
     if (!R.requireObject())
       return false;
     Ok &= R.readBool("enabled", Fp16, &Fp16Loc);
-    Ok &= R.readNumber("loss_scale", C.LossScale.LossScale);
-    Ok &= R.readInt("initial_scale_power", C.LossScale.InitialScalePower);
-    Ok &= R.readInt("loss_scale_window", C.LossScale.LossScaleWindow);
-    Ok &= R.readInt("hysteresis", C.LossScale.Hysteresis);
-    Ok &= R.readNumber("min_loss_scale", C.LossScale.MinLossScale);
+    LossScaleConfig &LS = C.LossScale;
+    Ok &= R.readNumber("loss_scale", LS.LossScale, &LS.LossScaleLoc);
+    Ok &= R.readInt("initial_scale_power", LS.InitialScalePower, &LS.InitialScalePowerLoc);
+    Ok &= R.readInt("loss_scale_window", LS.LossScaleWindow, &LS.LossScaleWindowLoc);
+    Ok &= R.readInt("hysteresis", LS.Hysteresis, &LS.HysteresisLoc);
+    Ok &= R.readNumber("min_loss_scale", LS.MinLossScale, &LS.MinLossScaleLoc);
   }
   for (llvm::StringRef Key : {"bf16", "bfloat16"}) { // "bfloat16" is DeepSpeed's legacy name
     if (!Doc.get(JsonDoc::child("", Key)))
@@ -256,7 +265,13 @@ bool autotpc::parseConfig(const JsonDoc &Doc, DiagEngine &Diags, Config &C) {
     JsonReader Z(Doc, Diags, "/zero_optimization", "zero_optimization");
     if (Z.requireObject()) {
       Ok &= Z.readInt("stage", C.Zero.Stage, &C.Zero.StageLoc);
-      Ok &= Z.readInt("reduce_bucket_size", C.Zero.ReduceBucketSize);
+      bool BucketOk = Z.readInt("reduce_bucket_size", C.Zero.ReduceBucketSize, &C.Zero.ReduceBucketSizeLoc);
+      if (BucketOk && C.Zero.ReduceBucketSize < 0) { // DeepSpeed's pydantic field: ge=0
+        Diags.error(C.Zero.ReduceBucketSizeLoc,
+                    "'reduce_bucket_size' must not be negative (got " + llvm::Twine(C.Zero.ReduceBucketSize) + ")");
+        BucketOk = false;
+      }
+      Ok &= BucketOk;
       Ok &= Z.readInt("allgather_bucket_size", C.Zero.AllgatherBucketSize);
       Ok &= Z.readBool("overlap_comm", C.Zero.OverlapComm);
       Ok &= Z.readBool("contiguous_gradients", C.Zero.ContiguousGradients);
@@ -275,7 +290,7 @@ bool autotpc::parseConfig(const JsonDoc &Doc, DiagEngine &Diags, Config &C) {
   Ok &= parseBatchKey(Top, Diags, "train_batch_size", C.TrainBatch);
   Ok &= parseBatchKey(Top, Diags, "train_micro_batch_size_per_gpu", C.MicroBatch);
   Ok &= parseBatchKey(Top, Diags, "gradient_accumulation_steps", C.GradAccum);
-  Ok &= Top.readNumber("gradient_clipping", C.GradientClipping);
+  Ok &= Top.readNumber("gradient_clipping", C.GradientClipping, &C.GradientClippingLoc);
   if (Doc.get("/optimizer"))
     Ok &= parseNamedSection(Doc, Diags, "optimizer", C.Optimizer);
   if (Doc.get("/scheduler"))

@@ -69,10 +69,12 @@ public:
     return true;
   }
 
-  bool readNumber(llvm::StringRef Key, double &Out) {
+  bool readNumber(llvm::StringRef Key, double &Out, Loc *L = nullptr) {
     const nlohmann::json *V = get(Key);
     if (!V || isAuto(Key, std::to_string(Out)))
       return true;
+    if (L)
+      *L = value(Key);
     if (!V->is_number()) {
       Diags.error(value(Key), "'" + Key + "' in " + Where + " must be a number");
       return false;

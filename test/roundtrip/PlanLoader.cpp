@@ -18,9 +18,79 @@ const char *const autotpc::TinyFamilies[8] = {"llama", "mistral", "qwen2", "phi3
 
 static std::string tinyDir() { return std::string(AUTOTPC_SPECS_DIR) + "/tiny"; }
 
-std::string autotpc::compileTiny(const std::string &Family, int Tp, LoadedPlan &Out) {
+namespace {
+
+atp::Precision precision(Precision P) {
+  switch (P) {
+  case Precision::FP32: return atp::Precision::F32;
+  case Precision::BF16: return atp::Precision::BF16;
+  case Precision::FP16: return atp::Precision::F16;
+  }
+  return atp::Precision::F32;
+}
+
+atp::LrSchedule schedule(LrScheduleKind K) {
+  switch (K) {
+  case LrScheduleKind::Constant: return atp::LrSchedule::Constant;
+  case LrScheduleKind::WarmupLR: return atp::LrSchedule::WarmupLR;
+  case LrScheduleKind::WarmupDecayLR: return atp::LrSchedule::WarmupDecayLR;
+  case LrScheduleKind::WarmupCosineLR: return atp::LrSchedule::WarmupCosineLR;
+  }
+  return atp::LrSchedule::Constant;
+}
+
+/// The ZeroPlan zero.cpp would state for M under Z, into Zero.
+void loadZero(const Module &M, const Config &C, const ZeroSettings &Z, LoadedZero &Zero) {
+  Zero.Settings = Z;
+  Zero.Layouts = zeroLayout(M, C);
+  Zero.LedgerDp = Z.DpSize > 0 ? Z.DpSize : 1;
+  for (const ZeroRankLayout &L : Zero.Layouts) {
+    Zero.Params.emplace_back();
+    for (const ZeroFlatParam &F : L.Params)
+      Zero.Params.back().push_back({int32_t(F.Param), F.Offset, F.Numel, F.TpSharded});
+    Zero.Buckets.emplace_back();
+    for (const ZeroBucket &B : L.Buckets)
+      Zero.Buckets.back().push_back({B.Begin, B.End, int32_t(B.First), int32_t(B.Count)});
+    const MemoryLedger Ml = memoryLedger(L, C, Zero.LedgerDp);
+    Zero.Ledgers.push_back({uint64_t(Ml.Params), uint64_t(Ml.Grads), uint64_t(Ml.Fp32Master), uint64_t(Ml.Fp32Grads),
+                            uint64_t(Ml.Moments)});
+  }
+  for (size_t R = 0; R < Zero.Layouts.size(); ++R)
+    Zero.FlatLayouts.push_back({Zero.Layouts[R].Numel, int32_t(Zero.Params[R].size()), Zero.Params[R].data(),
+                                int32_t(Zero.Buckets[R].size()), Zero.Buckets[R].data()});
+  atp::ZeroPlan &P = Zero.Plan;
+  P.stage = int32_t(Z.Stage.Value);
+  P.precision = precision(Z.Prec.Value);
+  P.tp_size = int32_t(Z.TpSize);
+  P.dp_size = int32_t(Z.DpSize);
+  P.gradient_accumulation_steps = int32_t(Z.GradAccum.Value);
+  P.gradient_clipping = Z.GradientClipping.Value;
+  P.reduce_bucket_size = Z.ReduceBucketSize.Value;
+  const AdamWSettings &A = Z.AdamW;
+  P.adamw = {A.Lr.Value,          A.Beta1.Value,     A.Beta2.Value,         A.Eps.Value,
+             A.WeightDecay.Value, A.AdamWMode.Value, A.BiasCorrection.Value};
+  const SchedulerSettings &S = Z.Scheduler;
+  P.scheduler.type = schedule(S.Kind);
+  P.scheduler.warmup_min_lr = S.WarmupMinLr.Value;
+  P.scheduler.warmup_max_lr = S.WarmupMaxLr.Value;
+  P.scheduler.warmup_num_steps = S.WarmupNumSteps.Value;
+  P.scheduler.warmup_log = S.WarmupLog.Value;
+  P.scheduler.total_num_steps = S.TotalNumSteps.Value;
+  P.scheduler.warmup_min_ratio = S.WarmupMinRatio.Value;
+  P.scheduler.cos_min_ratio = S.CosMinRatio.Value;
+  const LossScaleSettings &LS = Z.LossScale;
+  P.loss_scale = {LS.StaticScale.Value, int32_t(LS.InitialScalePower.Value), LS.Window.Value,
+                  int32_t(LS.Hysteresis.Value), LS.MinScale.Value};
+  P.layouts = Zero.FlatLayouts.data();
+}
+
+/// compileTiny and compileTinyZero: Zero is null for the former.
+std::string compile(const std::string &Family, int Tp, const nlohmann::json *Overrides, LoadedPlan &Out,
+                    LoadedZero *Zero) {
   std::ifstream In(tinyDir() + "/" + Family + ".ds.json");
   nlohmann::json Cfg = nlohmann::json::parse(In);
+  if (Overrides)
+    Cfg.merge_patch(*Overrides);
   Cfg["tensor_parallel"]["autotp_size"] = Tp;
   Cfg["model"] = tinyDir() + "/" + Family + ".json";
   std::string Text = Cfg.dump(2), Diag;
@@ -40,6 +110,12 @@ std::string autotpc::compileTiny(const std::string &Family, int Tp, LoadedPlan &
   Topology Topo;
   if (!M || !verifyModule(VerifyContext{*M, C, *Model, Diags, std::nullopt}, Topo) || Diags.hasErrors())
     return DiagOS.str();
+  if (Zero) {
+    std::optional<ZeroSettings> Z = lowerZeroSettings(C, Topo, M->TpSize, Diags, /*ForCodegen=*/true);
+    if (!Z || Diags.hasErrors())
+      return DiagOS.str();
+    loadZero(*M, C, *Z, *Zero);
+  }
   Out.Tables = planTables(*M);
   Out.Fingerprint = planFingerprint(*M);
   for (const PlanTableParam &T : Out.Tables) {
@@ -61,4 +137,15 @@ std::string autotpc::compileTiny(const std::string &Family, int Tp, LoadedPlan &
   }
   Out.Plan = {Out.Fingerprint.c_str(), int32_t(M->TpSize), int32_t(Out.Params.size()), Out.Params.data()};
   return "";
+}
+
+} // namespace
+
+std::string autotpc::compileTiny(const std::string &Family, int Tp, LoadedPlan &Out) {
+  return compile(Family, Tp, nullptr, Out, nullptr);
+}
+
+std::string autotpc::compileTinyZero(const std::string &Family, int Tp, const nlohmann::json &Overrides,
+                                     LoadedPlan &Out, LoadedZero &Zero) {
+  return compile(Family, Tp, &Overrides, Out, &Zero);
 }

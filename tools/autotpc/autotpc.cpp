@@ -3,7 +3,7 @@
 // Thin: parses flags into autotpc::Options and runs the pipeline.
 //
 //   autotpc CONFIG.json [--model PATH] [--world-size N] [--check]
-//           [--emit=ir|plan|memory] [--Werror] [-Wno-GROUP]
+//           [--emit=ir|plan|memory|zero|cpp] [-o DIR] [--Werror] [-Wno-GROUP]
 //           [--diagnostics-format=text|sarif]
 //
 //===----------------------------------------------------------------------===//
@@ -32,6 +32,8 @@ static cl::opt<autotpc::Options::Emit> Emit(
     cl::values(clEnumValN(autotpc::Options::Emit::IR, "ir", "the partition IR"),
                clEnumValN(autotpc::Options::Emit::Plan, "plan", "each TP rank's shards and their ranges"),
                clEnumValN(autotpc::Options::Emit::Memory, "memory", "per-GPU bytes of the model states"),
+               clEnumValN(autotpc::Options::Emit::Zero, "zero",
+                          "each TP rank's ZeRO flat layout, buckets, padded DP partitions and settings"),
                clEnumValN(autotpc::Options::Emit::Cpp, "cpp", "the generated project's files, to stdout")),
     cl::cat(Category));
 static cl::opt<bool> Werror("Werror", cl::desc("treat warnings as errors"), cl::cat(Category));
