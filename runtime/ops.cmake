@@ -1,7 +1,11 @@
 # ops: the ZeRO engine's elementwise backends (include/atp/ops.h): the host one always; the CUDA one with
 # AUTOTPC_ENABLE_CUDA (and the CUDA language), else a stub whose make_cuda_ops says it was not built.
 list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/ops_cpu.cpp)
-if(AUTOTPC_ENABLE_CUDA AND CMAKE_CUDA_COMPILER AND EXISTS ${CMAKE_CURRENT_LIST_DIR}/src/ops_cuda.cu)
+# The CPU AdamW is the reference the CUDA one matches bit for bit: never let the host compiler fuse a*b+c
+# (GCC does by default in GNU mode where the target has FMA, e.g. aarch64 or -march=native).
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/src/ops_cpu.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+get_property(_atp_languages GLOBAL PROPERTY ENABLED_LANGUAGES) # CUDA once comm.cmake has enabled it
+if(AUTOTPC_ENABLE_CUDA AND "CUDA" IN_LIST _atp_languages AND EXISTS ${CMAKE_CURRENT_LIST_DIR}/src/ops_cuda.cu)
   list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/ops_cuda.cu)
 elseif(EXISTS ${CMAKE_CURRENT_LIST_DIR}/src/ops_cuda_stub.cpp)
   list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/ops_cuda_stub.cpp)
