@@ -79,11 +79,11 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
   case Options::Emit::Memory: printMemory(*M, C, Topo, Out); break;
   case Options::Emit::Zero: printZero(*M, *Zero, Out); break;
   case Options::Emit::Cpp:
-    for (const EmittedFile &F : emitProject(*M, SM, EmitOptions{Opts.OriginComments}))
+    for (const EmittedFile &F : emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments}))
       Out << "// ===== " << F.Name << " =====\n" << F.Text;
     break;
   }
   if (!Opts.OutputDir.empty())
-    writeOutputDir(Opts.OutputDir, emitProject(*M, SM, EmitOptions{Opts.OriginComments}), Diags);
+    writeOutputDir(Opts.OutputDir, emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments}), Diags);
   return Finish();
 }

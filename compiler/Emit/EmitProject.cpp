@@ -43,7 +43,7 @@ if(NOT TARGET autotpc_runtime)
   add_subdirectory("${AUTOTPC_RUNTIME_DIR}" autotpc_runtime)
 endif()
 
-add_library(@P@_plan STATIC plan.cpp)
+add_library(@P@_plan STATIC plan.cpp zero.cpp)
 target_include_directories(@P@_plan PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}")
 target_link_libraries(@P@_plan PUBLIC autotpc_runtime)
 
@@ -65,11 +65,14 @@ static std::string toolMain(const Module &M, llvm::StringRef Entry, llvm::String
          "\n\nint main(int argc, char **argv) { return atp::" + Entry.str() + "(gen::plan, argc, argv); }\n";
 }
 
-std::vector<EmittedFile> autotpc::emitProject(const Module &M, const llvm::SourceMgr &SM, const EmitOptions &Opts) {
+std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM,
+                                              const EmitOptions &Opts) {
   return {
       {"CMakeLists.txt", cmakeLists(M)},
       {"plan.h", emitPlanHeader(M)},
       {"plan.cpp", emitPlanSource(M, SM, Opts)},
+      {"zero.h", emitZeroHeader(M, Z)},
+      {"zero.cpp", emitZeroSource(M, Z, SM, Opts)},
       {"shard.cpp", toolMain(M, "shard_main", "shard --in HF_CHECKPOINT --out SHARDS/: one safetensors file per TP rank")},
       {"consolidate.cpp",
        toolMain(M, "consolidate_main", "consolidate --in SHARDS/ --out HF_CHECKPOINT: the HF checkpoint back")},

@@ -1,8 +1,9 @@
 //===- Emitter.h - the generated C++ project for one model and config ---===//
 //
 // `autotpc CONFIG -o DIR` writes a small CMake project: the shard plan as
-// constexpr tables (plan.h / plan.cpp), the `shard` and `consolidate` tools
-// and a library, all built against runtime/ alone. Names and order are
+// constexpr tables (plan.h / plan.cpp), the ZeRO plan (zero.h / zero.cpp:
+// flat layouts, buckets and training settings), the `shard` and
+// `consolidate` tools and a library, all built against runtime/ alone. Names and order are
 // decided before anything is printed; the text is deterministic (no time,
 // no absolute path, no version), so goldens in generated/ stay byte-stable.
 //
@@ -11,6 +12,7 @@
 #define AUTOTPC_EMIT_EMITTER_H
 
 #include "IR/Module.h"
+#include "Lower/ZeroSettings.h"
 
 #include <array>
 
@@ -52,8 +54,17 @@ std::string emitPlanHeader(const Module &M);
 /// plan.cpp: the plan's tables, with static_asserts and origin comments.
 std::string emitPlanSource(const Module &M, const llvm::SourceMgr &SM, const EmitOptions &Opts);
 
-/// The files of the generated project, in a fixed order.
-std::vector<EmittedFile> emitProject(const Module &M, const llvm::SourceMgr &SM, const EmitOptions &Opts);
+/// zero.h: the ZeRO plan's declaration and its stage and bucket size.
+std::string emitZeroHeader(const Module &M, const ZeroSettings &Z);
+/// zero.cpp: each TP rank's flat layout and buckets (Lower/ZeroLayout) and
+/// the settings Z, as runtime/include/atp/zero_plan.h's tables, with
+/// static_asserts and origin comments.
+std::string emitZeroSource(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM, const EmitOptions &Opts);
+
+/// The files of the generated project, in a fixed order: CMakeLists.txt,
+/// plan.h, plan.cpp, zero.h, zero.cpp, shard.cpp, consolidate.cpp.
+std::vector<EmittedFile> emitProject(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM,
+                                     const EmitOptions &Opts);
 
 /// Writes Files into Dir atomically: everything goes to a temporary sibling
 /// folder first, which then replaces Dir. On failure nothing is left behind.

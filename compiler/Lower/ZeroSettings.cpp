@@ -37,7 +37,10 @@ std::string autotpc::formatDouble(double D) {
     if (std::strtod(Buf, nullptr) == D)
       break;
   }
-  return Buf;
+  std::string S = Buf;
+  if (S.find_first_of(".eEn") == std::string::npos) // "1" -> "1.0": reads as a double, also in C++
+    S += ".0";
+  return S;
 }
 
 namespace {
@@ -154,6 +157,7 @@ bool lowerOptimizer(const Config &C, DiagEngine &Diags, bool ForCodegen, AdamWSe
     return true;
   const NamedSection &S = *C.Optimizer;
   A.Type = S.Type;
+  A.Given = true;
   const std::string Lower = llvm::StringRef(S.Type).lower(); // DeepSpeed lower-cases its own optimizer names
   if (Lower != "adam" && Lower != "adamw") {
     unsupported(Diags, ForCodegen, S.TypeLoc,
@@ -272,6 +276,9 @@ std::optional<ZeroSettings> autotpc::lowerZeroSettings(const Config &C, const To
     Z.Prec.set(C.Prec, C.PrecLoc);
   Z.TpSize = TpSize;
   Z.DpSize = Topo.Dp.value_or(0);
+  Z.DpWhy = !Topo.Dp             ? "known only at launch"
+            : Topo.WorldFromFlag ? "--world-size / autotp_size"
+                                 : "train_batch_size / (train_micro_batch_size_per_gpu x gradient_accumulation_steps)";
   if (C.GradAccum.Value) {
     Z.GradAccum.set(*C.GradAccum.Value, C.GradAccum.L);
   } else if (C.TrainBatch.Value && C.MicroBatch.Value && Topo.Dp && *Topo.Dp > 0 &&

@@ -31,6 +31,7 @@ const char *lrScheduleName(LrScheduleKind K);
 /// DeepSpeed's FusedAdam settings (atp::AdamWConfig).
 struct AdamWSettings {
   std::string Type = "Adam"; ///< as written; "Adam" when there is no optimizer section
+  bool Given = false;        ///< there is an optimizer section
   Setting<double> Lr{1e-3}, Beta1{0.9}, Beta2{0.999}, Eps{1e-8}, WeightDecay{0.0};
   Setting<bool> AdamWMode{true}, BiasCorrection{true};
 };
@@ -58,6 +59,7 @@ struct ZeroSettings {
   Setting<Precision> Prec{Precision::FP32};
   int64_t TpSize = 1;
   int64_t DpSize = 0; ///< 0: known only at launch
+  std::string DpWhy;  ///< where DpSize came from
   Setting<int64_t> GradAccum{1};
   Setting<double> GradientClipping{0.0};
   Setting<int64_t> ReduceBucketSize{500000000};
@@ -67,8 +69,9 @@ struct ZeroSettings {
 };
 
 /// The shortest decimal text that reads back as exactly D ("%.Ng" with the
-/// smallest N <= 17 that round-trips): deterministic, and a valid C++
-/// literal for every finite D (the lowering rejects non-finite settings).
+/// smallest N <= 17 that round-trips, ".0" appended to integers, so 1e-3 is
+/// "0.001" and 1 is "1.0"): deterministic, and a C++ double literal for
+/// every finite D (the lowering rejects non-finite settings).
 std::string formatDouble(double D);
 
 /// Reads the settings out of C. Values DeepSpeed itself rejects (a

@@ -73,7 +73,7 @@ void autotpc::printZero(const Module &M, const ZeroSettings &Z, llvm::raw_ostrea
     for (size_t B = 0; B < L.Buckets.size(); ++B) {
       const ZeroBucket &Bk = L.Buckets[B];
       OS << "  bucket " << B << ": [" << Bk.Begin << ", " << Bk.End << ") len " << Bk.End - Bk.Begin << " flat "
-         << Bk.First << ".." << Bk.First + Bk.Count - 1 << " (" << Bk.Count << " params)\n";
+         << Bk.First << ".." << Bk.First + Bk.Count - 1 << " (" << Bk.Count << (Bk.Count == 1 ? " param)\n" : " params)\n");
     }
     if (!Z.DpSize)
       continue;

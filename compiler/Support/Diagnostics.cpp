@@ -23,6 +23,7 @@ static const std::vector<const char *> KnownWarnings = {
     "model-mismatch",      // config.json and safetensors headers disagree on extras
     "embedding-split",     // DeepSpeed's embedding slicing is not a training layout
     "not-deepspeed",       // an autotpc extension DeepSpeed would not understand
+    "unsupported-optimizer", // an optimizer/scheduler type the ZeRO engine does not run (--check only)
 };
 
 bool DiagEngine::isKnownWarning(llvm::StringRef Flag) {
