@@ -21,7 +21,6 @@
 #include "ops_cuda_kernels.cuh"
 
 #include <algorithm>
-#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <string>
@@ -57,25 +56,6 @@ Result<unsigned> grid_for(const void *kernel, std::uint64_t items) {
     most = it->second;
   }
   return unsigned(std::clamp<std::uint64_t>((items + kThreads - 1) / kThreads, 1, most));
-}
-
-struct Access {
-  const void *ptr;
-  std::size_t elem; // bytes
-};
-
-/// The split of [0, n) into a head, units of V elements and a tail (see Chunks) for these accesses.
-template <int V> Chunks split(std::uint64_t n, std::initializer_list<Access> accesses) {
-  for (std::uint64_t head = 0; head < 8; ++head) {
-    bool aligned = true;
-    for (const Access &a : accesses)
-      aligned = aligned && (reinterpret_cast<std::uintptr_t>(a.ptr) + head * a.elem) % 16 == 0;
-    if (aligned) {
-      head = std::min(head, n);
-      return Chunks{n, head, (n - head) / V};
-    }
-  }
-  return Chunks{n, n, 0};
 }
 
 /// Launches `kernel` over c's elements on `stream`.

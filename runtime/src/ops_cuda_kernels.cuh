@@ -1,14 +1,17 @@
 /* ops_cuda_kernels.cuh - the kernels of the CUDA ops (ops_cuda.cu includes it; nothing else should).
 
-   Elementwise kernels walk [0, n) as described by a Chunks: a head of single elements, whole vectors of V
-   elements through 16-byte accesses (every pointer aligned there), a tail of single elements; grid-stride
-   loops, so any grid size is right. sum_squares_kernel gives one partial sum per block of its chunk of the
+   Elementwise kernels walk [0, n) as split(n, arrays) describes it in a Chunks: a head of single elements,
+   whole vectors of V elements through 16-byte accesses (every pointer aligned there), a tail of single
+   elements; grid-stride loops, so any grid size is right. sum_squares_kernel gives one partial sum per block of its chunk of the
    spans' elements laid end to end, summed in a fixed order; sum_partials_kernel adds them in block order. */
 #pragma once
 
 #include "ops_cuda_math.cuh"
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 
 namespace atp {
@@ -24,6 +27,27 @@ constexpr int kMaxSumBlocks = 4096; // partial sums at most (a grid the device h
 struct Chunks {
   std::uint64_t n, head, units;
 };
+
+/// One array a launch touches: where, and its element size in bytes.
+struct Access {
+  const void *ptr;
+  std::size_t elem;
+};
+
+/// The split of [0, n) into a head, units of V elements and a tail (see Chunks) for these arrays: the
+/// shortest head (< 8) after which every array is 16-byte aligned, or all of it one by one if none is.
+template <int V> Chunks split(std::uint64_t n, std::initializer_list<Access> accesses) {
+  for (std::uint64_t head = 0; head < 8; ++head) {
+    bool aligned = true;
+    for (const Access &a : accesses)
+      aligned = aligned && (reinterpret_cast<std::uintptr_t>(a.ptr) + head * a.elem) % 16 == 0;
+    if (aligned) {
+      head = std::min(head, n);
+      return Chunks{n, head, (n - head) / V};
+    }
+  }
+  return Chunks{n, n, 0};
+}
 
 /// A non-empty span on the device, with the number of span elements before it.
 struct SpanRun {

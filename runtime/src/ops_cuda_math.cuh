@@ -39,10 +39,8 @@ __device__ __forceinline__ float to_float(Bf16 x) { return __uint_as_float(std::
 __device__ __forceinline__ float to_float(F16 x) {
   const std::uint32_t sign = std::uint32_t(x.bits & 0x8000u) << 16;
   const std::uint32_t exp = (x.bits >> 10) & 0x1fu, mant = x.bits & 0x3ffu;
-  if (exp == 0) { // zero or subnormal: mant * 2^-24, exact
-    const float f = __fmul_rn(__uint2float_rn(mant), 5.9604644775390625e-08f);
-    return sign ? -f : f;
-  }
+  if (exp == 0) // zero or subnormal: mant * 2^-24, exact; the sign put on as a bit (so -0 stays -0)
+    return __uint_as_float(__float_as_uint(__fmul_rn(__uint2float_rn(mant), 5.9604644775390625e-08f)) | sign);
   const std::uint32_t u = exp == 0x1f ? sign | 0x7f800000u | (mant << 13) : sign | ((exp + 112u) << 23) | (mant << 13);
   return __uint_as_float(u);
 }
