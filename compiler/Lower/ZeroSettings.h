@@ -18,10 +18,12 @@ namespace autotpc {
 /// default, with Why saying which.
 template <class T> struct Setting {
   Setting() = default;
+  /// A default value (Why "default", no location).
   Setting(T Default) : Value(Default) {}
   T Value{};
-  Loc From;
+  Loc From;                    ///< the JSON value it came from; invalid for defaults
   std::string Why = "default"; ///< "config", "default", or how it was derived
+  /// Takes V from the config value at L.
   void set(T V, const Loc &L) { Value = V, From = L, Why = "config"; }
 };
 

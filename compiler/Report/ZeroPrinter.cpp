@@ -84,10 +84,12 @@ void autotpc::printZero(const Module &M, const ZeroSettings &Z, llvm::raw_ostrea
     for (size_t B = 0; B < P.Buckets.size(); ++B) {
       const ZeroPaddedBucket &Pb = P.Buckets[B];
       const int64_t Len = L.Buckets[B].End - L.Buckets[B].Begin;
-      OS << "    bucket " << B << ": begin " << Pb.Begin << " piece " << Pb.Piece << " padded " << Pb.Piece * Dp
-         << " part " << Pb.Part << " padding " << Pb.Piece * Dp - Len << "\n";
-      for (int64_t D = 0; D < Dp; ++D)
-        InBucket[size_t(D)] += std::clamp<int64_t>(Len - D * Pb.Piece, 0, Pb.Piece);
+      const int64_t Padded = saturatingMul(Pb.Piece, Dp);
+      OS << "    bucket " << B << ": begin " << Pb.Begin << " piece " << Pb.Piece << " padded " << Padded << " part "
+         << Pb.Part << " padding " << Padded - Len << "\n";
+      for (int64_t D = 0; D < Dp; ++D) // DP rank D's piece starts D * piece into the bucket
+        InBucket[size_t(D)] =
+            saturatingAdd(InBucket[size_t(D)], std::clamp<int64_t>(Len - saturatingMul(D, Pb.Piece), 0, Pb.Piece));
     }
     for (int64_t D = 0; D < Dp; ++D)
       OS << "    dp_rank " << D << ": partition " << P.PartitionNumel << " = " << InBucket[size_t(D)]
