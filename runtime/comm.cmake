@@ -33,6 +33,36 @@ if(AUTOTPC_ENABLE_CUDA)
   list(APPEND ATP_RUNTIME_SOURCES src/comm_nccl.cpp)
   list(APPEND ATP_RUNTIME_LIBS CUDA::cudart ATP::nccl)
   set_source_files_properties(src/comm_mpi.cpp PROPERTIES COMPILE_DEFINITIONS ATP_HAVE_NCCL=1)
+
+  # Device code (shard_cuda.cu, ops_cuda.cu): the CUDA language, for H100/H200 (sm_90a) unless the caller
+  # chose other architectures. The cache entry makes the default visible to every folder of the build.
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 90a CACHE STRING "CUDA architectures of the runtime's kernels")
+  endif()
+  enable_language(CUDA)
+  # atp_cuda_options(target): for a target with .cu sources. Options the C++ build gives every target (the
+  # sanitizers of AUTOTPC_SANITIZE, from add_compile_options) reach only its C/C++ sources, since nvcc
+  # rejects them; autotpc_warnings' -Wall -Wextra -Werror apply to C/C++ as they are and to .cu files in
+  # nvcc's spelling. EDG warning 2810 is suppressed: it fires on every assignment of a [[nodiscard]] class
+  # (atp::Status), which g++ and clang accept. The CUDA runtime is the shared one, as CUDA::cudart.
+  function(atp_cuda_options target)
+    get_target_property(inherited ${target} COMPILE_OPTIONS)
+    if(inherited)
+      set(host_only "")
+      foreach(opt IN LISTS inherited)
+        list(APPEND host_only "$<$<NOT:$<COMPILE_LANGUAGE:CUDA>>:${opt}>")
+      endforeach()
+      set_property(TARGET ${target} PROPERTY COMPILE_OPTIONS "${host_only}")
+    endif()
+    target_compile_options(${target} PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:-diag-suppress=2810>")
+    if(TARGET autotpc_warnings)
+      get_target_property(warnings autotpc_warnings INTERFACE_COMPILE_OPTIONS)
+      set(nvcc_warnings -Werror=all-warnings -Xcompiler=-Wall,-Wextra,-Werror)
+      target_compile_options(${target} PRIVATE "$<$<NOT:$<COMPILE_LANGUAGE:CUDA>>:${warnings}>"
+                                               "$<$<COMPILE_LANGUAGE:CUDA>:${nvcc_warnings}>")
+    endif()
+    set_property(TARGET ${target} PROPERTY CUDA_RUNTIME_LIBRARY Shared)
+  endfunction()
 else()
   message(STATUS "autotpc runtime: NCCL backend off (no CUDA compiler or no nccl.h; see AUTOTPC_ENABLE_CUDA)")
 endif()
