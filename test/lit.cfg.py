@@ -1,6 +1,8 @@
 # lit configuration for autotpc: one-behaviour .test files, RUN lines at the
 # top, JSON inputs inline via split-file.
 import os
+import sys
+
 import lit.formats
 
 config.name = "autotpc"
@@ -19,3 +21,8 @@ for tool in ["FileCheck", "not", "split-file", "count"]:
 config.substitutions.append(("%autotpc", os.path.join(config.autotpc_tools_dir, "autotpc")))
 config.substitutions.append(("%specs", os.path.join(config.autotpc_src_root, "specs")))
 config.substitutions.append(("%srcroot", config.autotpc_src_root))
+# test/Tools/: the generated shard/consolidate mains on a tiny spec's plan, the checkpoint maker, and
+# python3 for the scripts that break checkpoints (Inputs/st_edit.py).
+config.substitutions.append(("%tiny-gen-tool", os.path.join(config.autotpc_tools_dir, "tiny-gen-tool")))
+config.substitutions.append(("%make-tiny-checkpoint", os.path.join(config.autotpc_tools_dir, "make-tiny-checkpoint")))
+config.substitutions.append(("%python", sys.executable))
