@@ -56,3 +56,7 @@ atp_gpu_test(shard_cuda_edge_test shard_cuda_edge_test.cpp)
 
 # ---- the ZeRO engine: CUDA ops + NCCL against CPU ops + MPI, on one GPU (zero_engine_cuda_test.cpp)
 atp_gpu_test(zero_engine_cuda_test zero_engine_cuda_test.cpp)
+
+# ---- the ZeRO engine's elementwise ops: CUDA against CPU (bit for bit), and their bandwidth (atp/ops.h)
+atp_gpu_test(ops_cuda_test ops_cuda_test.cu)
+atp_gpu_bench(adamw_bench adamw_bench.cu)

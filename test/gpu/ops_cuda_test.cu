@@ -1,0 +1,380 @@
+/* ops_cuda_test.cu - every method of the CUDA ops (make_cuda_ops) equals the CPU ops (make_cpu_ops).
+
+   Fresh inputs from a seeded generator for each case, at sizes 0, 1, 7, ..., 2^20 + 3 (odd tails, one element
+   past and before whole vectors) and at buffers 0 or 1 element past 16-byte alignment, and with the arrays
+   of one call at different alignments (the one-element-per-thread path). Every device output sits between
+   poisoned guard bytes, poisoned again before each run: bytes the call must not touch are checked as well.
+     - cast (all 9 pairs of F32, BF16, F16, from random bits, ties, specials: NaN payloads, infs, subnormals,
+       the f16 overflow edge), accumulate and AdamW (with and without a BF16, F16 or F32 copy, both weight
+       decay modes, gradients that square to subnormals) must give the same bytes (memcmp);
+     - sum_squares over many spans (empty, overlapping, crossing blocks) agrees to 1e-12 relative (summation
+       order differs) and gives the same bits when run twice;
+     - any_nonfinite finds an inf or a NaN at the first, middle and last element, and nothing in finite data;
+     - alloc is zero-filled even over reused memory, zero / copies touch exactly their bytes, bad dtypes fail.
+   Prints "ops_cuda_test: N passed, M failed"; exits 1 on any failure. */
+#include "atp/check_cuda.h"
+#include "atp/comm.h"
+#include "atp/ops.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace atp;
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void expect(bool ok, const std::string &what) {
+  ok ? ++passed : ++failed;
+  if (!ok && failed <= 40)
+    std::printf("FAIL %s\n", what.c_str());
+}
+
+using Bytes = std::vector<unsigned char>;
+constexpr std::size_t kGuard = 64; // poisoned bytes after every device output
+
+Bytes poison(std::size_t n) {
+  Bytes b(n);
+  for (std::size_t i = 0; i < n; ++i)
+    b[i] = static_cast<unsigned char>(0xa5 ^ (i * 31));
+  return b;
+}
+
+/// A device buffer holding `bytes` at `pad` bytes past a 256-byte-aligned allocation, guards around it.
+class DevBuf {
+public:
+  DevBuf(Ops &ops, std::size_t pad, std::size_t bytes) : ops_(ops), pad_(pad), bytes_(bytes) {
+    base_ = ATP_CHECK_OK(ops_.alloc(total()));
+  }
+  ~DevBuf() { ops_.free(base_); }
+  DevBuf(const DevBuf &) = delete;
+  DevBuf &operator=(const DevBuf &) = delete;
+
+  std::size_t total() const { return pad_ + bytes_ + kGuard; }
+  void *at() const { return static_cast<char *>(base_) + pad_; }
+  /// Poison everything, then put `data` (bytes_ long, or empty) in place.
+  void upload(const void *data) {
+    Bytes all = poison(total());
+    if (data && bytes_)
+      std::memcpy(all.data() + pad_, data, bytes_);
+    ATP_CHECK_OK(ops_.copy_from_host(base_, all.data(), all.size()));
+  }
+  /// The bytes in place; `intact` says whether the guards still hold the poison.
+  Bytes download(bool &intact) const {
+    Bytes all(total());
+    ATP_CHECK_OK(ops_.copy_to_host(all.data(), base_, all.size()));
+    const Bytes p = poison(total());
+    intact = std::memcmp(all.data(), p.data(), pad_) == 0 &&
+             std::memcmp(all.data() + pad_ + bytes_, p.data() + pad_ + bytes_, kGuard) == 0;
+    return Bytes(all.begin() + long(pad_), all.begin() + long(pad_ + bytes_));
+  }
+
+private:
+  Ops &ops_;
+  void *base_ = nullptr;
+  std::size_t pad_, bytes_;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// inputs
+
+std::mt19937_64 rng(20240611);
+
+float bits_float(std::uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+/// Finite, normal-looking values: N(0, 1) * scale.
+std::vector<float> normal(std::size_t n, float scale) {
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(n);
+  for (float &v : x)
+    v = d(rng) * scale;
+  return x;
+}
+
+/// Floats that probe every conversion path: random bits, wide-range values, bf16 and f16 ties, specials.
+std::vector<float> probing(std::size_t n) {
+  static const std::uint32_t specials[] = {
+      0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc12345, 0x7fbfffff,
+      0x477fe000, 0x477fefff, 0x477ff000, 0xc77ff000, 0x38800000, 0x387fffff, 0x33800000, 0x33000000,
+      0x33400000, 0x00000001, 0x807fffff, 0x7f7fffff, 0x3f808000, 0x3f818000, 0x38ffe000, 0x38801000};
+  std::uniform_int_distribution<std::uint32_t> bits, kind(0, 7), exp(103, 142), pick(0, std::size(specials) - 1);
+  std::vector<float> x(n);
+  for (float &v : x) {
+    const std::uint32_t k = kind(rng), r = bits(rng);
+    if (k <= 1)
+      v = bits_float(r);
+    else if (k <= 3)
+      v = std::ldexp(float(std::int32_t(r)) / 2147483648.0f, int(r % 61) - 40);
+    else if (k == 4) // bf16 tie: the low 16 bits exactly half
+      v = bits_float((r & 0xffff0000u) | 0x8000u);
+    else if (k == 5) // f16 tie within the half range (exponents 2^-24 .. 2^15)
+      v = bits_float((r & 0x80000000u) | (exp(rng) << 23) | (r & 0x007fe000u) | 0x1000u);
+    else
+      v = bits_float(specials[pick(rng)]);
+  }
+  return x;
+}
+
+/// x as elements of `dtype` (F32, BF16, F16), through the host conversions.
+Bytes encode(const std::vector<float> &x, DType dtype) {
+  Bytes b(x.size() * dtype_size(dtype));
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    if (dtype == DType::F32) {
+      std::memcpy(b.data() + 4 * i, &x[i], 4);
+      continue;
+    }
+    const std::uint16_t h = dtype == DType::BF16 ? float_to_bf16(x[i]) : float_to_f16(x[i]);
+    std::memcpy(b.data() + 2 * i, &h, 2);
+  }
+  return b;
+}
+
+/// Random 16-bit patterns (every NaN payload and subnormal) for 16-bit sources, probing floats otherwise.
+Bytes probing_elements(std::size_t n, DType dtype) {
+  if (dtype == DType::F32)
+    return encode(probing(n), dtype);
+  Bytes b(2 * n);
+  std::uniform_int_distribution<unsigned> byte(0, 255);
+  for (auto &c : b)
+    c = static_cast<unsigned char>(byte(rng));
+  return b;
+}
+
+std::string label(const char *op, std::size_t n, std::size_t off, const std::string &more = "") {
+  return std::string(op) + " n=" + std::to_string(n) + " off=" + std::to_string(off) + (more.empty() ? "" : " ") +
+         more;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// cases
+
+const DType kFloats[] = {DType::F32, DType::BF16, DType::F16};
+
+void test_cast(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off_dst, std::size_t off_src) {
+  for (DType sd : kFloats)
+    for (DType dd : kFloats) {
+      const Bytes src = probing_elements(n, sd);
+      Bytes want(n * dtype_size(dd));
+      ATP_CHECK_OK(cpu.cast(want.data(), dd, src.data(), sd, n));
+      DevBuf s(gpu, off_src * dtype_size(sd), src.size()), d(gpu, off_dst * dtype_size(dd), want.size());
+      s.upload(src.data());
+      d.upload(nullptr);
+      const Status st = gpu.cast(d.at(), dd, s.at(), sd, n);
+      bool intact = false;
+      const Bytes got = d.download(intact);
+      const std::string what = label("cast", n, off_dst, std::string(dtype_name(sd)) + "->" + dtype_name(dd) +
+                                                             " src_off=" + std::to_string(off_src));
+      expect(st.ok() && got == want && intact, what + (st.ok() ? "" : ": " + st.message()));
+    }
+}
+
+void test_accumulate(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off_acc, std::size_t off_src) {
+  for (DType sd : kFloats) {
+    std::vector<float> acc = normal(n, 3.0f);
+    const Bytes src = encode(normal(n, 2.0f), sd);
+    Bytes acc0(n * 4);
+    std::memcpy(acc0.data(), acc.data(), acc0.size());
+    ATP_CHECK_OK(cpu.accumulate(acc.data(), src.data(), sd, n));
+    DevBuf a(gpu, off_acc * 4, n * 4), s(gpu, off_src * dtype_size(sd), src.size());
+    a.upload(acc0.data());
+    s.upload(src.data());
+    const Status st = gpu.accumulate(static_cast<float *>(a.at()), s.at(), sd, n);
+    bool intact = false;
+    const Bytes got = a.download(intact);
+    expect(st.ok() && intact && std::memcmp(got.data(), acc.data(), got.size()) == 0,
+           label("accumulate", n, off_acc, std::string(dtype_name(sd)) + " src_off=" + std::to_string(off_src)));
+  }
+}
+
+AdamWStep random_step(bool adam_w_mode) {
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  const int t = 1 + int(u(rng) * 100);
+  AdamWStep s{};
+  s.lr = 1e-3f * (0.5f + u(rng));
+  s.beta1 = 0.9f, s.beta2 = 0.95f + 0.049f * u(rng), s.eps = 1e-8f;
+  s.weight_decay = u(rng) < 0.25f ? 0.0f : 0.1f * u(rng);
+  s.bias_correction1 = 1.0f - std::pow(s.beta1, float(t));
+  s.bias_correction2 = 1.0f - std::pow(s.beta2, float(t));
+  s.adam_w_mode = adam_w_mode;
+  s.grad_scale = (1.0f / 1024.0f) * (0.25f + u(rng));
+  return s;
+}
+
+/// offs: element offsets of p, g, m, v and out.
+void test_adamw(Ops &cpu, Ops &gpu, std::size_t n, const std::size_t (&offs)[5], DType out_dtype, bool with_out,
+                bool adam_w_mode) {
+  std::vector<float> p = normal(n, 0.05f), g = normal(n, 1.0f), m = normal(n, 1e-3f), v = normal(n, 1e-6f);
+  for (std::size_t i = 0; i < n; ++i) {
+    v[i] = v[i] * v[i];
+    if (i % 13 == 5)
+      g[i] *= 1e-21f; // (g * grad_scale)^2 is subnormal
+  }
+  const AdamWStep step = random_step(adam_w_mode);
+  const std::size_t osz = dtype_size(out_dtype);
+  std::vector<float *> host = {p.data(), g.data(), m.data(), v.data()};
+  std::vector<Bytes> before;
+  for (float *h : host)
+    before.emplace_back(reinterpret_cast<unsigned char *>(h), reinterpret_cast<unsigned char *>(h) + n * 4);
+  Bytes out(n * osz);
+  ATP_CHECK_OK(cpu.adamw(p.data(), g.data(), m.data(), v.data(), n, step, with_out ? out.data() : nullptr,
+                         out_dtype));
+
+  DevBuf dp(gpu, offs[0] * 4, n * 4), dg(gpu, offs[1] * 4, n * 4), dm(gpu, offs[2] * 4, n * 4),
+      dv(gpu, offs[3] * 4, n * 4), dout(gpu, offs[4] * osz, n * osz);
+  DevBuf *dev[] = {&dp, &dg, &dm, &dv};
+  for (int k = 0; k < 4; ++k)
+    dev[k]->upload(before[std::size_t(k)].data());
+  dout.upload(nullptr);
+  const Status st = gpu.adamw(static_cast<float *>(dp.at()), static_cast<const float *>(dg.at()),
+                              static_cast<float *>(dm.at()), static_cast<float *>(dv.at()), n, step,
+                              with_out ? dout.at() : nullptr, out_dtype);
+  bool ok = st.ok();
+  for (int k = 0; k < 4; ++k) {
+    bool intact = false;
+    const Bytes got = dev[k]->download(intact);
+    ok = ok && intact && std::memcmp(got.data(), host[std::size_t(k)], n * 4) == 0;
+  }
+  bool intact = false;
+  const Bytes got_out = dout.download(intact), all = poison(dout.total());
+  const Bytes untouched(all.begin() + long(offs[4] * osz), all.begin() + long(offs[4] * osz + n * osz));
+  ok = ok && intact && got_out == (with_out ? out : untouched); // no copy asked: the poison stays
+  expect(ok, label("adamw", n, offs[0],
+                   std::string(with_out ? dtype_name(out_dtype) : "no-out") + (adam_w_mode ? " adamw" : " l2") +
+                       " offs=" + std::to_string(offs[1]) + std::to_string(offs[2]) + std::to_string(offs[3]) +
+                       std::to_string(offs[4]) + (st.ok() ? "" : ": " + st.message())));
+}
+
+void test_sum_squares(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off, std::size_t num_spans) {
+  std::vector<float> x = normal(n, 4.0f);
+  std::vector<Span> spans;
+  std::uniform_int_distribution<std::int64_t> at(0, std::int64_t(n));
+  if (num_spans == 1)
+    spans.push_back({0, std::int64_t(n)});
+  for (std::size_t s = 0; spans.size() < num_spans; ++s) { // random, possibly empty or overlapping
+    std::int64_t a = at(rng), b = at(rng);
+    if (s % 5 == 0) // short spans, many per block
+      b = std::min<std::int64_t>(std::int64_t(n), a + std::int64_t(s % 37));
+    spans.push_back({std::min(a, b), std::max(a, b)});
+  }
+  const double want = ATP_CHECK_OK(cpu.sum_squares(x.data(), spans.data(), spans.size()));
+  DevBuf d(gpu, off * 4, n * 4);
+  d.upload(x.data());
+  const Result<double> r1 = gpu.sum_squares(static_cast<const float *>(d.at()), spans.data(), spans.size());
+  const Result<double> r2 = gpu.sum_squares(static_cast<const float *>(d.at()), spans.data(), spans.size());
+  const bool ok = r1.ok() && r2.ok();
+  const double got = ok ? *r1 : NAN;
+  const std::string what = label("sum_squares", n, off, std::to_string(num_spans) + " spans");
+  expect(ok && std::fabs(got - want) <= 1e-12 * std::fabs(want) && (want != 0.0 || got == 0.0),
+         what + " got " + std::to_string(got) + " want " + std::to_string(want));
+  expect(ok && std::memcmp(&*r1, &*r2, sizeof(double)) == 0, what + ": not the same bits twice");
+}
+
+void test_any_nonfinite(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off) {
+  std::vector<float> x = normal(n, 1e30f);
+  if (n)
+    x[n / 3] = 3.4028235e38f; // the largest float is finite
+  DevBuf d(gpu, off * 4, n * 4);
+  auto check = [&](const std::string &what) {
+    const bool want = ATP_CHECK_OK(cpu.any_nonfinite(x.data(), n));
+    d.upload(x.data());
+    const Result<bool> got = gpu.any_nonfinite(static_cast<const float *>(d.at()), n);
+    expect(got.ok() && *got == want, label("any_nonfinite", n, off, what));
+  };
+  check("finite");
+  const float bad[] = {INFINITY, -INFINITY, NAN, bits_float(0xff812345u)};
+  const std::size_t where[] = {n ? n - 1 : 0, n / 2, 0};
+  for (std::size_t w = 0; w < 3 && n; ++w) {
+    const float keep = x[where[w]];
+    x[where[w]] = bad[(w + n) % 4];
+    check("bad at " + std::to_string(where[w]));
+    x[where[w]] = keep;
+  }
+}
+
+void test_memory(Ops &gpu) {
+  const std::size_t bytes = (std::size_t(1) << 20) + 3;
+  void *a = ATP_CHECK_OK(gpu.alloc(bytes));
+  const Bytes dirty = poison(bytes);
+  ATP_CHECK_OK(gpu.copy_from_host(a, dirty.data(), bytes));
+  gpu.free(a);
+  a = ATP_CHECK_OK(gpu.alloc(bytes)); // most likely the same memory again
+  Bytes got(bytes, 1);
+  ATP_CHECK_OK(gpu.copy_to_host(got.data(), a, bytes));
+  expect(got == Bytes(bytes, 0), "alloc: zero-filled after reuse");
+  gpu.free(a);
+  expect(ATP_CHECK_OK(gpu.alloc(0)) == nullptr, "alloc(0) is null");
+
+  for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(7), bytes}) {
+    const Bytes data = poison(n + 5);
+    Bytes src(data.begin() + 5, data.end());
+    DevBuf d(gpu, 3, n), e(gpu, 1, n);
+    d.upload(nullptr);
+    ATP_CHECK_OK(gpu.zero(d.at(), n));
+    bool intact = false;
+    expect(d.download(intact) == Bytes(n, 0) && intact, "zero n=" + std::to_string(n));
+    ATP_CHECK_OK(gpu.copy_from_host(d.at(), src.data(), n));
+    e.upload(nullptr);
+    ATP_CHECK_OK(gpu.copy(e.at(), d.at(), n));
+    expect(e.download(intact) == src && intact, "copy_from_host + copy n=" + std::to_string(n));
+  }
+}
+
+void test_errors(Ops &gpu) {
+  float x = 0;
+  expect(!gpu.cast(&x, DType::I32, &x, DType::F32, 1).ok(), "cast to I32 fails");
+  expect(!gpu.accumulate(&x, &x, DType::F64, 1).ok(), "accumulate from F64 fails");
+  const AdamWStep s = random_step(true);
+  expect(!gpu.adamw(&x, &x, &x, &x, 1, s, &x, DType::I8).ok(), "adamw to I8 fails");
+  expect(std::string(gpu.name()) == "cuda", "name is cuda");
+}
+
+} // namespace
+
+int main() {
+  cudaStream_t stream = nullptr;
+  ATP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::unique_ptr<Ops> cpu = make_cpu_ops();
+  std::unique_ptr<Ops> gpu = ATP_CHECK_OK(make_cuda_ops(stream));
+
+  const std::size_t sizes[] = {0, 1, 7, 8, 9, 16, 17, 33, 1000, 4099, (std::size_t(1) << 20) + 3};
+  for (std::size_t n : sizes)
+    for (std::size_t off : {0, 1}) {
+      test_cast(*cpu, *gpu, n, off, off);
+      test_accumulate(*cpu, *gpu, n, off, off);
+      test_any_nonfinite(*cpu, *gpu, n, off);
+      for (std::size_t spans : {1, 3, 200})
+        test_sum_squares(*cpu, *gpu, n, off, spans);
+      for (int mode = 0; mode < 2; ++mode) {
+        const std::size_t offs[5] = {off, off, off, off, off};
+        test_adamw(*cpu, *gpu, n, offs, DType::BF16, false, mode == 0);
+        for (DType od : kFloats)
+          test_adamw(*cpu, *gpu, n, offs, od, true, mode == 0);
+      }
+    }
+  // Arrays of one call at different alignments: the vector path after a head of 3, and no vector path.
+  for (std::size_t n : {std::size_t(100), std::size_t(4099), (std::size_t(1) << 20) + 3}) {
+    test_cast(*cpu, *gpu, n, 0, 1);
+    test_cast(*cpu, *gpu, n, 3, 1);
+    test_accumulate(*cpu, *gpu, n, 1, 0);
+    test_sum_squares(*cpu, *gpu, n, 3, 5000);
+    const std::size_t head3[5] = {1, 1, 1, 1, 5}, none[5] = {1, 0, 1, 0, 1};
+    test_adamw(*cpu, *gpu, n, head3, DType::BF16, true, true);
+    test_adamw(*cpu, *gpu, n, none, DType::F16, true, false);
+  }
+  test_memory(*gpu);
+  test_errors(*gpu);
+
+  gpu.reset();
+  ATP_CUDA_CHECK(cudaStreamDestroy(stream));
+  std::printf("ops_cuda_test: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
