@@ -7,8 +7,9 @@
      - cast (all 9 pairs of F32, BF16, F16, from random bits, ties, specials: NaN payloads, infs, subnormals,
        the f16 overflow edge), accumulate and AdamW (with and without a BF16, F16 or F32 copy, both weight
        decay modes, gradients that square to subnormals) must give the same bytes (memcmp);
-     - sum_squares over many spans (empty, overlapping, crossing blocks) agrees to 1e-12 relative (summation
-       order differs) and gives the same bits when run twice;
+     - sum_squares over many spans (empty, overlapping, crossing blocks) agrees with a long double sum to
+       max(1e-12, terms * 2^-53) relative, the bound of any summation order in double (the CPU's as well),
+       and gives the same bits when run twice;
      - any_nonfinite finds an inf or a NaN at the first, middle and last element, and nothing in finite data;
      - alloc is zero-filled even over reused memory, zero / copies touch exactly their bytes, bad dtypes fail.
    Prints "ops_cuda_test: N passed, M failed"; exits 1 on any failure. */
@@ -16,6 +17,7 @@
 #include "atp/comm.h"
 #include "atp/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -265,7 +267,18 @@ void test_sum_squares(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off, std::s
       b = std::min<std::int64_t>(std::int64_t(n), a + std::int64_t(s % 37));
     spans.push_back({std::min(a, b), std::max(a, b)});
   }
-  const double want = ATP_CHECK_OK(cpu.sum_squares(x.data(), spans.data(), spans.size()));
+  const double cpu_sum = ATP_CHECK_OK(cpu.sum_squares(x.data(), spans.data(), spans.size()));
+  // The reference: long double accumulation of the exact double squares. Any order of summing T terms of
+  // one sign in double is within (T - 1) * 2^-53 of it (relative), the CPU's sequential order included.
+  long double exact = 0;
+  double terms = 0;
+  for (const Span &sp : spans) {
+    terms += double(sp.end - sp.begin);
+    for (std::int64_t i = sp.begin; i < sp.end; ++i)
+      exact += (long double)(double(x[std::size_t(i)]) * double(x[std::size_t(i)]));
+  }
+  const double want = double(exact), tol = std::max(1e-12, terms * std::ldexp(1.0, -53));
+  expect(std::fabs(cpu_sum - want) <= tol * std::fabs(want), "sum_squares reference: the CPU's sum is within bounds");
   DevBuf d(gpu, off * 4, n * 4);
   d.upload(x.data());
   const Result<double> r1 = gpu.sum_squares(static_cast<const float *>(d.at()), spans.data(), spans.size());
@@ -273,7 +286,7 @@ void test_sum_squares(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off, std::s
   const bool ok = r1.ok() && r2.ok();
   const double got = ok ? *r1 : NAN;
   const std::string what = label("sum_squares", n, off, std::to_string(num_spans) + " spans");
-  expect(ok && std::fabs(got - want) <= 1e-12 * std::fabs(want) && (want != 0.0 || got == 0.0),
+  expect(ok && std::fabs(got - want) <= tol * std::fabs(want) && (want != 0.0 || got == 0.0),
          what + " got " + std::to_string(got) + " want " + std::to_string(want));
   expect(ok && std::memcmp(&*r1, &*r2, sizeof(double)) == 0, what + ": not the same bits twice");
 }
