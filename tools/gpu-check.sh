@@ -36,7 +36,7 @@ if [ "$what" != benches ]; then
   echo "== tests (ctest -L gpu)"
   (cd "$build" && ctest -L gpu --output-on-failure --output-log "$out/ctest.log") || rc=1
   # Each test's closing lines (its PASS/FAIL summary), also when it passed.
-  grep -E "^[a-z_]+: (PASS|FAIL)" "$out/ctest.log" || true
+  grep -E "^[a-z_]+: (PASS|FAIL)|^[a-z_]+: [0-9]+ passed, [0-9]+ failed" "$out/ctest.log" || true
 fi
 if [ "$what" != tests ]; then
   echo "== benchmarks"
