@@ -40,20 +40,26 @@ if(AUTOTPC_ENABLE_CUDA)
     set(CMAKE_CUDA_ARCHITECTURES 90a CACHE STRING "CUDA architectures of the runtime's kernels")
   endif()
   enable_language(CUDA)
-  # atp_cuda_options(target): for a target with .cu sources. Options the C++ build gives every target (the
-  # sanitizers of AUTOTPC_SANITIZE, from add_compile_options) reach only its C/C++ sources, since nvcc
-  # rejects them; autotpc_warnings' -Wall -Wextra -Werror apply to C/C++ as they are and to .cu files in
+  # atp_cuda_options(target): for a target with .cu sources. Options the C++ build gives the target (the
+  # sanitizers of AUTOTPC_SANITIZE from add_compile_options, the fuzzers' instrumentation that
+  # test/fuzz adds to autotpc_runtime) reach only its C/C++ sources, since nvcc and its host compiler
+  # reject them; autotpc_warnings' -Wall -Wextra -Werror apply to C/C++ as they are and to .cu files in
   # nvcc's spelling. EDG warning 2810 is suppressed: it fires on every assignment of a [[nodiscard]] class
-  # (atp::Status), which g++ and clang accept. The CUDA runtime is the shared one, as CUDA::cudart.
+  # (atp::Status), which g++ and clang accept. The CUDA runtime is the shared one, as CUDA::cudart. Done
+  # once the whole project is read, so that options added after this call are covered too.
   function(atp_cuda_options target)
+    cmake_language(EVAL CODE
+      "cmake_language(DEFER DIRECTORY [[${CMAKE_SOURCE_DIR}]] CALL atp_cuda_options_now [[${target}]])")
+  endfunction()
+  function(atp_cuda_options_now target)
     get_target_property(inherited ${target} COMPILE_OPTIONS)
+    set(host_only "")
     if(inherited)
-      set(host_only "")
       foreach(opt IN LISTS inherited)
         list(APPEND host_only "$<$<NOT:$<COMPILE_LANGUAGE:CUDA>>:${opt}>")
       endforeach()
-      set_property(TARGET ${target} PROPERTY COMPILE_OPTIONS "${host_only}")
     endif()
+    set_property(TARGET ${target} PROPERTY COMPILE_OPTIONS "${host_only}")
     target_compile_options(${target} PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:-diag-suppress=2810>")
     if(TARGET autotpc_warnings)
       get_target_property(warnings autotpc_warnings INTERFACE_COMPILE_OPTIONS)
