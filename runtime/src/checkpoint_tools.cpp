@@ -6,11 +6,14 @@
 #include "atp/safetensors_writer.h"
 #include "atp/shard.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string_view>
 #include <sys/stat.h>
+#include <system_error>
+#include <thread>
 
 namespace atp {
 
@@ -91,6 +94,44 @@ Status check_against_plan(const ModelPlan &plan, const std::string &hf_checkpoin
 
 // ---- shard -----------------------------------------------------------------
 
+/// Runs job(slot) for every slot in [0, slots), each on its own thread (this one takes slot 0, and any
+/// slot whose thread cannot be started), and returns when all are done.
+template <class F> void run_slots(int slots, const F &job) {
+  std::vector<std::thread> pool;
+  std::vector<int> here = {0};
+  for (int slot = 1; slot < slots; ++slot) {
+    try {
+      pool.emplace_back(job, slot);
+    } catch (const std::system_error &) {
+      here.push_back(slot);
+    }
+  }
+  for (int slot : here)
+    job(slot);
+  for (std::thread &t : pool)
+    t.join();
+}
+
+/// Appends TP rank `rank`'s local tensor of `p` to its file. Bytes go from the checkpoint's mapping
+/// straight to the writer, run by run (for_each_shard_run walks a local tensor in order), except for a row
+/// split of several boxes, whose column bands interleave row by row: that one is assembled in `local`.
+static Status write_shard(const ParamPlan &p, const TensorInfo &t, int rank, SafetensorsWriter &w,
+                          std::vector<std::byte> &local) {
+  if (p.split == Split::Replicate)
+    return w.write(p.name, t.data, t.nbytes());
+  if (p.concat_dim == 1 && p.ranks[rank].count > 1) {
+    local.resize(local_nbytes(p, rank));
+    shard_copy(p, rank, t.data, local.data());
+    return w.write(p.name, local.data(), local.size());
+  }
+  Status s;
+  for_each_shard_run(p, rank, [&](std::size_t full_off, std::size_t, std::size_t n) {
+    if (s.ok())
+      s = w.write(p.name, t.data + full_off, n);
+  });
+  return s;
+}
+
 Status shard_checkpoint(const ModelPlan &plan, const std::string &hf_checkpoint, const std::string &out_dir) {
   Result<Checkpoint> opened = Checkpoint::open(hf_checkpoint);
   ATP_TRY(opened);
@@ -112,23 +153,28 @@ Status shard_checkpoint(const ModelPlan &plan, const std::string &hf_checkpoint,
     ATP_TRY(w);
     writers.push_back(std::move(*w));
   }
-  std::vector<std::byte> local;
+  // Ranks are independent files: threads (at most one per core) write their shares of a parameter side by
+  // side, so that copying into the page cache uses every core, then finish (fsync) their files side by side.
+  // Parameter by parameter, so that each one's pages are read from disk once, for every rank.
+  const int threads = std::max(1, std::min(plan.tp_size, int(std::thread::hardware_concurrency())));
+  std::vector<Status> status(std::size_t(plan.tp_size));
+  std::vector<std::vector<std::byte>> locals(static_cast<std::size_t>(threads));
   for (int i = 0; i < plan.num_params; ++i) {
-    const ParamPlan &p = plan.params[i];
-    const TensorInfo *t = ckpt.find(p.name);
-    for (int r = 0; r < plan.tp_size; ++r) {
-      if (p.split == Split::Replicate) {
-        ATP_TRY(writers[r].write(p.name, t->data, t->nbytes()));
-        continue;
-      }
-      local.resize(local_nbytes(p, r));
-      shard_copy(p, r, t->data, local.data());
-      ATP_TRY(writers[r].write(p.name, local.data(), local.size()));
-    }
+    const TensorInfo &t = *ckpt.find(plan.params[i].name);
+    run_slots(threads, [&](int slot) {
+      for (int r = slot; r < plan.tp_size; r += threads)
+        status[std::size_t(r)] = write_shard(plan.params[i], t, r, writers[std::size_t(r)], locals[std::size_t(slot)]);
+    });
+    for (const Status &st : status)
+      ATP_TRY(st);
   }
+  run_slots(threads, [&](int slot) {
+    for (int r = slot; r < plan.tp_size; r += threads)
+      status[std::size_t(r)] = writers[std::size_t(r)].finish();
+  });
+  for (const Status &st : status)
+    ATP_TRY(st);
   // Publish only once every file is complete.
-  for (SafetensorsWriter &w : writers)
-    ATP_TRY(w.finish());
   for (SafetensorsWriter &w : writers)
     ATP_TRY(w.publish());
   return Status();

@@ -7,8 +7,11 @@
 // point a generated main calls, atp::shard_main / atp::consolidate_main,
 // with the remaining arguments:
 //
-//   tiny-gen-tool FAMILY TP shard --in HF_CHECKPOINT --out SHARDS/
-//   tiny-gen-tool FAMILY TP consolidate --in SHARDS/ --out HF_CHECKPOINT
+//   tiny-gen-tool FAMILY TP [--override JSON] shard --in HF_CHECKPOINT --out SHARDS/
+//   tiny-gen-tool FAMILY TP [--override JSON] consolidate --in SHARDS/ --out HF_CHECKPOINT
+//
+// --override merges JSON into the tiny DeepSpeed config first (a JSON merge
+// patch, as compileTinyZero does), e.g. to add layer_specs.
 //
 // Exit codes and output are the tool's own.
 //
@@ -17,27 +20,42 @@
 
 #include "atp/checkpoint_tools.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 int main(int argc, char **argv) {
-  if (argc < 4 || (std::string(argv[3]) != "shard" && std::string(argv[3]) != "consolidate")) {
-    std::fprintf(stderr, "usage: %s FAMILY TP shard|consolidate ARGS...\n", argv[0]);
+  int Tool = 3; // argv index of the tool's name
+  nlohmann::json Overrides;
+  if (argc > 5 && std::string(argv[3]) == "--override") {
+    Overrides = nlohmann::json::parse(argv[4], nullptr, /*allow_exceptions=*/false);
+    if (Overrides.is_discarded()) {
+      std::fprintf(stderr, "%s: --override is not JSON: %s\n", argv[0], argv[4]);
+      return 2;
+    }
+    Tool = 5;
+  }
+  if (argc <= Tool || (std::string(argv[Tool]) != "shard" && std::string(argv[Tool]) != "consolidate")) {
+    std::fprintf(stderr, "usage: %s FAMILY TP [--override JSON] shard|consolidate ARGS...\n", argv[0]);
     return 2;
   }
   autotpc::LoadedPlan Plan;
-  std::string Diags = autotpc::compileTiny(argv[1], std::atoi(argv[2]), Plan);
+  autotpc::LoadedZero Zero;
+  std::string Diags = Overrides.is_null()
+                          ? autotpc::compileTiny(argv[1], std::atoi(argv[2]), Plan)
+                          : autotpc::compileTinyZero(argv[1], std::atoi(argv[2]), Overrides, Plan, Zero);
   if (!Diags.empty()) {
     std::fprintf(stderr, "%s: cannot compile specs/tiny/%s.ds.json at TP %s:\n%s", argv[0], argv[1], argv[2],
                  Diags.c_str());
     return 2;
   }
   // argv[0] of the tool is its name, as a generated binary's would be.
-  std::vector<char *> ToolArgs(argv + 3, argv + argc);
+  std::vector<char *> ToolArgs(argv + Tool, argv + argc);
   ToolArgs.push_back(nullptr);
-  int ToolArgc = argc - 3;
-  return std::string(argv[3]) == "shard" ? atp::shard_main(Plan.Plan, ToolArgc, ToolArgs.data())
-                                         : atp::consolidate_main(Plan.Plan, ToolArgc, ToolArgs.data());
+  int ToolArgc = argc - Tool;
+  return std::string(argv[Tool]) == "shard" ? atp::shard_main(Plan.Plan, ToolArgc, ToolArgs.data())
+                                            : atp::consolidate_main(Plan.Plan, ToolArgc, ToolArgs.data());
 }
