@@ -325,11 +325,8 @@ Status ZeroEngine::load_param(int i, const void *host, DType dtype) {
   if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
     return error("zero engine: cannot load " + param_label(s_->model, i) + " from " + dtype_name(dtype));
   const std::size_t n = std::size_t(numel(i));
-  std::vector<float> wide(n);
   std::vector<std::byte> narrow(n * s_->elem);
-  auto cpu = make_cpu_ops(); // host-side conversion, then one copy to the backend
-  ATP_TRY(cpu->cast(wide.data(), DType::F32, host, dtype, n));
-  ATP_TRY(cpu->cast(narrow.data(), s_->dtype, wide.data(), DType::F32, n));
+  ATP_TRY(make_cpu_ops()->cast(narrow.data(), s_->dtype, host, dtype, n)); // on the host, then one copy
   s_->master_ready = false;
   return s_->ops.copy_from_host(param(i), narrow.data(), narrow.size());
 }
