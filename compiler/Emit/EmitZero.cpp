@@ -2,10 +2,11 @@
 //
 // zero.cpp states, for every TP rank, the flat layout and the gradient
 // buckets of Lower/ZeroLayout, and the settings of Lower/ZeroSettings, as
-// the tables of runtime/include/atp/zero_plan.h. It re-states as
-// static_asserts what the layout pass guarantees (aligned offsets in
-// backward order, buckets covering the parameters in order, sizes), so the
-// tables check themselves even if edited by hand. Each setting carries an
+// the tables of runtime/include/atp/zero_plan.h. Every rank's tables are
+// static_asserted with that header's zero_layout_well_formed (aligned
+// offsets in backward order, buckets covering the parameters in order,
+// sizes), so that they check themselves even if edited by hand, by the
+// rule of the runtime they are compiled with. Each setting carries an
 // origin comment: the JSON value it came from, or "default".
 //
 //===----------------------------------------------------------------------===//
@@ -74,37 +75,6 @@ private:
   std::string Indent;
 };
 
-/// Checks the promises of zero_plan.h on one TP rank's tables; emitted once.
-const char *const WellFormed = R"(/// What runtime/include/atp/zero_plan.h promises of one TP rank's tables:
-/// the parameters in backward order (the reverse of plan.cpp's), each at the
-/// first multiple of kFlatAlign after the previous one ends, `numel` their
-/// end; the buckets in order, each holding the next whole parameters and
-/// spanning [first offset, last end), at most `bucket_size` elements unless
-/// it holds one parameter.
-template <int NumParams, int NumBuckets>
-constexpr bool well_formed(const atp::FlatParam (&p)[NumParams], const atp::GradBucket (&b)[NumBuckets],
-                           std::int64_t numel, std::int64_t bucket_size) {
-  std::int64_t end = 0;
-  for (int k = 0; k < NumParams; ++k) {
-    if (p[k].param != NumParams - 1 - k || p[k].offset % atp::kFlatAlign != 0 || p[k].offset < end ||
-        p[k].offset - end >= atp::kFlatAlign || p[k].numel < 0)
-      return false;
-    end = p[k].offset + p[k].numel;
-  }
-  int next = 0;
-  for (int i = 0; i < NumBuckets; ++i) {
-    if (b[i].first != next || b[i].count < 1 || next + b[i].count > NumParams)
-      return false;
-    const atp::FlatParam &last = p[next + b[i].count - 1];
-    if (b[i].begin != p[next].offset || b[i].end != last.offset + last.numel ||
-        (b[i].count > 1 && b[i].end - b[i].begin > bucket_size))
-      return false;
-    next += b[i].count;
-  }
-  return next == NumParams && end == numel;
-}
-)";
-
 } // namespace
 
 std::string autotpc::emitZeroHeader(const Module &M, const ZeroSettings &Z) {
@@ -124,12 +94,9 @@ std::string autotpc::emitZeroSource(const Module &M, const ZeroSettings &Z, cons
   std::string S = header(M);
   llvm::raw_string_ostream OS(S);
   OS << "#include \"zero.h\"\n\n#include \"plan.h\"\n\n#include <cstdint>\n\nnamespace gen {\nnamespace {\n\n";
-  OS << "static_assert(atp::kFlatAlign == " << FlatAlign
-     << ", \"autotpc laid out the flat buffers with 64-element alignment; runtime/include/atp/zero_plan.h must "
-        "agree\");\n\n";
+  OS << "static_assert(atp::kFlatAlign == " << FlatAlign << ", \"autotpc laid out the flat buffers with " << FlatAlign
+     << "-element alignment; the runtime's atp/zero_padding.h must agree\");\n\n";
   const bool Any = !M.Params.empty();
-  if (Any)
-    OS << WellFormed << "\n";
   for (int64_t R = 0; R < M.TpSize; ++R) {
     const ZeroRankLayout L = zeroRankLayout(M, Z.ReduceBucketSize.Value, size_t(R));
     const std::string Tp = "tp" + std::to_string(R);
@@ -149,8 +116,9 @@ std::string autotpc::emitZeroSource(const Module &M, const ZeroSettings &Z, cons
     OS << "};\n";
     OS << "static_assert(sizeof(" << Tp << "_flat_params) / sizeof(" << Tp
        << "_flat_params[0]) == kNumParams, \"tp rank " << R << ": every parameter once\");\n";
-    OS << "static_assert(well_formed(" << Tp << "_flat_params, " << Tp << "_buckets, kTp" << R
-       << "FlatNumel, kReduceBucketSize), \"tp rank " << R << ": flat layout and buckets\");\n\n";
+    OS << "static_assert(atp::zero_layout_well_formed(" << Tp << "_flat_params, " << Tp << "_buckets, kTp" << R
+       << "FlatNumel, kReduceBucketSize), \"tp rank " << R
+       << ": the flat layout or buckets break atp/zero_plan.h's rules (regenerate with autotpc)\");\n\n";
   }
   OS << "constexpr atp::FlatLayout layouts[] = {\n";
   for (int64_t R = 0; R < M.TpSize; ++R) {

@@ -58,7 +58,7 @@ std::string emitPlanSource(const Module &M, const llvm::SourceMgr &SM, const Emi
 std::string emitZeroHeader(const Module &M, const ZeroSettings &Z);
 /// zero.cpp: each TP rank's flat layout and buckets (Lower/ZeroLayout) and
 /// the settings Z, as runtime/include/atp/zero_plan.h's tables, with
-/// static_asserts and origin comments.
+/// static_asserts of zero_plan.h's zero_layout_well_formed and origin comments.
 std::string emitZeroSource(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM, const EmitOptions &Opts);
 
 /// The files of the generated project, in a fixed order: CMakeLists.txt,

@@ -2,19 +2,15 @@
 //
 // Backward order (the reverse of the parameter order), 64-element aligned
 // offsets, greedy buckets of at most reduce_bucket_size flat elements, and
-// the per-bucket padding to a multiple of the DP size. Element counts
-// saturate at INT64_MAX so that hostile configs cannot overflow them.
+// the per-bucket padding to a multiple of the DP size. The alignment and
+// padding are atp/zero_padding.h's, the runtime engine's own rule. Element
+// counts saturate at INT64_MAX so that hostile configs cannot overflow them.
 //
 //===----------------------------------------------------------------------===//
 #include "Lower/ZeroLayout.h"
 #include "Support/Saturating.h"
 
 using namespace autotpc;
-
-int64_t autotpc::alignUp(int64_t X, int64_t A) {
-  const int64_t Up = saturatingAdd(X, A - 1);
-  return Up == INT64_MAX ? INT64_MAX : Up / A * A;
-}
 
 ZeroRankLayout autotpc::zeroRankLayout(const Module &M, int64_t ReduceBucketSize, size_t TpRank) {
   ZeroRankLayout L;
@@ -24,7 +20,7 @@ ZeroRankLayout autotpc::zeroRankLayout(const Module &M, int64_t ReduceBucketSize
     const Param &P = M.Params[I];
     ZeroFlatParam F;
     F.Param = int(I);
-    F.Offset = alignUp(End, FlatAlign);
+    F.Offset = atp::flat_offset_after(End);
     F.Numel = 1;
     for (int64_t D : P.Shards[TpRank].Shape) // a 0-D parameter has one element
       F.Numel = saturatingMul(F.Numel, D);
@@ -60,17 +56,12 @@ std::vector<ZeroRankLayout> autotpc::zeroLayout(const Module &M, const Config &C
 ZeroPadded autotpc::zeroPadded(const ZeroRankLayout &L, int64_t Dp) {
   assert(Dp >= 1 && "the DP size is at least 1");
   ZeroPadded Out;
-  int64_t Next = 0; // where the previous padded bucket ends
+  atp::BucketPadder Padder(Dp);
   for (const ZeroBucket &B : L.Buckets) {
-    ZeroPaddedBucket P;
-    P.Begin = alignUp(Next, FlatAlign);
-    const int64_t Len = B.End - B.Begin;
-    P.Piece = Len / Dp + (Len % Dp != 0);
-    P.Part = Out.PartitionNumel;
-    Out.PartitionNumel = saturatingAdd(Out.PartitionNumel, P.Piece);
-    Next = saturatingAdd(P.Begin, saturatingMul(P.Piece, Dp));
-    Out.Buckets.push_back(P);
+    const atp::PaddedBucket P = Padder.add(B.End - B.Begin);
+    Out.Buckets.push_back({P.begin, P.piece, P.part});
   }
-  Out.FlatNumel = Next;
+  Out.FlatNumel = Padder.numel();
+  Out.PartitionNumel = Padder.partition();
   return Out;
 }

@@ -3,9 +3,10 @@
 // The planning pass behind zero.cpp, --emit=zero and --emit=memory: for
 // every TP rank, where each local parameter lives in the flat buffers that
 // ZeRO reduces and partitions, the gradient buckets over them, and (given a
-// DP size) the padded layout the runtime engine allocates. The rules are
-// runtime/include/atp/zero_plan.h's; runtime/src/zero_layout.cpp pads the
-// same way from the emitted tables.
+// DP size) the padded layout the runtime engine allocates. The tables are
+// runtime/include/atp/zero_plan.h's; the alignment and padding rule is
+// runtime/include/atp/zero_padding.h, a dependency-free header that this
+// pass and runtime/src/zero_layout.cpp both include (nothing is linked).
 //
 //===----------------------------------------------------------------------===//
 #ifndef AUTOTPC_LOWER_ZEROLAYOUT_H
@@ -13,15 +14,14 @@
 
 #include "IR/Module.h"
 
+#include "atp/zero_padding.h"
+
 namespace autotpc {
 
 /// Every flat offset and padded bucket begin is a multiple of this many
-/// elements. It must equal the runtime's atp::kFlatAlign (zero_plan.h):
-/// zero.cpp static_asserts it and ZeroLayoutTest checks it.
-inline constexpr int64_t FlatAlign = 64;
-
-/// X rounded up to a multiple of A (saturating at INT64_MAX).
-int64_t alignUp(int64_t X, int64_t A);
+/// elements: the shared rule's atp::kFlatAlign. zero.cpp static_asserts the
+/// value it was laid out with against the runtime it is compiled with.
+inline constexpr int64_t FlatAlign = atp::kFlatAlign;
 
 /// One parameter in a TP rank's flat buffers (atp::FlatParam).
 struct ZeroFlatParam {
@@ -72,12 +72,11 @@ struct ZeroPadded {
   std::vector<ZeroPaddedBucket> Buckets;
 };
 
-/// The padded layout for Dp >= 1, the runtime's zero_padded_layout rule:
-/// bucket b has len_b = end_b - begin_b and piece s_b = ceil(len_b / Dp), and
-/// occupies s_b * Dp elements from pb_b, where pb_0 = 0 and
-/// pb_{b+1} = alignUp(pb_b + s_b * Dp, FlatAlign). N = pb_last + s_last * Dp
-/// (0 without parameters); P = Σ s_b. DP rank d owns [pb_b + d*s_b,
-/// pb_b + (d+1)*s_b) of every bucket.
+/// The padded layout for Dp >= 1 by atp::BucketPadder (zero_padding.h), the
+/// rule of the runtime's zero_padded_layout: bucket b has len_b = end_b -
+/// begin_b and piece s_b = ceil(len_b / Dp), and occupies s_b * Dp elements
+/// from pb_b, where pb_0 = 0 and pb_{b+1} = align_up(pb_b + s_b * Dp,
+/// FlatAlign). N = pb_last + s_last * Dp (0 without parameters); P = Σ s_b.
 ZeroPadded zeroPadded(const ZeroRankLayout &L, int64_t Dp);
 
 } // namespace autotpc

@@ -9,36 +9,7 @@
 namespace gen {
 namespace {
 
-static_assert(atp::kFlatAlign == 64, "autotpc laid out the flat buffers with 64-element alignment; runtime/include/atp/zero_plan.h must agree");
-
-/// What runtime/include/atp/zero_plan.h promises of one TP rank's tables:
-/// the parameters in backward order (the reverse of plan.cpp's), each at the
-/// first multiple of kFlatAlign after the previous one ends, `numel` their
-/// end; the buckets in order, each holding the next whole parameters and
-/// spanning [first offset, last end), at most `bucket_size` elements unless
-/// it holds one parameter.
-template <int NumParams, int NumBuckets>
-constexpr bool well_formed(const atp::FlatParam (&p)[NumParams], const atp::GradBucket (&b)[NumBuckets],
-                           std::int64_t numel, std::int64_t bucket_size) {
-  std::int64_t end = 0;
-  for (int k = 0; k < NumParams; ++k) {
-    if (p[k].param != NumParams - 1 - k || p[k].offset % atp::kFlatAlign != 0 || p[k].offset < end ||
-        p[k].offset - end >= atp::kFlatAlign || p[k].numel < 0)
-      return false;
-    end = p[k].offset + p[k].numel;
-  }
-  int next = 0;
-  for (int i = 0; i < NumBuckets; ++i) {
-    if (b[i].first != next || b[i].count < 1 || next + b[i].count > NumParams)
-      return false;
-    const atp::FlatParam &last = p[next + b[i].count - 1];
-    if (b[i].begin != p[next].offset || b[i].end != last.offset + last.numel ||
-        (b[i].count > 1 && b[i].end - b[i].begin > bucket_size))
-      return false;
-    next += b[i].count;
-  }
-  return next == NumParams && end == numel;
-}
+static_assert(atp::kFlatAlign == 64, "autotpc laid out the flat buffers with 64-element alignment; the runtime's atp/zero_padding.h must agree");
 
 // TP rank 0: 243 parameters in backward order, 16 buckets, phi = 7144494080 elements
 constexpr std::int64_t kTp0FlatNumel = 7144494080;
@@ -306,7 +277,7 @@ constexpr atp::GradBucket tp0_buckets[] = {
     {6980326400, 7144494080, 242, 1},
 };
 static_assert(sizeof(tp0_flat_params) / sizeof(tp0_flat_params[0]) == kNumParams, "tp rank 0: every parameter once");
-static_assert(well_formed(tp0_flat_params, tp0_buckets, kTp0FlatNumel, kReduceBucketSize), "tp rank 0: flat layout and buckets");
+static_assert(atp::zero_layout_well_formed(tp0_flat_params, tp0_buckets, kTp0FlatNumel, kReduceBucketSize), "tp rank 0: the flat layout or buckets break atp/zero_plan.h's rules (regenerate with autotpc)");
 
 // TP rank 1: 243 parameters in backward order, 16 buckets, phi = 7144494080 elements
 constexpr std::int64_t kTp1FlatNumel = 7144494080;
@@ -574,7 +545,7 @@ constexpr atp::GradBucket tp1_buckets[] = {
     {6980326400, 7144494080, 242, 1},
 };
 static_assert(sizeof(tp1_flat_params) / sizeof(tp1_flat_params[0]) == kNumParams, "tp rank 1: every parameter once");
-static_assert(well_formed(tp1_flat_params, tp1_buckets, kTp1FlatNumel, kReduceBucketSize), "tp rank 1: flat layout and buckets");
+static_assert(atp::zero_layout_well_formed(tp1_flat_params, tp1_buckets, kTp1FlatNumel, kReduceBucketSize), "tp rank 1: the flat layout or buckets break atp/zero_plan.h's rules (regenerate with autotpc)");
 
 constexpr atp::FlatLayout layouts[] = {
     {kTp0FlatNumel, kNumParams, tp0_flat_params, int(sizeof(tp0_buckets) / sizeof(tp0_buckets[0])), tp0_buckets},

@@ -9,36 +9,7 @@
 namespace gen {
 namespace {
 
-static_assert(atp::kFlatAlign == 64, "autotpc laid out the flat buffers with 64-element alignment; runtime/include/atp/zero_plan.h must agree");
-
-/// What runtime/include/atp/zero_plan.h promises of one TP rank's tables:
-/// the parameters in backward order (the reverse of plan.cpp's), each at the
-/// first multiple of kFlatAlign after the previous one ends, `numel` their
-/// end; the buckets in order, each holding the next whole parameters and
-/// spanning [first offset, last end), at most `bucket_size` elements unless
-/// it holds one parameter.
-template <int NumParams, int NumBuckets>
-constexpr bool well_formed(const atp::FlatParam (&p)[NumParams], const atp::GradBucket (&b)[NumBuckets],
-                           std::int64_t numel, std::int64_t bucket_size) {
-  std::int64_t end = 0;
-  for (int k = 0; k < NumParams; ++k) {
-    if (p[k].param != NumParams - 1 - k || p[k].offset % atp::kFlatAlign != 0 || p[k].offset < end ||
-        p[k].offset - end >= atp::kFlatAlign || p[k].numel < 0)
-      return false;
-    end = p[k].offset + p[k].numel;
-  }
-  int next = 0;
-  for (int i = 0; i < NumBuckets; ++i) {
-    if (b[i].first != next || b[i].count < 1 || next + b[i].count > NumParams)
-      return false;
-    const atp::FlatParam &last = p[next + b[i].count - 1];
-    if (b[i].begin != p[next].offset || b[i].end != last.offset + last.numel ||
-        (b[i].count > 1 && b[i].end - b[i].begin > bucket_size))
-      return false;
-    next += b[i].count;
-  }
-  return next == NumParams && end == numel;
-}
+static_assert(atp::kFlatAlign == 64, "autotpc laid out the flat buffers with 64-element alignment; the runtime's atp/zero_padding.h must agree");
 
 // TP rank 0: 291 parameters in backward order, 6 buckets, phi = 2795769856 elements
 constexpr std::int64_t kTp0FlatNumel = 2795769856;
@@ -344,7 +315,7 @@ constexpr atp::GradBucket tp0_buckets[] = {
     {2270433280, 2795769856, 290, 1},
 };
 static_assert(sizeof(tp0_flat_params) / sizeof(tp0_flat_params[0]) == kNumParams, "tp rank 0: every parameter once");
-static_assert(well_formed(tp0_flat_params, tp0_buckets, kTp0FlatNumel, kReduceBucketSize), "tp rank 0: flat layout and buckets");
+static_assert(atp::zero_layout_well_formed(tp0_flat_params, tp0_buckets, kTp0FlatNumel, kReduceBucketSize), "tp rank 0: the flat layout or buckets break atp/zero_plan.h's rules (regenerate with autotpc)");
 
 // TP rank 1: 291 parameters in backward order, 6 buckets, phi = 2795769856 elements
 constexpr std::int64_t kTp1FlatNumel = 2795769856;
@@ -650,7 +621,7 @@ constexpr atp::GradBucket tp1_buckets[] = {
     {2270433280, 2795769856, 290, 1},
 };
 static_assert(sizeof(tp1_flat_params) / sizeof(tp1_flat_params[0]) == kNumParams, "tp rank 1: every parameter once");
-static_assert(well_formed(tp1_flat_params, tp1_buckets, kTp1FlatNumel, kReduceBucketSize), "tp rank 1: flat layout and buckets");
+static_assert(atp::zero_layout_well_formed(tp1_flat_params, tp1_buckets, kTp1FlatNumel, kReduceBucketSize), "tp rank 1: the flat layout or buckets break atp/zero_plan.h's rules (regenerate with autotpc)");
 
 // TP rank 2: 291 parameters in backward order, 6 buckets, phi = 2795769856 elements
 constexpr std::int64_t kTp2FlatNumel = 2795769856;
@@ -956,7 +927,7 @@ constexpr atp::GradBucket tp2_buckets[] = {
     {2270433280, 2795769856, 290, 1},
 };
 static_assert(sizeof(tp2_flat_params) / sizeof(tp2_flat_params[0]) == kNumParams, "tp rank 2: every parameter once");
-static_assert(well_formed(tp2_flat_params, tp2_buckets, kTp2FlatNumel, kReduceBucketSize), "tp rank 2: flat layout and buckets");
+static_assert(atp::zero_layout_well_formed(tp2_flat_params, tp2_buckets, kTp2FlatNumel, kReduceBucketSize), "tp rank 2: the flat layout or buckets break atp/zero_plan.h's rules (regenerate with autotpc)");
 
 // TP rank 3: 291 parameters in backward order, 6 buckets, phi = 2795769856 elements
 constexpr std::int64_t kTp3FlatNumel = 2795769856;
@@ -1262,7 +1233,7 @@ constexpr atp::GradBucket tp3_buckets[] = {
     {2270433280, 2795769856, 290, 1},
 };
 static_assert(sizeof(tp3_flat_params) / sizeof(tp3_flat_params[0]) == kNumParams, "tp rank 3: every parameter once");
-static_assert(well_formed(tp3_flat_params, tp3_buckets, kTp3FlatNumel, kReduceBucketSize), "tp rank 3: flat layout and buckets");
+static_assert(atp::zero_layout_well_formed(tp3_flat_params, tp3_buckets, kTp3FlatNumel, kReduceBucketSize), "tp rank 3: the flat layout or buckets break atp/zero_plan.h's rules (regenerate with autotpc)");
 
 constexpr atp::FlatLayout layouts[] = {
     {kTp0FlatNumel, kNumParams, tp0_flat_params, int(sizeof(tp0_buckets) / sizeof(tp0_buckets[0])), tp0_buckets},

@@ -1,10 +1,13 @@
 //===- ZeroLayoutTest.cpp - tests for the ZeRO flat layout and its padding ===//
 //
-// Each TP rank's flat layout (backward order, 64-element aligned offsets),
-// the greedy buckets of at most reduce_bucket_size flat elements, and the
-// layout padded for a DP size, against values computed by hand in the
-// comments; then the compiler's padding against the runtime's
-// zero_padded_layout on the same tables (the engine pads them itself).
+// The shared rule of atp/zero_padding.h, each TP rank's flat layout
+// (backward order, 64-element aligned offsets), the greedy buckets of at
+// most reduce_bucket_size flat elements, and the layout padded for a DP
+// size, against values computed by hand in the comments; the compiler's
+// layouts against atp/zero_plan.h's zero_layout_well_formed (which every
+// zero.cpp static_asserts), and broken tables it must refuse; then the
+// compiler's padding against the runtime's zero_padded_layout on the same
+// tables (the engine pads them itself).
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,8 +19,6 @@
 #include <gtest/gtest.h>
 
 using namespace autotpc;
-
-static_assert(FlatAlign == atp::kFlatAlign, "the compiler and the runtime must align flat offsets alike");
 
 namespace {
 
@@ -62,15 +63,83 @@ void expectBucket(const ZeroBucket &B, int64_t Begin, int64_t End, int First, in
 
 constexpr int64_t DefaultBucket = 500000000;
 
-TEST(ZeroLayoutTest, FlatAlignIsTheRuntimes) { EXPECT_EQ(FlatAlign, 64); }
-
-TEST(ZeroLayoutTest, AlignUp) {
-  EXPECT_EQ(alignUp(0, 64), 0);
-  EXPECT_EQ(alignUp(1, 64), 64);
-  EXPECT_EQ(alignUp(64, 64), 64);
-  EXPECT_EQ(alignUp(65, 64), 128);
-  EXPECT_EQ(alignUp(INT64_MAX - 3, 64), INT64_MAX); // saturates instead of overflowing
+TEST(ZeroLayoutTest, FlatAlignIs64) {
+  EXPECT_EQ(FlatAlign, 64);
+  EXPECT_EQ(atp::kFlatAlign, 64);
 }
+
+TEST(ZeroPaddingTest, SaturatingArithmetic) {
+  EXPECT_EQ(atp::saturating_add(2, 3), 5);
+  EXPECT_EQ(atp::saturating_add(-7, 3), -4);
+  EXPECT_EQ(atp::saturating_add(INT64_MAX - 1, 1), INT64_MAX);
+  EXPECT_EQ(atp::saturating_add(INT64_MAX - 1, 2), INT64_MAX);
+  EXPECT_EQ(atp::saturating_add(INT64_MIN, -1), INT64_MAX); // either way, as compiler/Support/Saturating.h
+  EXPECT_EQ(atp::saturating_mul(6, 7), 42);
+  EXPECT_EQ(atp::saturating_mul(-6, 7), -42);
+  EXPECT_EQ(atp::saturating_mul(0, INT64_MAX), 0);
+  EXPECT_EQ(atp::saturating_mul(int64_t(1) << 31, int64_t(1) << 31), int64_t(1) << 62);
+  EXPECT_EQ(atp::saturating_mul(int64_t(1) << 32, int64_t(1) << 31), INT64_MAX);
+  EXPECT_EQ(atp::saturating_mul(-(int64_t(1) << 32), -(int64_t(1) << 31)), INT64_MAX);
+  EXPECT_EQ(atp::saturating_mul(-1, INT64_MIN), INT64_MAX);
+  EXPECT_EQ(atp::saturating_mul(-2, int64_t(1) << 62), INT64_MIN); // -2^63 fits
+  EXPECT_EQ(atp::saturating_mul(-4, int64_t(1) << 62), INT64_MAX);
+}
+
+TEST(ZeroPaddingTest, AlignUpAndPieces) {
+  EXPECT_EQ(atp::align_up(0, 64), 0);
+  EXPECT_EQ(atp::align_up(1, 64), 64);
+  EXPECT_EQ(atp::align_up(64, 64), 64);
+  EXPECT_EQ(atp::align_up(65, 64), 128);
+  EXPECT_EQ(atp::align_up(10, 3), 12);
+  EXPECT_EQ(atp::align_up(INT64_MAX - 3, 64), INT64_MAX); // saturates instead of overflowing
+  EXPECT_EQ(atp::flat_offset_after(72), 128);
+  EXPECT_EQ(atp::flat_offset_after(128), 128);
+  // ceil(len / dp)
+  EXPECT_EQ(atp::dp_piece(0, 3), 0);
+  EXPECT_EQ(atp::dp_piece(140, 3), 47);
+  EXPECT_EQ(atp::dp_piece(141, 3), 47);
+  EXPECT_EQ(atp::dp_piece(142, 3), 48);
+  EXPECT_EQ(atp::dp_piece(5, 200), 1);
+  EXPECT_EQ(atp::dp_piece(INT64_MAX, 1), INT64_MAX);
+}
+
+TEST(ZeroPaddingTest, BucketPadder) {
+  // dp 3, buckets of 5, 8 and 130 elements: pieces 2, 3, 44; begins 0,
+  // align_up(0 + 6) = 64, align_up(64 + 9) = 128; parts 0, 2, 5; N = 128 +
+  // 3 * 44 = 260; P = 2 + 3 + 44 = 49.
+  atp::BucketPadder Padder(3);
+  EXPECT_EQ(Padder.numel(), 0);
+  EXPECT_EQ(Padder.partition(), 0);
+  const int64_t Len[] = {5, 8, 130}, Begin[] = {0, 64, 128}, Piece[] = {2, 3, 44}, Part[] = {0, 2, 5};
+  for (size_t B = 0; B < 3; ++B) {
+    SCOPED_TRACE(B);
+    const atp::PaddedBucket P = Padder.add(Len[B]);
+    EXPECT_EQ(P.begin, Begin[B]);
+    EXPECT_EQ(P.piece, Piece[B]);
+    EXPECT_EQ(P.part, Part[B]);
+  }
+  EXPECT_EQ(Padder.numel(), 260);
+  EXPECT_EQ(Padder.partition(), 49);
+  // A bucket of 2^63 - 2 elements (a hostile config): its piece is
+  // (2^63 - 2) / 3 = 3074457345618258602 exactly, but the padded end 320 +
+  // 3 * piece does not fit: N saturates at INT64_MAX, and so does the next
+  // begin.
+  const atp::PaddedBucket Huge = Padder.add(INT64_MAX - 1);
+  EXPECT_EQ(Huge.begin, 320); // align_up(260)
+  EXPECT_EQ(Huge.piece, 3074457345618258602);
+  EXPECT_EQ(Padder.numel(), INT64_MAX);
+  EXPECT_EQ(Padder.partition(), 49 + 3074457345618258602);
+  EXPECT_EQ(Padder.add(1).begin, INT64_MAX);
+  EXPECT_EQ(Padder.numel(), INT64_MAX);
+}
+
+/// The rule is usable at compile time, as zero_plan.h's checks use it.
+static_assert([] {
+  atp::BucketPadder P(2);
+  P.add(5);  // piece 3, [0, 6)
+  P.add(64); // piece 32, at 64: [64, 128)
+  return P.numel() == 128 && P.partition() == 35;
+}(), "BucketPadder is constexpr");
 
 TEST(ZeroLayoutTest, BackwardOrderAlignedOffsets) {
   Module M = smallModule();
@@ -231,24 +300,95 @@ TEST(ZeroLayoutTest, ZeroDimParamHasOneElement) {
   EXPECT_EQ(L.Numel, 65);
 }
 
+/// A TP rank's layout as zero.cpp states it: atp/zero_plan.h's tables.
+struct Tables {
+  std::vector<atp::FlatParam> Params;
+  std::vector<atp::GradBucket> Buckets;
+  int64_t Numel = 0;
+
+  explicit Tables(const ZeroRankLayout &L) : Numel(L.Numel) {
+    for (const ZeroFlatParam &F : L.Params)
+      Params.push_back({F.Param, F.Offset, F.Numel, F.TpSharded});
+    for (const ZeroBucket &B : L.Buckets)
+      Buckets.push_back({B.Begin, B.End, B.First, B.Count});
+  }
+  bool wellFormed(int64_t BucketSize) const {
+    return atp::zero_layout_well_formed(Params.data(), int32_t(Params.size()), Buckets.data(),
+                                        int32_t(Buckets.size()), Numel, BucketSize);
+  }
+  atp::FlatLayout flat() const {
+    return {Numel, int32_t(Params.size()), Params.data(), int32_t(Buckets.size()), Buckets.data()};
+  }
+};
+
+const int64_t BucketSizes[] = {0, 5, 64, 71, 72, 143, 144, DefaultBucket};
+
+/// What zero.cpp static_asserts holds of every layout the compiler makes.
+TEST(ZeroLayoutTest, WellFormedAsZeroPlanRequires) {
+  Module M = smallModule();
+  for (int64_t Bucket : BucketSizes)
+    for (size_t R = 0; R < 3; ++R) {
+      SCOPED_TRACE("bucket " + std::to_string(Bucket) + " rank " + std::to_string(R));
+      EXPECT_TRUE(Tables(zeroRankLayout(M, Bucket, R)).wellFormed(Bucket));
+    }
+}
+
+/// Rank 0 of smallModule with buckets of 72, written by hand as zero.cpp
+/// states it (BucketsHoldWholeParamsUpToTheSize derives the same): the
+/// template deduces the array sizes, and the check runs at compile time.
+constexpr atp::FlatParam HandParams[] = {{2, 0, 5, false}, {1, 64, 8, true}, {0, 128, 16, true}};
+constexpr atp::GradBucket HandBuckets[] = {{0, 72, 0, 2}, {128, 144, 2, 1}};
+static_assert(atp::zero_layout_well_formed(HandParams, HandBuckets, 144, 72), "the hand-written tables hold");
+static_assert(!atp::zero_layout_well_formed(HandParams, HandBuckets, 144, 71), "[0, 72) is over 71");
+static_assert(!atp::zero_layout_well_formed(HandParams, HandBuckets, 140, 72), "the last end is 144");
+
+/// Each way a hand edit can break the tables is refused.
+TEST(ZeroLayoutTest, WellFormedRefusesBrokenTables) {
+  const Tables Good(zeroRankLayout(smallModule(), 72, 0));
+  ASSERT_TRUE(Good.wellFormed(72));
+  ASSERT_EQ(Good.Params.size(), 3u);
+  ASSERT_EQ(Good.Buckets.size(), 2u);
+  struct Break {
+    const char *What;
+    void (*Edit)(Tables &);
+  };
+  const Break Breaks[] = {
+      {"an offset off the alignment", [](Tables &T) { T.Params[1].offset = 65; }},
+      {"a gap of a whole alignment", [](Tables &T) {
+         T.Params[2].offset = 192; // flat_offset_after(72) is 128
+         T.Buckets[1] = {192, 208, 2, 1};
+         T.Numel = 208;
+       }},
+      {"an overlap", [](Tables &T) { T.Params[1].offset = 0; }},
+      {"not in backward order", [](Tables &T) { std::swap(T.Params[0].param, T.Params[1].param); }},
+      {"a negative size", [](Tables &T) { T.Params[0].numel = -1; }},
+      {"a wrong flat size", [](Tables &T) { T.Numel = 145; }},
+      {"a bucket not at its first parameter", [](Tables &T) { T.Buckets[1].begin = 129; }},
+      {"a bucket short of its last parameter's end", [](Tables &T) { T.Buckets[0].end = 70; }},
+      {"an empty bucket", [](Tables &T) { T.Buckets[1].count = 0; }},
+      {"a bucket past the last parameter", [](Tables &T) { T.Buckets[1].count = 2; }},
+      {"a bucket not after the previous one", [](Tables &T) { T.Buckets[1].first = 1; }},
+      {"a parameter in no bucket", [](Tables &T) { T.Buckets.pop_back(); }},
+  };
+  for (const Break &B : Breaks) {
+    SCOPED_TRACE(B.What);
+    Tables T = Good;
+    B.Edit(T);
+    EXPECT_FALSE(T.wellFormed(72));
+  }
+}
+
 /// The engine pads the emitted tables with its own code (runtime/src/
 /// zero_layout.cpp); it must agree with zeroPadded, which --emit=memory uses.
 TEST(ZeroLayoutTest, SameAsRuntimePadding) {
   Module M = smallModule();
-  for (int64_t Bucket : {int64_t(0), int64_t(5), int64_t(64), int64_t(72), int64_t(143), DefaultBucket})
+  for (int64_t Bucket : BucketSizes)
     for (size_t R = 0; R < 3; ++R)
       for (int Dp : {1, 2, 3, 5, 7, 64, 70, 1000}) {
         SCOPED_TRACE("bucket " + std::to_string(Bucket) + " rank " + std::to_string(R) + " dp " + std::to_string(Dp));
         ZeroRankLayout L = zeroRankLayout(M, Bucket, R);
-        std::vector<atp::FlatParam> Params;
-        for (const ZeroFlatParam &F : L.Params)
-          Params.push_back({F.Param, F.Offset, F.Numel, F.TpSharded});
-        std::vector<atp::GradBucket> Buckets;
-        for (const ZeroBucket &B : L.Buckets)
-          Buckets.push_back({B.Begin, B.End, B.First, B.Count});
-        atp::FlatLayout Flat{L.Numel, int32_t(Params.size()), Params.data(), int32_t(Buckets.size()),
-                             Buckets.data()};
-        atp::Result<atp::PaddedLayout> Runtime = atp::zero_padded_layout(Flat, Dp);
+        const Tables T(L);
+        atp::Result<atp::PaddedLayout> Runtime = atp::zero_padded_layout(T.flat(), Dp);
         ASSERT_TRUE(Runtime.ok());
         ZeroPadded Mine = zeroPadded(L, Dp);
         EXPECT_EQ(Runtime->numel, Mine.FlatNumel);

@@ -32,6 +32,7 @@
 #include "atp/loss_scaler.h"
 #include "atp/ops.h"
 #include "atp/plan.h"
+#include "atp/zero_padding.h"
 #include "atp/zero_plan.h"
 
 #include <cstdint>
@@ -43,12 +44,7 @@ namespace atp {
 // ---------------------------------------------------------------------------------------------------------
 // the padded layout for a DP size
 
-struct PaddedBucket {
-  std::int64_t begin;  ///< first element in the padded flat buffer (a multiple of kFlatAlign)
-  std::int64_t piece;  ///< elements of each DP rank's piece; the padded bucket is dp * piece long
-  std::int64_t part;   ///< where this bucket's piece starts in a DP rank's partition
-};
-
+/// A flat layout padded for a DP size (PaddedBucket: zero_padding.h).
 struct PaddedLayout {
   int dp = 1;
   std::int64_t numel = 0;      ///< N: the padded flat buffer
@@ -57,9 +53,8 @@ struct PaddedLayout {
   std::vector<std::int64_t> offsets; ///< per flat parameter (FlatLayout order), its padded offset
 };
 
-/// Pads every bucket of `layout` to a multiple of dp: piece s_b = ceil(len_b / dp), padded buckets begin at
-/// 0 and then at alignUp(previous begin + dp * s_b, kFlatAlign); N = last begin + dp * s_last; P = sum s_b.
-/// autotpc's --emit=memory uses the same rule.
+/// Pads every bucket of `layout` to a multiple of dp by the rule of zero_padding.h (BucketPadder), the one
+/// autotpc's --emit=memory uses.
 Result<PaddedLayout> zero_padded_layout(const FlatLayout &layout, int dp);
 
 // ---------------------------------------------------------------------------------------------------------

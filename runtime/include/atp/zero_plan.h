@@ -15,16 +15,20 @@
        reduce_bucket_size elements (a larger parameter is a bucket alone);
        bucket b covers flat elements [begin, end).
    The DP size is read at launch; zero_padded_layout() (zero.h) then pads
-   every bucket to a multiple of it. The compiler's --emit=memory computes
-   the same padding, so that its ledger is what the engine allocates. */
+   every bucket to a multiple of it. The alignment and padding rule is
+   zero_padding.h's, shared with the compiler's --emit=memory, so that its
+   ledger is what the engine allocates.
+
+   The generated zero.cpp static_asserts zero_layout_well_formed() (below)
+   on every TP rank's tables, so that tables edited by hand, or emitted by an
+   autotpc that disagrees with this runtime, do not compile. */
 #pragma once
+
+#include "atp/zero_padding.h"
 
 #include <cstdint>
 
 namespace atp {
-
-/// Every parameter's flat offset is a multiple of this many elements.
-inline constexpr std::int64_t kFlatAlign = 64;
 
 /// Training precision: the dtype of the working parameters and gradients.
 enum class Precision : std::uint8_t { F32, BF16, F16 };
@@ -43,6 +47,45 @@ struct GradBucket {
   std::int64_t begin, end;
   std::int32_t first, count;
 };
+
+/// What this file promises of one TP rank's tables (params[0, num_params),
+/// buckets[0, num_buckets)): the parameters in backward order (plan
+/// parameter num_params - 1 first), each at flat_offset_after(the previous
+/// one's end), numel >= 0, and `numel` the last one's end; the buckets in
+/// order, each holding the next count >= 1 whole parameters and spanning
+/// [first one's offset, last one's end), at most `bucket_size` elements
+/// unless it holds one parameter; every parameter in a bucket.
+constexpr bool zero_layout_well_formed(const FlatParam *params, std::int32_t num_params, const GradBucket *buckets,
+                                       std::int32_t num_buckets, std::int64_t numel, std::int64_t bucket_size) {
+  std::int64_t end = 0;
+  for (std::int32_t k = 0; k < num_params; ++k) {
+    const FlatParam &p = params[k];
+    if (p.param != num_params - 1 - k || p.offset != flat_offset_after(end) || p.numel < 0)
+      return false;
+    end = saturating_add(p.offset, p.numel);
+  }
+  std::int32_t next = 0;
+  for (std::int32_t i = 0; i < num_buckets; ++i) {
+    const GradBucket &b = buckets[i];
+    if (b.first != next || b.count < 1 || b.count > num_params - next)
+      return false;
+    const FlatParam &last = params[next + b.count - 1];
+    if (b.begin != params[next].offset || b.end != saturating_add(last.offset, last.numel) ||
+        (b.count > 1 && b.end - b.begin > bucket_size))
+      return false;
+    next += b.count;
+  }
+  return next == num_params && end == numel;
+}
+
+/// The same on a generated zero.cpp's constexpr arrays, their sizes deduced:
+///   static_assert(atp::zero_layout_well_formed(tp0_flat_params, tp0_buckets,
+///                                              kTp0FlatNumel, kReduceBucketSize), "...");
+template <std::int32_t NumParams, std::int32_t NumBuckets>
+constexpr bool zero_layout_well_formed(const FlatParam (&params)[NumParams], const GradBucket (&buckets)[NumBuckets],
+                                       std::int64_t numel, std::int64_t bucket_size) {
+  return zero_layout_well_formed(params, NumParams, buckets, NumBuckets, numel, bucket_size);
+}
 
 /// One TP rank's flat layout.
 struct FlatLayout {
