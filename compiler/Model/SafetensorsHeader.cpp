@@ -13,12 +13,10 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/SmallString.h"
-#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/raw_ostream.h"
 
 #include "atp/safetensors_header.h"
 
@@ -35,23 +33,15 @@ namespace {
 
 /// Largest index.json we are willing to read whole.
 constexpr uint64_t MaxIndexSize = 256u << 20;
-/// Longest name or message fragment from an input file that we quote.
-constexpr size_t MaxQuoted = 200;
 
 Error fail(StringRef File, const Twine &Msg) {
   return createStringError(inconvertibleErrorCode(), File + ": " + Msg);
 }
 
-/// Quotes text taken from an input file: escaped, and truncated if long.
+/// Quotes text taken from an input file as the shared rules' messages do:
+/// escaped, and truncated if long.
 std::string quoteName(StringRef S) {
-  std::string Out;
-  raw_string_ostream OS(Out);
-  OS << '\'';
-  printEscapedString(S.take_front(MaxQuoted), OS);
-  if (S.size() > MaxQuoted)
-    OS << "...";
-  OS << '\'';
-  return OS.str();
+  return atp::quote(std::string_view(S.data(), S.size()));
 }
 
 /// The shared rules' error, after the file's name.
