@@ -1,12 +1,12 @@
 # Runtime foundation, CPU side: status and fatal errors, world and groups,
-# dtypes and host tensors, JSON for headers, atomic files, safetensors IO.
-# Plain C++17 and POSIX: no other library.
+# dtypes and host tensors, atomic files, safetensors IO (JSON through the
+# header-only nlohmann/json, which runtime/CMakeLists.txt finds). Plain C++17
+# and POSIX otherwise.
 list(APPEND ATP_RUNTIME_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/src/status.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/world.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/dtype.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/tensor.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/src/json_lite.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/atomic_file.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/safetensors_reader.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/checkpoint.cpp

@@ -8,6 +8,9 @@
 #   CUDA_ARCHS  CMAKE_CUDA_ARCHITECTURES, default 90a
 #   OUT         where the logs go, default the build folder: gpu-check.log (everything printed here),
 #               ctest.log (every test's full output), bench-<name>.log (one per benchmark)
+#   NLOHMANN_INCLUDE  a folder holding nlohmann/json.hpp, for a machine without the package (the runtime
+#               reads JSON with it), default .deps/nlohmann-include: run tools/stage-gpu-deps.sh on the dev
+#               machine first and carry .deps (device tool: run(command=..., carry=[".deps"]))
 # Exits non-zero when the build or a test failed; benchmarks only print (their own ratios are not judged).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +28,9 @@ nvidia-smi -L || echo "gpu-check: nvidia-smi failed"
 echo "== build ($build, sm ${CUDA_ARCHS:-90a})"
 cmake --version | head -1
 nvcc --version | tail -1
-if ! cmake -S test/gpu -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" ||
+nlohmann=$(realpath -m "${NLOHMANN_INCLUDE:-.deps/nlohmann-include}")
+if ! cmake -S test/gpu -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
+  -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$nlohmann" ||
   ! cmake --build "$build" -j"$(nproc)"; then
   echo "gpu-check: FAIL: the build failed"
   exit 1

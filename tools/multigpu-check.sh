@@ -10,6 +10,8 @@
 #   MODEL, CONFIG  the HF config and the DeepSpeed config to compile (default the 8B and
 #                specs/examples/llama.json); MODEL=specs/tiny/llama.json CONFIG=specs/tiny/llama.ds.json
 #                runs the same steps in seconds
+#   NLOHMANN_INCLUDE  a folder holding nlohmann/json.hpp (the runtime reads JSON with it), default
+#                .deps/nlohmann-include: run tools/stage-gpu-deps.sh on the dev machine and carry .deps
 # Logs go to $OUT when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,7 @@ PY
   dirs+=("$work/gen/llama8b_tp$tp")
 done
 cmake -S test/multigpu -B "$work/build" -DAUTOTPC_ENABLE_CUDA=OFF \
+  -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m "${NLOHMANN_INCLUDE:-.deps/nlohmann-include}")" \
   -DAUTOTPC_GENERATED_DIRS="$(IFS=';'; echo "${dirs[*]}")" >/dev/null
 cmake --build "$work/build" -j"$(nproc)" >/dev/null
 

@@ -1,8 +1,10 @@
 //===- SafetensorsHeader.cpp - tensor inventory from safetensors headers --===//
 //
-// Reads and validates safetensors headers (8-byte little-endian length, then
-// that many bytes of JSON) and sharded-checkpoint index files. Only the
-// header bytes are ever read; the input is untrusted and fuzzed.
+// Reads safetensors headers (8-byte little-endian length, then that many
+// bytes of JSON) and sharded-checkpoint index files. Only the header bytes
+// are ever read; the input is untrusted and fuzzed. The format's rules are
+// the runtime's, shared header-only (atp/safetensors_header.h): this file
+// reads the bytes, names the file and checks what spans files.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,202 +13,39 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/SmallString.h"
-#include "llvm/ADT/StringExtras.h"
-#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/Endian.h"
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
-#include "llvm/Support/raw_ostream.h"
 
-#include <nlohmann/json.hpp>
+#include "atp/safetensors_header.h"
 
 #include <algorithm>
-#include <limits>
-#include <optional>
-#include <set>
 
 using namespace llvm;
-using json = nlohmann::json;
 
 namespace autotpc {
+
+static_assert(MaxSafetensorsHeaderSize == atp::st::kMaxHeaderSize,
+              "the compiler states the format's header cap as the runtime does");
+
 namespace {
 
 /// Largest index.json we are willing to read whole.
 constexpr uint64_t MaxIndexSize = 256u << 20;
-/// Longest name or message fragment from an input file that we quote.
-constexpr size_t MaxQuoted = 200;
 
 Error fail(StringRef File, const Twine &Msg) {
   return createStringError(inconvertibleErrorCode(), File + ": " + Msg);
 }
 
-/// Quotes text taken from an input file: escaped, and truncated if long.
+/// Quotes text taken from an input file as the shared rules' messages do:
+/// escaped, and truncated if long.
 std::string quoteName(StringRef S) {
-  std::string Out;
-  raw_string_ostream OS(Out);
-  OS << '\'';
-  printEscapedString(S.take_front(MaxQuoted), OS);
-  if (S.size() > MaxQuoted)
-    OS << "...";
-  OS << '\'';
-  return OS.str();
+  return atp::quote(std::string_view(S.data(), S.size()));
 }
 
-/// Describes a JSON value for a message without dumping containers.
-std::string describe(const json &V) {
-  if (V.is_number() || V.is_boolean() || V.is_null())
-    return V.dump();
-  if (V.is_string())
-    return "the string " + quoteName(V.get_ref<const std::string &>());
-  return std::string("an ") + V.type_name();
-}
-
-std::string formatDims(ArrayRef<uint64_t> Dims) {
-  std::string Out = "[";
-  for (size_t I = 0; I < Dims.size(); ++I) {
-    if (I == 8) {
-      Out += ", ...";
-      break;
-    }
-    Out += (I ? ", " : "") + std::to_string(Dims[I]);
-  }
-  return Out + "]";
-}
-
-/// Parses JSON text, rejecting duplicate keys in any object (nlohmann would
-/// silently keep the last one). \p What names the text in messages.
-Expected<json> parseJson(StringRef Text, StringRef File, StringRef What) {
-  std::vector<std::set<std::string>> Keys;
-  std::optional<std::string> Dup;
-  auto Callback = [&](int, json::parse_event_t Event, json &Parsed) {
-    if (Event == json::parse_event_t::object_start)
-      Keys.emplace_back();
-    else if (Event == json::parse_event_t::object_end && !Keys.empty())
-      Keys.pop_back();
-    else if (Event == json::parse_event_t::key && !Dup && !Keys.empty() &&
-             !Keys.back().insert(Parsed.get_ref<const std::string &>()).second)
-      Dup = Parsed.get_ref<const std::string &>();
-    return true;
-  };
-  try {
-    json Doc = json::parse(Text.begin(), Text.end(), Callback);
-    if (Dup)
-      return fail(File, What + " has duplicate key " + quoteName(*Dup));
-    return Doc;
-  } catch (const json::exception &E) {
-    // Drop nlohmann's "[json.exception.parse_error.101] " prefix.
-    StringRef Msg = E.what();
-    if (Msg.startswith("[json.exception."))
-      Msg = Msg.split("] ").second;
-    // The message may quote raw input bytes; keep it printable ASCII.
-    std::string Reason;
-    for (char C : Msg.take_front(MaxQuoted)) {
-      if (C >= 0x20 && C < 0x7f)
-        Reason += C;
-      else
-        Reason += "\\x" + utohexstr(uint8_t(C), /*LowerCase=*/false, 2);
-    }
-    if (Msg.size() > MaxQuoted)
-      Reason += "...";
-    return fail(File, What + " is not valid JSON: " + Reason);
-  }
-}
-
-/// Reads a non-negative JSON integer; None for anything else.
-std::optional<uint64_t> readUInt(const json &V) {
-  if (!V.is_number_unsigned())
-    return std::nullopt;
-  return V.get<uint64_t>();
-}
-
-/// A tensor of one header with the data range it occupies.
-struct Entry {
-  StoredTensor T;
-  uint64_t Begin, End;
-};
-
-/// Validates one header entry other than "__metadata__".
-Expected<Entry> parseTensor(const std::string &Name, const json &V,
-                            uint64_t DataSize, StringRef File) {
-  std::string Where = "tensor " + quoteName(Name) + ": ";
-  auto Bad = [&](const Twine &Msg) { return fail(File, Where + Msg); };
-  if (!V.is_object())
-    return Bad("entry is " + describe(V) + ", not an object");
-  for (const char *Key : {"dtype", "shape", "data_offsets"})
-    if (!V.contains(Key))
-      return Bad(Twine("missing '") + Key + "'");
-
-  Entry E;
-  E.T.Name = Name;
-  E.T.File = File.str();
-  const json &DType = V["dtype"];
-  if (!DType.is_string())
-    return Bad("'dtype' is " + describe(DType) + ", not a string");
-  E.T.DType = DType.get<std::string>();
-  unsigned ElemSize = dtypeSize(E.T.DType);
-  if (ElemSize == 0)
-    return Bad("unknown dtype " + quoteName(E.T.DType));
-
-  const json &Shape = V["shape"];
-  if (!Shape.is_array())
-    return Bad("'shape' is " + describe(Shape) + ", not an array");
-  std::vector<uint64_t> Dims;
-  uint64_t Bytes = ElemSize;
-  bool Overflow = false;
-  for (size_t I = 0; I < Shape.size(); ++I) {
-    std::optional<uint64_t> D = readUInt(Shape[I]);
-    if (!D)
-      return Bad("'shape' element " + Twine(I) + " is " + describe(Shape[I]) +
-                 ", not a non-negative integer");
-    if (*D > uint64_t(std::numeric_limits<int64_t>::max()))
-      return Bad("'shape' element " + Twine(I) + " (" + Twine(*D) +
-                 ") is too large");
-    Dims.push_back(*D);
-    bool O = false;
-    Bytes = SaturatingMultiply(Bytes, *D, &O);
-    Overflow |= O;
-  }
-  if (Overflow)
-    return Bad("shape " + formatDims(Dims) + " of " + E.T.DType +
-               " overflows 64 bits of bytes");
-  E.T.Shape.assign(Dims.begin(), Dims.end());
-
-  const json &Offs = V["data_offsets"];
-  std::optional<uint64_t> Begin, End;
-  if (Offs.is_array() && Offs.size() == 2) {
-    Begin = readUInt(Offs[0]);
-    End = readUInt(Offs[1]);
-  }
-  if (!Begin || !End)
-    return Bad("'data_offsets' must be [begin, end] of non-negative integers");
-  E.Begin = *Begin;
-  E.End = *End;
-  std::string Range = formatDims({E.Begin, E.End});
-  if (E.Begin > E.End)
-    return Bad("data_offsets " + Range + " are reversed");
-  if (E.End > DataSize)
-    return Bad("data_offsets " + Range + " end past the data region (" +
-               Twine(DataSize) + " bytes)");
-  if (E.End - E.Begin != Bytes)
-    return Bad("data_offsets " + Range + " span " + Twine(E.End - E.Begin) +
-               " bytes but shape " + formatDims(Dims) + " of " + E.T.DType +
-               " needs " + Twine(Bytes));
-  return E;
-}
-
-Error parseMetadata(const json &V, SafetensorsInventory &Inv, StringRef File) {
-  if (!V.is_object())
-    return fail(File, "'__metadata__' is " + describe(V) + ", not an object");
-  for (auto It = V.begin(); It != V.end(); ++It) {
-    if (!It.value().is_string())
-      return fail(File, "'__metadata__' value of " + quoteName(It.key()) +
-                            " is " + describe(It.value()) + ", not a string");
-    Inv.Metadata[It.key()] = It.value().get<std::string>();
-  }
-  return Error::success();
-}
+/// The shared rules' error, after the file's name.
+Error fail(StringRef File, const atp::st::Error &E) { return fail(File, E.message); }
 
 /// Reads Buf.size() bytes at Offset, or fails.
 Error readExactly(sys::fs::file_t FD, MutableArrayRef<char> Buf,
@@ -283,65 +122,22 @@ Expected<SafetensorsInventory> readFolder(StringRef Dir) {
 } // namespace
 
 unsigned dtypeSize(StringRef DType) {
-  return StringSwitch<unsigned>(DType)
-      .Cases("BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", 1)
-      .Cases("I16", "U16", "F16", "BF16", 2)
-      .Cases("I32", "U32", "F32", 4)
-      .Cases("I64", "U64", "F64", 8)
-      .Default(0);
+  return atp::st::dtype_size(std::string_view(DType.data(), DType.size()));
 }
 
 Expected<SafetensorsInventory> parseSafetensorsHeader(StringRef HeaderJson,
                                                       uint64_t DataSize,
                                                       StringRef FileName) {
-  if (!HeaderJson.startswith("{"))
-    return fail(FileName, "header does not start with '{'");
-  Expected<json> Doc = parseJson(HeaderJson, FileName, "header");
-  if (!Doc)
-    return Doc.takeError();
-  if (!Doc->is_object())
-    return fail(FileName, "header is " + describe(*Doc) + ", not an object");
-
+  atp::st::Header H;
+  atp::st::Error E = atp::st::parse_header(
+      std::string_view(HeaderJson.data(), HeaderJson.size()), DataSize, H);
+  if (!E.ok())
+    return fail(FileName, E);
   SafetensorsInventory Inv;
-  std::vector<Entry> Entries;
-  try {
-    for (auto It = Doc->begin(); It != Doc->end(); ++It) {
-      if (It.key() == "__metadata__") {
-        if (Error E = parseMetadata(It.value(), Inv, FileName))
-          return {std::move(E)};
-        continue;
-      }
-      Expected<Entry> E = parseTensor(It.key(), It.value(), DataSize, FileName);
-      if (!E)
-        return E.takeError();
-      Entries.push_back(std::move(*E));
-    }
-  } catch (const json::exception &E) {
-    // Not reached: every access above is type-checked first.
-    return fail(FileName, Twine("malformed header: ") + E.what());
-  }
-
-  // Writer's order; the name breaks ties between empty tensors.
-  llvm::sort(Entries, [](const Entry &A, const Entry &B) {
-    return std::tie(A.Begin, A.End, A.T.Name) <
-           std::tie(B.Begin, B.End, B.T.Name);
-  });
-  // Ranges are half-open, so an empty tensor overlaps nothing. Sorted by
-  // begin, a range overlaps some earlier one iff it begins before the
-  // furthest end so far, which belongs to Last (there is no earlier overlap).
-  const Entry *Last = nullptr;
-  for (const Entry &E : Entries) {
-    if (E.Begin == E.End)
-      continue;
-    if (Last && E.Begin < Last->End)
-      return fail(FileName, "tensors " + quoteName(Last->T.Name) + " " +
-                                formatDims({Last->Begin, Last->End}) + " and " +
-                                quoteName(E.T.Name) + " " +
-                                formatDims({E.Begin, E.End}) + " overlap");
-    Last = &E;
-  }
-  for (Entry &E : Entries)
-    Inv.Tensors.push_back(std::move(E.T));
+  Inv.Metadata = std::move(H.metadata);
+  for (atp::st::Tensor &T : H.tensors)
+    Inv.Tensors.push_back(
+        {std::move(T.name), std::move(T.dtype), std::move(T.shape), FileName.str()});
   Inv.Files.push_back(FileName.str());
   return Inv;
 }
@@ -358,22 +154,15 @@ Expected<SafetensorsInventory> readSafetensorsFile(StringRef Path) {
   if (!sys::fs::is_regular_file(Status))
     return fail(Path, "not a regular file");
   uint64_t Size = Status.getSize();
-  if (Size < 8)
-    return fail(Path, "file is " + Twine(Size) +
-                          " bytes, too short for a safetensors header");
+  if (atp::st::Error E = atp::st::check_header_length(Size, 0); !E.ok())
+    return fail(Path, E);
 
   char LenBytes[8];
   if (Error E = readExactly(*FD, LenBytes, 0, Path))
     return {std::move(E)};
   uint64_t N = support::endian::read64le(LenBytes);
-  if (N > MaxSafetensorsHeaderSize)
-    return fail(Path, "header length " + Twine(N) +
-                          " exceeds the safetensors limit of " +
-                          Twine(MaxSafetensorsHeaderSize) + " bytes");
-  if (N > Size - 8)
-    return fail(Path, "header length " + Twine(N) +
-                          " runs past the end of the file (" + Twine(Size) +
-                          " bytes)");
+  if (atp::st::Error E = atp::st::check_header_length(Size, N); !E.ok())
+    return fail(Path, E);
 
   std::string Header(N, '\0');
   if (Error E = readExactly(*FD, {Header.data(), Header.size()}, 8, Path))
@@ -393,32 +182,24 @@ Expected<SafetensorsInventory> readSafetensorsIndex(StringRef Path) {
                             /*RequiresNullTerminator=*/false);
   if (!Buf)
     return fail(Path, Buf.getError().message());
-  Expected<json> Doc = parseJson((*Buf)->getBuffer(), Path, "index");
-  if (!Doc)
-    return Doc.takeError();
-  if (!Doc->is_object())
-    return fail(Path, "index is " + describe(*Doc) + ", not an object");
-  auto WM = Doc->find("weight_map");
-  if (WM == Doc->end())
-    return fail(Path, "index has no 'weight_map'");
-  if (!WM->is_object())
-    return fail(Path, "'weight_map' is " + describe(*WM) + ", not an object");
+  StringRef Text = (*Buf)->getBuffer();
+  atp::st::Index Index;
+  if (atp::st::Error E = atp::st::parse_index(
+          std::string_view(Text.data(), Text.size()), Index);
+      !E.ok())
+    return fail(Path, E);
 
   // Shard path -> (shard name as written, a tensor mapped to it), and
   // tensor -> shard path.
   StringRef Dir = sys::path::parent_path(Path);
   std::map<std::string, std::pair<std::string, std::string>> Shards;
   std::map<std::string, std::string> Mapped;
-  for (auto It = WM->begin(); It != WM->end(); ++It) {
-    if (!It.value().is_string())
-      return fail(Path, "'weight_map' value of " + quoteName(It.key()) +
-                            " is " + describe(It.value()) + ", not a string");
-    const std::string &Shard = It.value().get_ref<const std::string &>();
+  for (const auto &[Tensor, Shard] : Index.weight_map) {
     SmallString<256> P(Dir);
     sys::path::append(P, Shard);
     sys::path::remove_dots(P, /*remove_dot_dot=*/false);
-    Shards.emplace(std::string(P), std::make_pair(Shard, It.key()));
-    Mapped[It.key()] = std::string(P);
+    Shards.emplace(std::string(P), std::make_pair(Shard, Tensor));
+    Mapped[Tensor] = std::string(P);
   }
 
   std::vector<std::string> Paths;

@@ -45,7 +45,9 @@ struct SafetensorsInventory {
 unsigned dtypeSize(llvm::StringRef DType);
 
 /// Validates one header's JSON text against the size of the data region that
-/// follows it and returns its tensors, sorted by data offset. \p FileName
+/// follows it, by the rules the runtime's reader applies (shared, header-only:
+/// runtime/include/atp/safetensors_header.h), and returns its tensors, sorted
+/// by data offset. \p FileName
 /// only prefixes error messages and fills StoredTensor::File and Files.
 /// Never throws, whatever the input.
 llvm::Expected<SafetensorsInventory>

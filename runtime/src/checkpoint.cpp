@@ -1,14 +1,15 @@
 /* Checkpoint: a single .safetensors file, a sharded index, or a folder.
 
    The index (transformers' model.safetensors.index.json) is
-   {"metadata": {...}, "weight_map": {tensor: shard file name}}. Shard names
-   are relative to the index's folder and may not be absolute or contain
-   "..". Each shard is opened once; the index and the shards must agree
-   exactly on which tensor is where. */
+   {"metadata": {...}, "weight_map": {tensor: shard file name}}; its rules
+   (atp/safetensors_header.h, shared with the compiler) make shard names
+   relative to the index's folder, never absolute or through "..". Each
+   shard is opened once; the index and the shards must agree exactly on
+   which tensor is where. */
 #include "atp/safetensors.h"
 
 #include "atp/atomic_file.h"
-#include "atp/json_lite.h"
+#include "atp/safetensors_header.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -89,22 +90,6 @@ Result<std::vector<std::string>> list_files(const std::string &folder) {
   return names;
 }
 
-/// A shard name from an index: relative, no "..", not empty.
-bool safe_relative(const std::string &name) {
-  if (name.empty() || name[0] == '/')
-    return false;
-  std::size_t pos = 0;
-  while (pos <= name.size()) {
-    std::size_t end = name.find('/', pos);
-    if (end == std::string::npos)
-      end = name.size();
-    if (name.compare(pos, end - pos, "..") == 0 && end - pos == 2)
-      return false;
-    pos = end + 1;
-  }
-  return true;
-}
-
 } // namespace
 
 Status Checkpoint::add_file(SafetensorsFile file) {
@@ -162,34 +147,16 @@ Result<Checkpoint> Checkpoint::open(const std::string &path) {
   // An index.
   c.index_path_ = index;
   ATP_ASSIGN_OR_RETURN(std::string text, read_small_file(index, kMaxIndexSize));
-  Result<JsonValue> doc = parse_json(text);
-  if (!doc.ok())
-    return error(index + ": index is not valid JSON: " + doc.status().message());
-  if (!doc->is_object())
-    return error(index + ": index is " + doc->describe() + ", not an object");
-  if (const JsonValue *meta = doc->find("metadata"); meta && !meta->is_object())
-    return error(index + ": 'metadata' is " + meta->describe() + ", not an object");
-  const JsonValue *map = doc->find("weight_map");
-  if (!map)
-    return error(index + ": index has no 'weight_map'");
-  if (!map->is_object())
-    return error(index + ": 'weight_map' is " + map->describe() + ", not an object");
+  st::Index parsed;
+  if (st::Error e = st::parse_index(text, parsed); !e.ok())
+    return error(index + ": " + e.message);
 
   // Shard name -> first tensor mapped to it; tensor -> shard name.
   std::map<std::string, std::string> shards;
   std::map<std::string, std::string> mapped;
-  for (std::size_t i = 0; i < map->size(); ++i) {
-    const std::string &tensor = map->key(i);
-    const JsonValue &v = (*map)[i];
-    if (!v.is_string())
-      return error(index + ": 'weight_map' value of " + quote(tensor) + " is " +
-                   v.describe() + ", not a string");
-    if (!safe_relative(v.as_string()))
-      return error(index + ": tensor " + quote(tensor) + " is mapped to " +
-                   quote(v.as_string()) +
-                   ", which is not a file name relative to the index's folder");
-    shards.emplace(v.as_string(), tensor);
-    mapped[tensor] = v.as_string();
+  for (const auto &[tensor, shard] : parsed.weight_map) {
+    shards.emplace(shard, tensor);
+    mapped[tensor] = shard;
   }
   std::string folder = parent_folder(index);
   std::map<std::string, std::size_t> shard_file; // shard name -> file index

@@ -1,40 +1,28 @@
-/* DType sizes and names, and overflow-checked tensor sizes. */
+/* DType sizes and names (from the format's table, safetensors_format.h), and
+   overflow-checked tensor sizes. */
 #include "atp/dtype.h"
+
+#include "atp/safetensors_format.h"
 
 #include <limits>
 
 namespace atp {
 
 namespace {
-struct DTypeInfo {
-  DType dtype;
-  const char *name;
-  std::size_t size;
-};
-constexpr DTypeInfo kDTypes[] = {
-    {DType::BOOL, "BOOL", 1},       {DType::U8, "U8", 1},
-    {DType::I8, "I8", 1},           {DType::F8_E4M3, "F8_E4M3", 1},
-    {DType::F8_E5M2, "F8_E5M2", 1}, {DType::I16, "I16", 2},
-    {DType::U16, "U16", 2},         {DType::F16, "F16", 2},
-    {DType::BF16, "BF16", 2},       {DType::I32, "I32", 4},
-    {DType::U32, "U32", 4},         {DType::F32, "F32", 4},
-    {DType::I64, "I64", 8},         {DType::U64, "U64", 8},
-    {DType::F64, "F64", 8},
-};
-constexpr std::size_t kNumDTypes = sizeof kDTypes / sizeof kDTypes[0];
+constexpr std::size_t kNumDTypes = sizeof st::kDTypes / sizeof st::kDTypes[0];
 static_assert(static_cast<std::size_t>(DType::F64) + 1 == kNumDTypes,
-              "kDTypes lists every DType in declaration order");
+              "DType lists the safetensors dtypes of st::kDTypes, in its order");
 
-const DTypeInfo &info(DType dtype) {
-  return kDTypes[static_cast<std::size_t>(dtype)];
+const st::DTypeName &info(DType dtype) {
+  return st::kDTypes[static_cast<std::size_t>(dtype)];
 }
 } // namespace
 
 const std::vector<DType> &all_dtypes() {
   static const std::vector<DType> all = [] {
     std::vector<DType> v;
-    for (const DTypeInfo &d : kDTypes)
-      v.push_back(d.dtype);
+    for (std::size_t i = 0; i < kNumDTypes; ++i)
+      v.push_back(static_cast<DType>(i));
     return v;
   }();
   return all;
@@ -45,9 +33,9 @@ std::size_t dtype_size(DType dtype) { return info(dtype).size; }
 const char *dtype_name(DType dtype) { return info(dtype).name; }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
-  for (const DTypeInfo &d : kDTypes)
-    if (name == d.name)
-      return d.dtype;
+  for (std::size_t i = 0; i < kNumDTypes; ++i)
+    if (name == st::kDTypes[i].name)
+      return static_cast<DType>(i);
   return std::nullopt;
 }
 

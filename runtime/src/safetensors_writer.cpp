@@ -7,8 +7,9 @@
    each one it leaves; commit() publishes them all and the index last. */
 #include "atp/safetensors_writer.h"
 
-#include "atp/json_lite.h"
 #include "atp/safetensors.h"
+
+#include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
@@ -22,6 +23,25 @@ namespace atp {
 
 namespace {
 
+using json = nlohmann::json;
+
+/// Whether `s` is valid UTF-8, which a JSON string must be.
+bool valid_utf8(std::string_view s) {
+  try {
+    (void)json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::strict);
+    return true;
+  } catch (const json::type_error &) {
+    return false;
+  }
+}
+
+/// Appends `s` (valid UTF-8) as a JSON string literal as serde_json writes
+/// it: '"' and '\\' escaped, \b \t \n \f \r by name, other bytes below 0x20
+/// as \u00xx, everything else as it is.
+void append_json_string(std::string &out, std::string_view s) {
+  out += json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 Status check_decls(const std::vector<TensorDecl> &tensors,
                    std::vector<std::uint64_t> *sizes) {
   std::set<std::string> seen;
@@ -31,6 +51,8 @@ Status check_decls(const std::vector<TensorDecl> &tensors,
       return error("tensor name '__metadata__' is reserved for the metadata");
     if (!seen.insert(t.name).second)
       return error("tensor " + quote(t.name) + " is declared twice");
+    if (!valid_utf8(t.name))
+      return error("tensor name " + quote(t.name) + " is not valid UTF-8");
     std::optional<std::uint64_t> n = tensor_nbytes(t.dtype, t.shape);
     if (!n)
       return error("tensor " + quote(t.name) + ": shape " + shape_string(t.shape) +
@@ -63,6 +85,9 @@ Result<std::string> safetensors_header_bytes(
     const std::map<std::string, std::string> &metadata) {
   std::vector<std::uint64_t> sizes;
   ATP_TRY(check_decls(tensors, &sizes));
+  for (const auto &[k, v] : metadata)
+    if (!valid_utf8(k) || !valid_utf8(v))
+      return error("metadata " + quote(k) + " is not valid UTF-8");
   std::string json = "{";
   bool first = true;
   if (!metadata.empty()) {
@@ -195,37 +220,18 @@ std::string safetensors_index_json(const std::vector<TensorDecl> &tensors,
                                    const std::vector<std::string> &shard_of_tensor,
                                    std::uint64_t total_size,
                                    const std::map<std::string, std::string> &extra) {
-  // Python's json.dumps(index, indent=2, sort_keys=True) + "\n".
-  std::map<std::string, std::string> meta; // key -> JSON value text
-  for (const auto &[k, v] : extra) {
-    std::string text;
-    append_json_string_ascii(text, v);
-    meta[k] = text;
-  }
-  meta["total_size"] = std::to_string(total_size);
-  std::map<std::string, std::string> weights;
+  // Python's json.dumps(index, indent=2, sort_keys=True) + "\n": nlohmann's
+  // objects keep their keys sorted by bytes, which for UTF-8 is by code
+  // point as Python sorts, and ensure_ascii escapes as Python does.
+  json meta = json::object();
+  for (const auto &[k, v] : extra)
+    meta[k] = v;
+  meta["total_size"] = total_size;
+  json weights = json::object();
   for (std::size_t i = 0; i < tensors.size(); ++i)
     weights[tensors[i].name] = shard_of_tensor[i];
-
-  std::string out = "{\n  \"metadata\": {";
-  bool first = true;
-  for (const auto &[k, v] : meta) {
-    out += first ? "\n    " : ",\n    ";
-    first = false;
-    append_json_string_ascii(out, k);
-    out += ": " + v;
-  }
-  out += "\n  },\n  \"weight_map\": {";
-  first = true;
-  for (const auto &[k, v] : weights) {
-    out += first ? "\n    " : ",\n    ";
-    first = false;
-    append_json_string_ascii(out, k);
-    out += ": ";
-    append_json_string_ascii(out, v);
-  }
-  out += weights.empty() ? "}\n}\n" : "\n  }\n}\n";
-  return out;
+  json index = {{"metadata", std::move(meta)}, {"weight_map", std::move(weights)}};
+  return index.dump(2, ' ', true, json::error_handler_t::replace) + "\n";
 }
 
 Result<ShardedSafetensorsWriter> ShardedSafetensorsWriter::create(

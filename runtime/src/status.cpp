@@ -36,29 +36,6 @@ Status Status::with_context(const std::string &context) const {
   return error(context + ": " + message_);
 }
 
-std::string quote(std::string_view s) {
-  constexpr std::size_t kMax = 200;
-  std::string out = "'";
-  for (std::size_t i = 0; i < s.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\\' || c == '\'') {
-      out += '\\';
-      out += char(c);
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      out += buf;
-    } else {
-      out += char(c);
-    }
-  }
-  if (s.size() > kMax)
-    out += "...";
-  return out + "'";
-}
-
 // ---------------------------------------------------------------- identity and hooks
 
 namespace {

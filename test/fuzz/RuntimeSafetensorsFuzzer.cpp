@@ -1,9 +1,11 @@
 //===- RuntimeSafetensorsFuzzer.cpp - libFuzzer: the runtime's header parser -===//
 //
-// runtime/ has its own strict safetensors reader (it cannot use the
-// compiler's). Same input layout as SafetensorsHeaderFuzzer: 8 bytes of
-// data-region size (little endian), then the header JSON. The parser must
-// return a value or a Status for any input, never crash.
+// The runtime's reader: the shared header rules (atp/safetensors_header.h,
+// strict JSON through nlohmann) and the conversion to TensorInfo. Same input
+// layout as SafetensorsHeaderFuzzer, which reaches the same rules through
+// the compiler: 8 bytes of data-region size (little endian), then the
+// header JSON. It must return a value or a Status for any input, never
+// crash or throw.
 //
 //===----------------------------------------------------------------------===//
 #include "atp/safetensors.h"

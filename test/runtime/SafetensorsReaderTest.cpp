@@ -2,6 +2,7 @@
    Status that names the file (and the tensor, where there is one) and
    nothing crashes; read_range reads exactly the bytes asked for. */
 #include "atp/safetensors.h"
+#include "atp/safetensors_header.h"
 
 #include "CoreTestUtil.h"
 
@@ -102,9 +103,11 @@ TEST(SafetensorsReader, FileLevelErrorsNameTheFile) {
   EXPECT_EQ(open_error(dir, raw_safetensors(" {}")), p + ": header does not start with '{'");
   EXPECT_EQ(open_error(dir, raw_safetensors("")), p + ": header does not start with '{'");
   EXPECT_EQ(open_error(dir, raw_safetensors("{\"a\":")),
-            p + ": header is not valid JSON: malformed JSON at byte 5: expected a JSON value, found end of text");
+            p + ": header is not valid JSON: parse error at line 1, column 6: syntax error while parsing value - "
+                "unexpected end of input; expected '[', '{', or a literal");
   EXPECT_EQ(open_error(dir, raw_safetensors("{} trailing")),
-            p + ": header is not valid JSON: malformed JSON at byte 3: unexpected 't' after the JSON value");
+            p + ": header is not valid JSON: parse error at line 1, column 6: syntax error while parsing value - "
+                "invalid literal; last read: '{} tra'; expected end of input");
   EXPECT_EQ(open_error(dir, raw_safetensors("{\"__metadata__\":[]}")),
             p + ": '__metadata__' is an array, not an object");
   EXPECT_EQ(open_error(dir, raw_safetensors("{\"__metadata__\":{\"step\":3}}")),
@@ -131,12 +134,16 @@ TEST(SafetensorsReader, TensorErrorsNameTheFileAndTheTensor) {
   EXPECT_EQ(err(entry("w", "U8", "[0]", 99, 99)),
             w + "data_offsets [99, 99] end past the data region (64 bytes)");
   EXPECT_EQ(err(entry("w", "F32", "[2]", 8, 0)), w + "data_offsets [8, 0] are reversed");
-  EXPECT_EQ(err(entry("w", "F32", "[-2]", 0, 8)), w + "'shape' element 0 is -2, negative");
-  EXPECT_EQ(err(entry("w", "F32", "[2.0]", 0, 8)), w + "'shape' element 0 is 2.0, not an integer");
+  EXPECT_EQ(err(entry("w", "F32", "[-2]", 0, 8)), w + "'shape' element 0 is -2, not a non-negative integer");
+  EXPECT_EQ(err(entry("w", "F32", "[2.0]", 0, 8)), w + "'shape' element 0 is 2.0, not a non-negative integer");
   EXPECT_EQ(err(entry("w", "F32", "[9223372036854775808]", 0, 8)),
-            w + "'shape' element 0 is 9223372036854775808, too large");
+            w + "'shape' element 0 (9223372036854775808) is too large");
   EXPECT_EQ(err(entry("w", "F32", "[4294967296,4294967296]", 0, 8)),
-            w + "shape [4294967296, 4294967296] of F32 has more than 2^63 bytes");
+            w + "shape [4294967296, 4294967296] of F32 overflows int64 when multiplied out");
+  // Multiplied in order, as the safetensors crate does: a later 0 does not undo the overflow.
+  EXPECT_EQ(err(entry("w", "U8", "[4294967296,4294967296,0]", 0, 0)),
+            w + "shape [4294967296, 4294967296, 0] of U8 overflows int64 when multiplied out");
+  EXPECT_TRUE(parse_safetensors_header("{" + entry("w", "U8", "[0,4294967296,4294967296]", 0, 0) + "}", 0, "x").ok());
   EXPECT_EQ(err(entry("w", "F32", "{}", 0, 8)), w + "'shape' is an object, not an array");
   EXPECT_EQ(err("\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}"),
             w + "'data_offsets' must be [begin, end] of non-negative integers");
@@ -152,7 +159,11 @@ TEST(SafetensorsReader, TensorErrorsNameTheFileAndTheTensor) {
   EXPECT_EQ(err(entry("w", "F32", "[8]", 0, 32) + "," + entry("inner", "F32", "[2]", 8, 16)),
             p + ": tensors 'w' [0, 32] and 'inner' [8, 16] overlap");
   EXPECT_EQ(err(entry("w", "F32", "[2]", 0, 8) + "," + entry("w", "F32", "[2]", 8, 16)),
-            p + ": header is not valid JSON: malformed JSON at byte 0: duplicate key 'w' in the object starting here");
+            p + ": header has duplicate key 'w'");
+  EXPECT_EQ(err("\"w\":{\"dtype\":\"F32\",\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,8]}"),
+            p + ": header has duplicate key 'dtype'");
+  EXPECT_EQ(err("\"w\":{\"dtype\":\"F32\",\"shape\":[[[[[[[[[[[[[[[[2]]]]]]]]]]]]]]]],\"data_offsets\":[0,8]}"),
+            p + ": header is not valid JSON: nesting deeper than 16 levels");
 }
 
 TEST(SafetensorsReader, TruncatedFileNamesTheTensor) {
@@ -164,6 +175,37 @@ TEST(SafetensorsReader, TruncatedFileNamesTheTensor) {
   EXPECT_EQ(open_error(dir, full.substr(0, 40)),
             dir / "bad.safetensors: header length " + std::to_string(full.size() - 40) +
                 " runs past the end of the file (40 bytes)");
+}
+
+TEST(SafetensorsRules, ErrorsSayWhichRuleTensorAndNumbers) {
+  // What the compiler turns into its own diagnostics: the rule, the tensor
+  // and the offsets, besides the message.
+  st::Header h;
+  st::Error e = st::parse_header("{" + entry("a", "U8", "[8]", 4, 12) + "," + entry("b", "U8", "[8]", 0, 8) + "}", 16, h);
+  EXPECT_EQ(e.rule, st::Rule::overlap);
+  EXPECT_EQ(e.tensor, "a");
+  EXPECT_EQ(e.other, "b");
+  EXPECT_EQ(e.begin, 4u);
+  EXPECT_EQ(e.end, 12u);
+  EXPECT_EQ(e.message, "tensors 'b' [0, 8] and 'a' [4, 12] overlap");
+  e = st::parse_header("{" + entry("w", "U8", "[8]", 4, 12) + "}", 10, h);
+  EXPECT_EQ(e.rule, st::Rule::past_data);
+  EXPECT_EQ(e.tensor, "w");
+  EXPECT_EQ(e.end, 12u);
+  e = st::parse_header("{" + entry("w", "Q4", "[8]", 0, 8) + "}", 10, h);
+  EXPECT_EQ(e.rule, st::Rule::unknown_dtype);
+  e = st::parse_header("{\"x\":1,\"x\":2}", 0, h);
+  EXPECT_EQ(e.rule, st::Rule::not_json);
+  EXPECT_EQ(e.message, "header has duplicate key 'x'");
+  EXPECT_TRUE(st::parse_header("{" + entry("w", "F8_E5M2", "[2,4]", 0, 8) + "}", 8, h).ok());
+  ASSERT_EQ(h.tensors.size(), 1u);
+  EXPECT_EQ(h.tensors[0].shape, (std::vector<std::int64_t>{2, 4}));
+  EXPECT_EQ(st::check_header_length(100, 93).message, "header length 93 runs past the end of the file (100 bytes)");
+  EXPECT_TRUE(st::check_header_length(100, 92).ok());
+  // The rules' dtype table is the runtime's DType, in order.
+  for (DType d : all_dtypes())
+    EXPECT_EQ(st::dtype_size(dtype_name(d)), dtype_size(d)) << dtype_name(d);
+  EXPECT_EQ(st::dtype_size("bf16"), 0u);
 }
 
 TEST(SafetensorsReader, MalformedHeadersNeverCrash) {
@@ -322,7 +364,10 @@ TEST(Checkpoint, IndexErrorsNameTheIndexAndTheTensor) {
   EXPECT_EQ(checkpoint_error(idx), idx + ": 'metadata' is 5, not an object");
   write_file(idx, "{\"weight_map\": {");
   EXPECT_EQ(checkpoint_error(idx),
-            idx + ": index is not valid JSON: malformed JSON at byte 16: expected a string key, found end of text");
+            idx + ": index is not valid JSON: parse error at line 1, column 17: syntax error while parsing object key - "
+                  "unexpected end of input; expected string literal");
+  write_file(idx, "{\"weight_map\": {\"a\": \"x\", \"a\": \"y\"}}");
+  EXPECT_EQ(checkpoint_error(idx), idx + ": index has duplicate key 'a'");
   // A bad shard is reported through the index.
   write_file(dir / "model-00002-of-00002.safetensors", "short");
   write_file(idx, index_json(kGoodMap));

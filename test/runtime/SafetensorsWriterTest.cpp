@@ -91,6 +91,18 @@ TEST(SafetensorsWriter, HeaderEscapesNamesAndMetadata) {
   EXPECT_EQ(h->size() % 8, 0u);
 }
 
+TEST(SafetensorsWriter, HeaderEscapesAsSerdeJson) {
+  // serde_json's compact form: '"' and '\\' escaped, \b \f \n \r \t by name,
+  // other bytes below 0x20 as \u00xx, '/', 0x7f and UTF-8 as they are.
+  Result<std::string> h = safetensors_header_bytes({{"a\"\\/\b\f\n\r\t\x01\x1f\x7f\xC3\xA9", DType::U8, {1}}}, {});
+  ASSERT_TRUE(h.ok()) << h.status().message();
+  const std::string want = "{\"a\\\"\\\\/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f\xC3\xA9\":{";
+  EXPECT_EQ(h->substr(8, want.size()), want);
+  EXPECT_EQ(safetensors_header_bytes({{"bad\xFF", DType::U8, {1}}}, {}).status().message(),
+            "tensor name 'bad\xFF' is not valid UTF-8");
+  EXPECT_EQ(safetensors_header_bytes({}, {{"k", "\xC3"}}).status().message(), "metadata 'k' is not valid UTF-8");
+}
+
 TEST(SafetensorsWriter, BadDeclarationsAreRefused) {
   EXPECT_EQ(safetensors_header_bytes({{"a", DType::F32, {1}}, {"a", DType::F32, {2}}}, {}).status().message(),
             "tensor 'a' is declared twice");
@@ -221,6 +233,15 @@ TEST(ShardedWriter, IndexTextIsTransformersFormat) {
             "}\n");
   EXPECT_EQ(safetensors_index_json({}, {}, 0, {}),
             "{\n  \"metadata\": {\n    \"total_size\": 0\n  },\n  \"weight_map\": {}\n}\n");
+}
+
+TEST(ShardedWriter, IndexEscapesAsPythonEnsureAscii) {
+  // json.dumps(ensure_ascii=True): 0x7f and non-ASCII as \uxxxx, a surrogate
+  // pair above U+FFFF, lower-case hex.
+  std::vector<TensorDecl> decls = {{"a\"\\\n\x01\x7f\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80", DType::U8, {1}}};
+  EXPECT_EQ(safetensors_index_json(decls, {"m.safetensors"}, 1, {}),
+            "{\n  \"metadata\": {\n    \"total_size\": 1\n  },\n  \"weight_map\": {\n"
+            "    \"a\\\"\\\\\\n\\u0001\\u007f\\u00e9\\u20ac\\ud83d\\ude00\": \"m.safetensors\"\n  }\n}\n");
 }
 
 TEST(ShardedWriter, RoundTripIsByteIdentical) {

@@ -1,11 +1,10 @@
 # Unit tests of the runtime foundation (CPU only): status and fatal errors,
-# world and groups, dtypes and host tensors, JSON, atomic files, safetensors.
+# world and groups, dtypes and host tensors, atomic files, safetensors.
 include(GoogleTest)
 add_executable(autotpc_runtime_tests
   ${CMAKE_CURRENT_LIST_DIR}/StatusTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/WorldTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/TensorTest.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/JsonLiteTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/AtomicFileTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/SafetensorsReaderTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/SafetensorsWriterTest.cpp

@@ -6,14 +6,14 @@
    name -> {"dtype", "shape", "data_offsets": [begin, end]} relative to the
    data region that follows the header), then the data. Files are untrusted
    input, so opening one validates everything before any tensor is touched:
-   N <= 100,000,000 and N <= file size - 8, the header is well-formed JSON
-   starting with '{', every dtype is known, every shape dimension and the
-   byte size prod(shape) × dtype size fit in int64, every [begin, end] has
-   begin <= end, lies inside the data region and spans exactly that byte
-   size, and no two tensors' bytes overlap. Gaps between tensors are
-   allowed, and keys of a tensor entry other than those three are ignored
-   (both as the compiler's header reader does; the safetensors crate also
-   ignores such keys but rejects gaps). Every error names the file, and the tensor where there is one:
+   N <= 100,000,000 and N <= file size - 8, then the rules of
+   atp/safetensors_header.h, which the compiler's header reader shares
+   (strict JSON starting with '{' without duplicate keys, known dtypes,
+   dimensions and byte sizes in int64, every [begin, end] inside the data
+   region spanning exactly the tensor's bytes, no overlaps; gaps between
+   tensors are allowed, and other keys of an entry ignored, where the
+   safetensors crate rejects gaps). Every error names the file, and the
+   tensor where there is one:
 
      ckpt/model.safetensors: tensor 'lm_head.weight': data_offsets [0, 96]
      end past the data region (64 bytes)
@@ -23,6 +23,7 @@
 #pragma once
 
 #include "atp/dtype.h"
+#include "atp/safetensors_format.h"
 #include "atp/status.h"
 #include "atp/tensor.h"
 
@@ -37,7 +38,7 @@
 namespace atp {
 
 /// The safetensors format's cap on the JSON header length, in bytes.
-constexpr std::uint64_t kMaxSafetensorsHeaderSize = 100000000;
+constexpr std::uint64_t kMaxSafetensorsHeaderSize = st::kMaxHeaderSize;
 
 /// One tensor of a safetensors file.
 struct TensorInfo {

@@ -10,6 +10,8 @@
    ranks do not hang) and exit(1). */
 #pragma once
 
+#include "atp/quote.h" // quote(), for messages that name things from input files
+
 #include <functional>
 #include <optional>
 #include <string>
@@ -41,10 +43,6 @@ private:
 
 /// An error status. An empty message becomes "unknown error".
 Status error(std::string message);
-
-/// `s` quoted for a message: in single quotes, control bytes escaped, cut
-/// after 200 bytes ("'model.w\\n...'"). Names from input files go through it.
-std::string quote(std::string_view s);
 
 // ---------------------------------------------------------------- Result
 
