@@ -1,7 +1,7 @@
 /* comm_common.cpp - what both backends of Comm share: who this process is, the timeout, group checks.
 
    The checks of a group (non-empty, distinct ranks inside the world, holding this process) and of a call's
-   arguments give the same messages on MPI and NCCL. The rank comes from MPI when it is active, else from the
+   arguments, and the description of a call in messages, are the same on MPI and NCCL. The rank comes from MPI when it is active, else from the
    launcher's environment (World::from_env), so labels and checks also work under torchrun without MPI. */
 #include "atp/comm.h"
 #include "atp/world.h"
@@ -97,6 +97,16 @@ Status Comm::check_args(const char *call, const void *send, const void *recv, st
   if (count > 0 && (!send || !recv))
     return error(std::string(call) + ": null buffer for " + std::to_string(count) + " elements");
   return {};
+}
+
+std::string Comm::describe_call(const char *call, std::size_t count, DType dtype, const char *op,
+                                const std::string &where) const {
+  std::string s = call;
+  if (count)
+    s += std::string("(") + std::to_string(count) + " x " + dtype_name(dtype) + (op ? std::string(", ") + op : "") +
+         ")";
+  return s + " on group " + comm_detail::group_string(ranks()) + " (group rank " + std::to_string(rank()) + "/" +
+         std::to_string(size()) + where + ")";
 }
 
 } // namespace atp

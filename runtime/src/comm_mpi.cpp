@@ -99,12 +99,7 @@ public:
 private:
   std::string describe(const char *call, std::size_t count = 0, DType dtype = DType::U8,
                        const char *op = nullptr) const {
-    std::string s = call;
-    if (count)
-      s += std::string("(") + std::to_string(count) + " x " + dtype_name(dtype) + (op ? std::string(", ") + op : "") +
-           ")";
-    return s + " on group " + comm_detail::group_string(ranks()) + " (group rank " + std::to_string(rank()) + "/" +
-           std::to_string(size()) + ")";
+    return describe_call(call, count, dtype, op);
   }
   Status start(const char *call, const void *send, const void *recv, std::size_t count, DType dtype) const {
     if (aborted_)
