@@ -138,6 +138,7 @@ int64_t countLlamaAttention(const Layout &Lay);
 /// The llama model itself (attention and SwiGLU MLP), which mistral and qwen2
 /// store too.
 void emitLlama(const ModelDims &D, const Layout &Lay, Emitter &E);
+/// The tensor count of emitLlama.
 int64_t countLlama(const ModelDims &D, const Layout &Lay);
 
 } // namespace hf
