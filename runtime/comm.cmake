@@ -2,7 +2,10 @@
 # The MPI backend is always built (it is also the NCCL bootstrap); the NCCL backend only with
 # AUTOTPC_ENABLE_CUDA, which defaults to ON when a CUDA compiler and NCCL are found.
 find_package(MPI REQUIRED COMPONENTS CXX)
-list(APPEND ATP_RUNTIME_SOURCES src/comm_mpi.cpp)
+# The backend-independent parts (element types, group checks, timeout) live beside the MPI backend because
+# both backends use MPI to know who this process is; mpi_internal.h is shared by the mpi_* files only.
+list(APPEND ATP_RUNTIME_SOURCES src/comm_dtypes.cpp src/comm_common.cpp src/mpi_setup.cpp src/mpi_watchdog.cpp
+                                src/comm_mpi.cpp)
 list(APPEND ATP_RUNTIME_LIBS MPI::MPI_CXX)
 
 set(NCCL_HOME "$ENV{NCCL_HOME}" CACHE PATH "NCCL install prefix (include/nccl.h, lib/libnccl.so)")
@@ -32,7 +35,6 @@ if(AUTOTPC_ENABLE_CUDA)
   # Host code only (CUDA runtime API and NCCL calls): compiled by the C++ compiler, no CUDA language needed.
   list(APPEND ATP_RUNTIME_SOURCES src/comm_nccl.cpp)
   list(APPEND ATP_RUNTIME_LIBS CUDA::cudart ATP::nccl)
-  set_source_files_properties(src/comm_mpi.cpp PROPERTIES COMPILE_DEFINITIONS ATP_HAVE_NCCL=1)
 
   # Device code (shard_cuda.cu, ops_cuda.cu): the CUDA language, for H100/H200 (sm_90a) unless the caller
   # chose other architectures. The cache entry makes the default visible to every folder of the build.
@@ -70,5 +72,6 @@ if(AUTOTPC_ENABLE_CUDA)
     set_property(TARGET ${target} PROPERTY CUDA_RUNTIME_LIBRARY Shared)
   endfunction()
 else()
+  list(APPEND ATP_RUNTIME_SOURCES src/comm_nccl_stub.cpp) # make_nccl_comm says it was not built
   message(STATUS "autotpc runtime: NCCL backend off (no CUDA compiler or no nccl.h; see AUTOTPC_ENABLE_CUDA)")
 endif()

@@ -37,15 +37,7 @@ ckpt_file="$work/ckpt/model.safetensors"
 [ -f "$ckpt_file" ] || { echo "bench-shard: expected one file, $ckpt_file (lower MODEL's size)" >&2; exit 1; }
 
 echo "== compile $config at TP $tp, build the generated project"
-python3 - "$tp" "$work/config.json" "$config" "$model" <<'PY'
-import json, os, sys
-cfg = json.load(open(sys.argv[3]))
-cfg["tensor_parallel"]["autotp_size"] = int(sys.argv[1])
-cfg["model"] = os.path.abspath(sys.argv[4])
-for k in ("train_batch_size", "gradient_accumulation_steps"):
-    cfg.pop(k, None)
-json.dump(cfg, open(sys.argv[2], "w"), indent=2)
-PY
+python3 tools/lib/ds-config.py "$tp" "$work/config.json" "$config" "$model"
 rm -rf "$work/gen"
 "$build/bin/autotpc" "$work/config.json" -o "$work/gen"
 cmake -S "$work/gen" -B "$work/gen-build" -DCMAKE_BUILD_TYPE=Release -DAUTOTPC_ENABLE_CUDA=OFF \

@@ -35,15 +35,7 @@ echo "written in $(since "$t0") s: $(du -sh "$work/ckpt" | cut -f1)"
 
 dirs=()
 for tp in $tps; do
-  python3 - "$tp" "$work/llama8b_tp$tp.json" "$config" "$model" <<'PY'
-import json, os, sys
-cfg = json.load(open(sys.argv[3]))
-cfg["tensor_parallel"]["autotp_size"] = int(sys.argv[1])
-cfg["model"] = os.path.abspath(sys.argv[4])
-for k in ("train_batch_size", "gradient_accumulation_steps"):
-    cfg.pop(k, None)
-json.dump(cfg, open(sys.argv[2], "w"), indent=2)
-PY
+  python3 tools/lib/ds-config.py "$tp" "$work/llama8b_tp$tp.json" "$config" "$model"
   rm -rf "$work/gen/llama8b_tp$tp"
   "$bin/autotpc" "$work/llama8b_tp$tp.json" -o "$work/gen/llama8b_tp$tp"
   dirs+=("$work/gen/llama8b_tp$tp")

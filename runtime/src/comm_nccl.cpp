@@ -181,12 +181,7 @@ private:
 
   std::string describe(const char *call, std::size_t count = 0, DType dtype = DType::U8,
                        const char *op = nullptr) const {
-    std::string s = call;
-    if (count)
-      s += std::string("(") + std::to_string(count) + " x " + dtype_name(dtype) + (op ? std::string(", ") + op : "") +
-           ")";
-    return s + " on group " + comm_detail::group_string(ranks()) + " (group rank " + std::to_string(rank()) + "/" +
-           std::to_string(size()) + ", device " + std::to_string(device_) + ")";
+    return describe_call(call, count, dtype, op, ", device " + std::to_string(device_));
   }
 
   template <class F> Status enqueue(const std::string &what, const char *nccl_call, F &&call) {

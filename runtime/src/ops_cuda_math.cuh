@@ -3,7 +3,7 @@
    The CUDA backend must give the same bits as the CPU one (ops_cpu.cpp), so everything here is a port of the
    host code, not a call to CUDA's own helpers:
      - 16-bit <-> float conversions are the integer code of float_to_bf16 / float_to_f16 and their inverses
-       (comm_mpi.cpp): round to nearest even, and NaN kept as the host keeps it (CUDA's __float2bfloat16_rn
+       (comm_dtypes.cpp): round to nearest even, and NaN kept as the host keeps it (CUDA's __float2bfloat16_rn
        and __float2half_rn return a canonical NaN; the host keeps the sign and top payload bits);
      - adamw_element_device is atp::adamw_element with every operation an explicitly rounded intrinsic
        (__fmul_rn, __fadd_rn, ...), in the host's order, so that nvcc cannot contract a*b+c into an FMA
@@ -32,7 +32,7 @@ struct F16 {
 };
 
 // ---------------------------------------------------------------------------------------------------------
-// conversions (ports of comm_mpi.cpp's bf16_to_float, float_to_bf16, f16_to_float, float_to_f16)
+// conversions (ports of comm_dtypes.cpp's bf16_to_float, float_to_bf16, f16_to_float, float_to_f16)
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(Bf16 x) { return __uint_as_float(std::uint32_t(x.bits) << 16); }

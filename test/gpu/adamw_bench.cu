@@ -32,7 +32,6 @@
 #include "atp/check_cuda.h"
 #include "atp/ops.h"
 
-#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -62,40 +61,11 @@ __global__ void init_kernel(float *x, std::size_t n, std::uint64_t seed, float s
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// launchers and timing
+// launchers
 
 void init(float *x, std::size_t n, std::uint64_t seed, float scale, bool square, cudaStream_t stream) {
   init_kernel<<<1024, 256, 0, stream>>>(x, n, seed, scale, square);
   ATP_CUDA_CHECK(cudaGetLastError());
-}
-
-/// Median device time in ms of op() for kReps reps, after kWarmup.
-double median_ms(cudaStream_t stream, const std::function<void()> &op) {
-  for (int i = 0; i < kWarmup; ++i)
-    op();
-  ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::vector<cudaEvent_t> start(kReps), stop(kReps);
-  for (int i = 0; i < kReps; ++i) {
-    ATP_CUDA_CHECK(cudaEventCreate(&start[std::size_t(i)]));
-    ATP_CUDA_CHECK(cudaEventCreate(&stop[std::size_t(i)]));
-  }
-  for (int i = 0; i < kReps; ++i) {
-    ATP_CHECK_OK(gpucheck::busy_wait(200, stream)); // covers the host's queueing of this rep
-    ATP_CUDA_CHECK(cudaEventRecord(start[std::size_t(i)], stream));
-    op();
-    ATP_CUDA_CHECK(cudaEventRecord(stop[std::size_t(i)], stream));
-  }
-  ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::vector<double> ms(kReps);
-  for (int i = 0; i < kReps; ++i) {
-    float t = 0;
-    ATP_CUDA_CHECK(cudaEventElapsedTime(&t, start[std::size_t(i)], stop[std::size_t(i)]));
-    ms[std::size_t(i)] = t;
-    ATP_CUDA_CHECK(cudaEventDestroy(start[std::size_t(i)]));
-    ATP_CUDA_CHECK(cudaEventDestroy(stop[std::size_t(i)]));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[kReps / 2];
 }
 
 struct Row {
@@ -134,7 +104,9 @@ int main(int argc, char **argv) {
 
   std::vector<Row> rows;
   auto time = [&](const char *name, double bpe, const std::function<void()> &op) {
-    rows.push_back({name, bpe, median_ms(stream, op)});
+    // busy_wait before each rep covers the host's queueing of that rep
+    const double ms = ATP_CHECK_OK(gpucheck::median_device_ms(stream, [&](int) { op(); }, {kWarmup, kReps, 0, 200}));
+    rows.push_back({name, bpe, ms});
   };
   time("copy D2D (cudaMemcpyAsync)", 8, [&] {
     ATP_CUDA_CHECK(cudaMemcpyAsync(copy_dst, copy_src, n * 4, cudaMemcpyDeviceToDevice, stream));

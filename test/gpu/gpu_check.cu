@@ -3,6 +3,9 @@
 
 #include "atp/check_cuda.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace atp::gpucheck {
 
 namespace {
@@ -84,6 +87,49 @@ Status busy_wait(double microseconds, cudaStream_t stream) {
   busy_wait_kernel<<<1, 1, 0, stream>>>(std::uint64_t(microseconds * 1000.0));
   ATP_CUDA_TRY(cudaGetLastError());
   return Status();
+}
+
+Result<double> median_device_ms(cudaStream_t stream, const std::function<void(int)> &enqueue,
+                                const Timing &timing) {
+  if (timing.reps < 1 || timing.warmup < 0)
+    return error("median_device_ms: " + std::to_string(timing.reps) + " reps after " +
+                 std::to_string(timing.warmup) + " warm-up calls; need reps >= 1 and warmup >= 0");
+  for (int i = 0; i < timing.warmup; ++i)
+    enqueue(i);
+  ATP_CUDA_TRY(cudaStreamSynchronize(stream));
+  const std::size_t reps = std::size_t(timing.reps);
+  std::vector<cudaEvent_t> start(reps, nullptr), stop(reps, nullptr);
+  struct Destroy { // the events go on every path out
+    std::vector<cudaEvent_t> &a, &b;
+    ~Destroy() {
+      for (auto *v : {&a, &b})
+        for (cudaEvent_t e : *v)
+          if (e)
+            cudaEventDestroy(e);
+    }
+  } destroy{start, stop};
+  for (std::size_t i = 0; i < reps; ++i) {
+    ATP_CUDA_TRY(cudaEventCreate(&start[i]));
+    ATP_CUDA_TRY(cudaEventCreate(&stop[i]));
+  }
+  if (timing.busy_once_us > 0)
+    ATP_TRY(busy_wait(timing.busy_once_us, stream));
+  for (std::size_t i = 0; i < reps; ++i) {
+    if (timing.busy_each_us > 0)
+      ATP_TRY(busy_wait(timing.busy_each_us, stream)); // covers the host's queueing of this rep
+    ATP_CUDA_TRY(cudaEventRecord(start[i], stream));
+    enqueue(timing.warmup + int(i));
+    ATP_CUDA_TRY(cudaEventRecord(stop[i], stream));
+  }
+  ATP_CUDA_TRY(cudaStreamSynchronize(stream));
+  std::vector<double> ms(reps);
+  for (std::size_t i = 0; i < reps; ++i) {
+    float t = 0;
+    ATP_CUDA_TRY(cudaEventElapsedTime(&t, start[i], stop[i]));
+    ms[i] = t;
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[reps / 2];
 }
 
 Result<std::uint64_t> count_mismatches(const void *a, const void *b, std::size_t nbytes, cudaStream_t stream) {

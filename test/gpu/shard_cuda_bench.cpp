@@ -36,33 +36,10 @@ constexpr std::size_t kAlign = 256;
 std::size_t aligned(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 std::size_t full_nbytes(const ParamPlan &p) { return std::size_t(p.rows) * std::size_t(p.cols) * dtype_size(p.dtype); }
 
-/// Median device time in ms of enqueue(rep) for kReps reps, after kWarmup.
+/// Median device time in ms of enqueue(rep) for kReps reps, after kWarmup; the GPU held busy for 50 ms while
+/// the host queues every rep.
 double median_ms(cudaStream_t stream, const std::function<void(int)> &enqueue) {
-  for (int i = 0; i < kWarmup; ++i)
-    enqueue(i);
-  ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::vector<cudaEvent_t> start(kReps), stop(kReps);
-  for (int i = 0; i < kReps; ++i) {
-    ATP_CUDA_CHECK(cudaEventCreate(&start[std::size_t(i)]));
-    ATP_CUDA_CHECK(cudaEventCreate(&stop[std::size_t(i)]));
-  }
-  ATP_CHECK_OK(gpucheck::busy_wait(50000, stream));
-  for (int i = 0; i < kReps; ++i) {
-    ATP_CUDA_CHECK(cudaEventRecord(start[std::size_t(i)], stream));
-    enqueue(kWarmup + i);
-    ATP_CUDA_CHECK(cudaEventRecord(stop[std::size_t(i)], stream));
-  }
-  ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::vector<double> ms(kReps);
-  for (int i = 0; i < kReps; ++i) {
-    float t = 0;
-    ATP_CUDA_CHECK(cudaEventElapsedTime(&t, start[std::size_t(i)], stop[std::size_t(i)]));
-    ms[std::size_t(i)] = t;
-    ATP_CUDA_CHECK(cudaEventDestroy(start[std::size_t(i)]));
-    ATP_CUDA_CHECK(cudaEventDestroy(stop[std::size_t(i)]));
-  }
-  std::sort(ms.begin(), ms.end());
-  return ms[kReps / 2];
+  return ATP_CHECK_OK(gpucheck::median_device_ms(stream, enqueue, {kWarmup, kReps, 50000, 0}));
 }
 
 double worst_ratio = 1e9;

@@ -82,6 +82,10 @@ protected:
   Comm(std::vector<int> ranks, int rank) : ranks_(std::move(ranks)), rank_(rank) {}
   /// Checks the arguments every backend checks; names `call` in the message.
   Status check_args(const char *call, const void *send, const void *recv, std::size_t count, DType dtype) const;
+  /// "all_reduce(1024 x bf16, sum) on group [0,1] (group rank 0/2)" for messages: count 0 leaves out the
+  /// parenthesis after the call, a null op the op; `where` is added after the group rank (NCCL: the device).
+  std::string describe_call(const char *call, std::size_t count, DType dtype, const char *op,
+                            const std::string &where = "") const;
 
 private:
   std::vector<int> ranks_;
