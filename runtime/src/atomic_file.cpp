@@ -220,11 +220,12 @@ Status AtomicFile::copy_through_buffer(int src_fd, const std::string &src_name, 
     const std::size_t chunk = std::size_t(std::min<std::uint64_t>(nbytes, kBufferSize - old));
     buffer_.resize(old + chunk);
     ssize_t got = ::pread(src_fd, buffer_.data() + old, chunk, off_t(pos));
+    const int err = errno;
     buffer_.resize(old + (got > 0 ? std::size_t(got) : 0));
-    if (got < 0 && errno == EINTR)
+    if (got < 0 && err == EINTR)
       continue;
     if (got < 0)
-      return fail_with(source_range(src_name, src_offset, total) + ": read failed", errno);
+      return fail_with(source_range(src_name, src_offset, total) + ": read failed", err);
     if (got == 0)
       return fail(source_range(src_name, src_offset, total) + ": it ended at byte " + std::to_string(pos) +
                   " (was it truncated after it was opened?)");
