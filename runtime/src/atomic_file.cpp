@@ -1,15 +1,20 @@
 /* AtomicFile: temporary name, fsync, rename, fsync of the folder.
 
    Writes go through a 4 MiB buffer; larger writes bypass it. EINTR and
-   short writes are retried. A failure records the error, removes the
-   temporary and makes every later call fail with the same message, so a
-   caller that ignores one Status still cannot commit a partial file. */
+   short writes are retried. copy_from() flushes the buffer and lets the
+   kernel copy at the file's offset (copy_file_range), or reads the source
+   into the buffer where the kernel refuses. Every 16 MiB handed to the
+   kernel get their writeback started (sync_file_range, a hint: its errors
+   are left to the fsync of finish()). A failure records the error, removes
+   the temporary and makes every later call fail with the same message, so
+   a caller that ignores one Status still cannot commit a partial file. */
 #include "atp/atomic_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -19,7 +24,10 @@ namespace atp {
 
 namespace {
 constexpr std::size_t kBufferSize = 4u << 20;
+constexpr std::uint64_t kWritebackChunk = 16u << 20;
+constexpr std::uint64_t kMaxSyscallBytes = 1u << 30;
 std::atomic<unsigned> g_temp_counter{0};
+std::atomic<bool> g_kernel_copy{true};
 
 std::string errno_text(int err) { return std::strerror(err); }
 } // namespace
@@ -76,6 +84,10 @@ AtomicFile &AtomicFile::operator=(AtomicFile &&other) noexcept {
     failed_ = other.failed_;
     buffer_ = std::move(other.buffer_);
     written_ = other.written_;
+    handed_ = other.handed_;
+    writeback_from_ = other.writeback_from_;
+    kernel_copied_ = other.kernel_copied_;
+    kernel_refused_ = other.kernel_refused_;
   }
   return *this;
 }
@@ -92,16 +104,28 @@ void AtomicFile::abandon() {
   published_ = true; // nothing left to remove
 }
 
-Status AtomicFile::fail_with(const std::string &what, int err) {
-  Status s = error(path_ + ": " + what + ": " + errno_text(err));
+void AtomicFile::set_kernel_copy(bool enabled) { g_kernel_copy = enabled; }
+
+Status AtomicFile::fail(const std::string &what) {
+  Status s = error(path_ + ": " + what);
   abandon();
   failed_ = true;
   return s;
 }
 
-Status AtomicFile::flush() {
-  const char *p = buffer_.data();
-  std::size_t left = buffer_.size();
+Status AtomicFile::fail_with(const std::string &what, int err) {
+  return fail(what + ": " + errno_text(err));
+}
+
+void AtomicFile::start_writeback() {
+  if (handed_ - writeback_from_ < kWritebackChunk)
+    return;
+  (void)::sync_file_range(fd_, off64_t(writeback_from_), off64_t(handed_ - writeback_from_),
+                          SYNC_FILE_RANGE_WRITE);
+  writeback_from_ = handed_;
+}
+
+Status AtomicFile::write_out(const char *p, std::size_t left) {
   while (left > 0) {
     ssize_t n = ::write(fd_, p, left);
     if (n < 0 && errno == EINTR)
@@ -110,7 +134,14 @@ Status AtomicFile::flush() {
       return fail_with("write failed", errno);
     p += n;
     left -= std::size_t(n);
+    handed_ += std::uint64_t(n);
   }
+  start_writeback();
+  return Status();
+}
+
+Status AtomicFile::flush() {
+  ATP_TRY(write_out(buffer_.data(), buffer_.size()));
   buffer_.clear();
   return Status();
 }
@@ -130,14 +161,76 @@ Status AtomicFile::write(const void *data, std::size_t nbytes) {
     buffer_.insert(buffer_.end(), p, p + nbytes);
     return Status();
   }
-  while (nbytes > 0) {
-    ssize_t n = ::write(fd_, p, nbytes);
+  return write_out(p, nbytes);
+}
+
+namespace {
+/// copy_file_range's answers that mean "not between these files": fall back to read/write, which
+/// reports any real error itself (EPERM also comes from a seccomp filter that does not know it).
+bool kernel_refused(int err) {
+  return err == EXDEV || err == EINVAL || err == ENOSYS || err == EOPNOTSUPP || err == EPERM;
+}
+
+std::string source_range(const std::string &src_name, std::uint64_t offset, std::uint64_t nbytes) {
+  return "copying bytes [" + std::to_string(offset) + ", " + std::to_string(offset + nbytes) + ") of " +
+         quote(src_name);
+}
+} // namespace
+
+Status AtomicFile::copy_from(int src_fd, const std::string &src_name, std::uint64_t src_offset,
+                             std::uint64_t nbytes) {
+  if (failed_ || published_ || finished_ || fd_ < 0)
+    return error(path_ + ": write after the file was " +
+                 (failed_ ? "abandoned after an error" : "closed"));
+  written_ += nbytes;
+  if (nbytes == 0 || !g_kernel_copy || kernel_refused_)
+    return copy_through_buffer(src_fd, src_name, src_offset, nbytes);
+  ATP_TRY(flush()); // the kernel copies to the file's offset, so the buffered bytes go first
+  loff_t in = loff_t(src_offset);
+  std::uint64_t left = nbytes;
+  while (left > 0) {
+    ssize_t n = ::copy_file_range(src_fd, &in, fd_, nullptr, std::size_t(std::min(left, kMaxSyscallBytes)), 0);
     if (n < 0 && errno == EINTR)
       continue;
+    if (n < 0 && kernel_refused(errno)) {
+      kernel_refused_ = true; // for this file: the next copies go straight to the buffer
+      break;
+    }
     if (n < 0)
-      return fail_with("write failed", errno);
-    p += n;
-    nbytes -= std::size_t(n);
+      return fail_with(source_range(src_name, src_offset, nbytes) + " failed", errno);
+    if (n == 0)
+      return fail(source_range(src_name, src_offset, nbytes) + ": it ended at byte " + std::to_string(in) +
+                  " (was it truncated after it was opened?)");
+    left -= std::uint64_t(n);
+    handed_ += std::uint64_t(n);
+    kernel_copied_ += std::uint64_t(n);
+    start_writeback();
+  }
+  return copy_through_buffer(src_fd, src_name, std::uint64_t(in), left);
+}
+
+Status AtomicFile::copy_through_buffer(int src_fd, const std::string &src_name, std::uint64_t src_offset,
+                                       std::uint64_t nbytes) {
+  const std::uint64_t total = nbytes;
+  std::uint64_t pos = src_offset;
+  while (nbytes > 0) {
+    if (buffer_.size() == kBufferSize)
+      ATP_TRY(flush());
+    const std::size_t old = buffer_.size();
+    const std::size_t chunk = std::size_t(std::min<std::uint64_t>(nbytes, kBufferSize - old));
+    buffer_.resize(old + chunk);
+    ssize_t got = ::pread(src_fd, buffer_.data() + old, chunk, off_t(pos));
+    const int err = errno;
+    buffer_.resize(old + (got > 0 ? std::size_t(got) : 0));
+    if (got < 0 && err == EINTR)
+      continue;
+    if (got < 0)
+      return fail_with(source_range(src_name, src_offset, total) + ": read failed", err);
+    if (got == 0)
+      return fail(source_range(src_name, src_offset, total) + ": it ended at byte " + std::to_string(pos) +
+                  " (was it truncated after it was opened?)");
+    pos += std::uint64_t(got);
+    nbytes -= std::uint64_t(got);
   }
   return Status();
 }

@@ -7,6 +7,7 @@
 #include "atp/shard.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -112,13 +113,24 @@ template <class F> void run_slots(int slots, const F &job) {
     t.join();
 }
 
-/// Appends TP rank `rank`'s local tensor of `p` to its file. Bytes go from the checkpoint's mapping
-/// straight to the writer, run by run (for_each_shard_run walks a local tensor in order), except for a row
-/// split of several boxes, whose column bands interleave row by row: that one is assembled in `local`.
-static Status write_shard(const ParamPlan &p, const TensorInfo &t, int rank, SafetensorsWriter &w,
-                          std::vector<std::byte> &local) {
+/// Runs of at least this many bytes are copied inside the kernel (copy_file_range); shorter ones (a row's
+/// band of a row split, norms, biases) gather in the writer's buffer, one syscall per 4 MiB, where one
+/// copy_file_range each would cost more than it saves.
+std::atomic<std::size_t> g_kernel_copy_min{256u << 10};
+
+void set_kernel_copy_min_bytes(std::size_t nbytes) { g_kernel_copy_min = nbytes; }
+
+/// Appends TP rank `rank`'s local tensor of `p` to its file, run by run (for_each_shard_run walks a
+/// local tensor in order): a contiguous run of the checkpoint (a replicated tensor, a split along dim 0)
+/// is copied file to file by the kernel, shorter runs go from the checkpoint's mapping to the writer.
+/// A row split of several boxes, whose column bands interleave row by row, is assembled in `local`.
+static Status write_shard(const ParamPlan &p, const SafetensorsFile &file, const TensorInfo &t, int rank,
+                          SafetensorsWriter &w, std::vector<std::byte> &local) {
+  const std::uint64_t base = file.data_offset() + t.data_begin;
+  const std::size_t kernel_min = g_kernel_copy_min;
   if (p.split == Split::Replicate)
-    return w.write(p.name, t.data, t.nbytes());
+    return t.nbytes() >= kernel_min ? w.copy(p.name, file.fd(), file.path(), base, t.nbytes())
+                                    : w.write(p.name, t.data, t.nbytes());
   if (p.concat_dim == 1 && p.ranks[rank].count > 1) {
     local.resize(local_nbytes(p, rank));
     shard_copy(p, rank, t.data, local.data());
@@ -127,7 +139,8 @@ static Status write_shard(const ParamPlan &p, const TensorInfo &t, int rank, Saf
   Status s;
   for_each_shard_run(p, rank, [&](std::size_t full_off, std::size_t, std::size_t n) {
     if (s.ok())
-      s = w.write(p.name, t.data + full_off, n);
+      s = n >= kernel_min ? w.copy(p.name, file.fd(), file.path(), base + full_off, n)
+                          : w.write(p.name, t.data + full_off, n);
   });
   return s;
 }
@@ -161,9 +174,11 @@ Status shard_checkpoint(const ModelPlan &plan, const std::string &hf_checkpoint,
   std::vector<std::vector<std::byte>> locals(static_cast<std::size_t>(threads));
   for (int i = 0; i < plan.num_params; ++i) {
     const TensorInfo &t = *ckpt.find(plan.params[i].name);
+    const SafetensorsFile &file = *ckpt.file_of(plan.params[i].name);
     run_slots(threads, [&](int slot) {
       for (int r = slot; r < plan.tp_size; r += threads)
-        status[std::size_t(r)] = write_shard(plan.params[i], t, r, writers[std::size_t(r)], locals[std::size_t(slot)]);
+        status[std::size_t(r)] =
+            write_shard(plan.params[i], file, t, r, writers[std::size_t(r)], locals[std::size_t(slot)]);
     });
     for (const Status &st : status)
       ATP_TRY(st);

@@ -143,8 +143,7 @@ Result<SafetensorsWriter> SafetensorsWriter::create(
   return w;
 }
 
-Status SafetensorsWriter::write(std::string_view name, const void *data,
-                                std::size_t nbytes) {
+Status SafetensorsWriter::advance(std::string_view name, std::uint64_t nbytes) {
   auto it = index_of_.find(name);
   if (it == index_of_.end())
     return error(path() + ": tensor " + quote(name) + " is not declared");
@@ -166,9 +165,25 @@ Status SafetensorsWriter::write(std::string_view name, const void *data,
     return error(path() + ": tensor " + quote(name) + ": writing " +
                  std::to_string(nbytes) + " bytes after " + std::to_string(written_) +
                  " goes past its " + std::to_string(sizes_[current_]) + " bytes");
+  return Status();
+}
+
+Status SafetensorsWriter::write(std::string_view name, const void *data,
+                                std::size_t nbytes) {
+  ATP_TRY(advance(name, nbytes));
   if (nbytes == 0)
     return Status();
   ATP_TRY(file_.write(data, nbytes));
+  written_ += nbytes;
+  return Status();
+}
+
+Status SafetensorsWriter::copy(std::string_view name, int src_fd, const std::string &src_name,
+                               std::uint64_t src_offset, std::uint64_t nbytes) {
+  ATP_TRY(advance(name, nbytes));
+  if (nbytes == 0)
+    return Status();
+  ATP_TRY(file_.copy_from(src_fd, src_name, src_offset, nbytes));
   written_ += nbytes;
   return Status();
 }

@@ -5,11 +5,13 @@
 // state, write a random HF checkpoint of the model's inventory, shard it,
 // consolidate it and compare every tensor byte for byte; load_sharded of
 // every rank must equal that rank's shard file. Bad inputs get a clear error
-// and leave no output.
+// and leave no output. Shard files are the same bytes whether the kernel
+// copies every run (copy_file_range), none, or only the long ones.
 //
 //===----------------------------------------------------------------------===//
 #include "PlanLoader.h"
 
+#include "atp/atomic_file.h"
 #include "atp/checkpoint_tools.h"
 #include "atp/safetensors.h"
 #include "atp/safetensors_writer.h"
@@ -18,6 +20,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <random>
 
 using namespace autotpc;
@@ -103,6 +107,43 @@ INSTANTIATE_TEST_SUITE_P(Families, RoundTrip,
                            return std::string(std::get<0>(Info.param)) + "_tp" +
                                   std::to_string(std::get<1>(Info.param));
                          });
+
+std::string fileBytes(const std::string &Path) {
+  std::ifstream In(Path, std::ios::binary);
+  EXPECT_TRUE(In.good()) << Path;
+  return std::string(std::istreambuf_iterator<char>(In), std::istreambuf_iterator<char>());
+}
+
+TEST(RoundTripKernelCopy, EveryRunCopiedInTheKernelOrReadAndWrittenGivesTheSameShards) {
+  // Tiny tensors are all below the 256 KiB from which shard copies in the kernel; a bound of 1 byte
+  // sends every run (row splits' bands, biases, norms) through copy_file_range, and with the kernel
+  // copy switched off through its read/write fallback.
+  for (const char *Family : TinyFamilies) {
+    for (int Tp : {2, 4}) {
+      LoadedPlan P;
+      ASSERT_EQ(compileTiny(Family, Tp, P), "");
+      std::string Dir = tempDir(std::string("kcopy-") + Family + "-tp" + std::to_string(Tp));
+      writeCheckpoint(P.Plan, Dir + "/model.safetensors", 77 + Tp);
+      ASSERT_TRUE(atp::shard_checkpoint(P.Plan, Dir + "/model.safetensors", Dir + "/default").ok());
+      atp::set_kernel_copy_min_bytes(1);
+      atp::Status Kernel = atp::shard_checkpoint(P.Plan, Dir + "/model.safetensors", Dir + "/kernel");
+      atp::AtomicFile::set_kernel_copy(false);
+      atp::Status Fallback = atp::shard_checkpoint(P.Plan, Dir + "/model.safetensors", Dir + "/fallback");
+      atp::AtomicFile::set_kernel_copy(true);
+      atp::set_kernel_copy_min_bytes(256u << 10);
+      ASSERT_TRUE(Kernel.ok()) << Kernel.message();
+      ASSERT_TRUE(Fallback.ok()) << Fallback.message();
+      for (int R = 0; R < Tp; ++R) {
+        std::string Name = "/" + atp::shard_file_name(R, Tp);
+        std::string Expect = fileBytes(Dir + "/default" + Name);
+        ASSERT_GT(Expect.size(), 8u);
+        EXPECT_TRUE(fileBytes(Dir + "/kernel" + Name) == Expect) << Family << " TP " << Tp << Name;
+        EXPECT_TRUE(fileBytes(Dir + "/fallback" + Name) == Expect) << Family << " TP " << Tp << Name;
+      }
+      llvm::sys::fs::remove_directories(Dir);
+    }
+  }
+}
 
 TEST(RoundTripErrors, MissingTensorIsNamedAndNothingIsWritten) {
   LoadedPlan P;

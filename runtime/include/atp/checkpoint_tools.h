@@ -30,7 +30,13 @@ std::string shard_file_name(int rank, int tp_size);
 Status check_against_plan(const ModelPlan &plan, const std::string &hf_checkpoint);
 
 /// HF checkpoint -> out_dir/tp_rank_RR_of_NN.safetensors for every rank.
+/// Contiguous runs of the checkpoint of 256 KiB or more (a replicated
+/// tensor, a rank's rows of a split along dim 0) are copied file to file by
+/// the kernel (AtomicFile::copy_from); shorter ones go through a buffer.
 Status shard_checkpoint(const ModelPlan &plan, const std::string &hf_checkpoint, const std::string &out_dir);
+/// Tests only: sets the run length from which shard_checkpoint copies in the
+/// kernel (1: every run). Process-wide.
+void set_kernel_copy_min_bytes(std::size_t nbytes);
 
 /// Shard files in shards_dir -> an HF checkpoint at `out`: a .safetensors
 /// file, or a folder (index + shards of at most max_shard_bytes each).

@@ -89,6 +89,8 @@ public:
   std::uint64_t file_size() const { return file_size_; }
   /// Where the data region starts in the file: 8 + header length.
   std::uint64_t data_offset() const { return data_offset_; }
+  /// The open file (read-only), for copies that bypass the mapping.
+  int fd() const { return fd_; }
 
   /// Copies bytes [byte_offset, byte_offset + nbytes) of tensor `name` into
   /// dst with pread, touching no other bytes of the file (and not the

@@ -62,6 +62,11 @@ public:
   /// (tensors of 0 bytes need no call). Writing past a tensor's size, or
   /// out of order, fails without writing anything.
   Status write(std::string_view name, const void *data, std::size_t nbytes);
+  /// As write(), with the bytes [src_offset, src_offset + nbytes) of the
+  /// file open as `src_fd` (AtomicFile::copy_from: copied inside the kernel
+  /// where it can).
+  Status copy(std::string_view name, int src_fd, const std::string &src_name,
+              std::uint64_t src_offset, std::uint64_t nbytes);
   /// Checks that every tensor is complete and closes the temporary
   /// (fsynced) without publishing it.
   Status finish();
@@ -71,10 +76,15 @@ public:
   Status commit();
 
   const std::string &path() const { return file_.path(); }
+  /// Of the tensor bytes, those the kernel copied (see copy()).
+  std::uint64_t bytes_copied_in_kernel() const { return file_.bytes_copied_in_kernel(); }
   /// Bytes of the whole file (header included).
   std::uint64_t file_size() const { return header_size_ + data_size_; }
 
 private:
+  /// Checks that `nbytes` of `name` may come next and moves the cursor to it.
+  Status advance(std::string_view name, std::uint64_t nbytes);
+
   std::vector<TensorDecl> tensors_;
   std::vector<std::uint64_t> sizes_;
   std::map<std::string, std::size_t, std::less<>> index_of_; // name -> position
