@@ -146,7 +146,7 @@ TEST(DiagnosticsTest, DiagnosticInExpandedBufferIsReportedWhereItIsUsed) {
   const char *Preset = "{\n  \"shape\": [3,-1]\n}\n";
   unsigned ID = E.SM.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(Preset, "preset.json"), llvm::SMLoc());
   const char *P = E.SM.getMemoryBuffer(ID)->getBufferStart();
-  Loc Shape(llvm::SMRange(llvm::SMLoc::getFromPointer(P + 11), llvm::SMLoc::getFromPointer(P + 17)));
+  Loc Shape(llvm::SMRange(llvm::SMLoc::getFromPointer(P + 13), llvm::SMLoc::getFromPointer(P + 19)));
   // Before the buffer is marked, a diagnostic stays in it.
   E.Diags.remark(Shape, "before");
   EXPECT_EQ(E.out().find("preset.json:2:12: note: before\n"), 0u) << E.out();
