@@ -48,7 +48,7 @@ static std::vector<LayerSpec> effectiveSpecs(const Config &C, DiagEngine &Diags)
   const TensorParallelConfig &TP = C.TP;
   std::optional<std::vector<LayerSpec>> Preset;
   if (TP.PresetModel) {
-    Preset = loadPreset(*TP.PresetModel, Diags);
+    Preset = loadPreset(*TP.PresetModel, Diags, TP.PresetModelLoc);
     if (!Preset) {
       std::string Known;
       for (const std::string &N : presetNames())

@@ -151,6 +151,54 @@ static void crossCheck(const SafetensorsInventory &St, llvm::StringRef StName, D
   M.Params = std::move(Stored);
 }
 
+/// Names of a folder's regular files (links followed) that look like
+/// weights: *.safetensors and *.safetensors.index.json, sorted.
+static std::vector<std::string> weightFiles(llvm::StringRef Dir) {
+  std::vector<std::string> Names;
+  std::error_code EC;
+  for (llvm::sys::fs::directory_iterator It(Dir, EC), End; It != End && !EC; It.increment(EC)) {
+    llvm::StringRef P = It->path();
+    if ((P.endswith(".safetensors") || P.endswith(".safetensors.index.json")) && llvm::sys::fs::is_regular_file(P))
+      Names.push_back(llvm::sys::path::filename(P).str());
+  }
+  llvm::sort(Names);
+  return Names;
+}
+
+/// "'a', 'b' and 2 more".
+static std::string quotedList(const std::vector<std::string> &Names) {
+  std::string S;
+  const size_t Shown = std::min<size_t>(Names.size(), 4);
+  for (size_t I = 0; I < Shown; ++I)
+    S += (I ? I + 1 == Shown && Shown == Names.size() ? " and " : ", " : "") + ("'" + Names[I] + "'");
+  if (Names.size() > Shown)
+    S += " and " + std::to_string(Names.size() - Shown) + " more";
+  return S;
+}
+
+/// The weights of a model folder, found as transformers' from_pretrained
+/// finds them: model.safetensors, else model.safetensors.index.json (whose
+/// weight_map names the shards). Any other .safetensors file there (an
+/// adapter, optimizer state, a reference dump) is not the model's. Returns
+/// "" when the folder has no weights at all, std::nullopt after an error.
+static std::optional<std::string> folderWeights(llvm::StringRef Dir, const Loc &Where, DiagEngine &Diags) {
+  std::vector<std::string> Names = weightFiles(Dir);
+  for (const char *Name : {"model.safetensors", "model.safetensors.index.json"})
+    if (llvm::is_contained(Names, Name)) {
+      llvm::SmallString<256> P(Dir);
+      llvm::sys::path::append(P, Name);
+      return std::string(P.str());
+    }
+  if (Names.empty())
+    return std::string();
+  Diags.error(Where.isValid() ? Where : Loc::inFile(Dir),
+              "model folder '" + Dir + "' has no model.safetensors or model.safetensors.index.json, only " +
+                  quotedList(Names) + ", which transformers' from_pretrained would not load either");
+  Diags.note(Where.isValid() ? Where : Loc::inFile(Dir),
+             "name the checkpoint file or index itself instead of the folder");
+  return std::nullopt;
+}
+
 std::optional<LoadedModel> autotpc::loadModel(const Config &C, const JsonDoc &ConfigDoc, llvm::StringRef ModelFlag,
                                               DiagEngine &Diags, std::vector<std::unique_ptr<JsonDoc>> &Docs) {
   LoadedModel M;
@@ -181,16 +229,18 @@ std::optional<LoadedModel> autotpc::loadModel(const Config &C, const JsonDoc &Co
   }
 
   std::string ConfigJson, Safetensors;
+  bool FromFolder = false;
   llvm::StringRef Ext = llvm::sys::path::extension(Path);
   if (llvm::sys::fs::is_directory(Path)) {
     llvm::SmallString<256> Cfg(Path);
     llvm::sys::path::append(Cfg, "config.json");
     if (llvm::sys::fs::exists(Cfg))
       ConfigJson = std::string(Cfg.str());
-    std::error_code EC;
-    for (llvm::sys::fs::directory_iterator It(Path, EC), End; It != End && !EC; It.increment(EC))
-      if (llvm::StringRef(It->path()).endswith(".safetensors") || llvm::StringRef(It->path()).endswith(".index.json"))
-        Safetensors = Path;
+    std::optional<std::string> Weights = folderWeights(Path, Where, Diags);
+    if (!Weights)
+      return std::nullopt;
+    Safetensors = *Weights;
+    FromFolder = true;
     if (ConfigJson.empty() && Safetensors.empty()) {
       Diags.error(Where.isValid() ? Where : Loc::inFile(Path),
                   "model folder '" + Path + "' holds neither a config.json nor safetensors files");
@@ -224,6 +274,22 @@ std::optional<LoadedModel> autotpc::loadModel(const Config &C, const JsonDoc &Co
   }
   std::string What = "safetensors headers of " + Safetensors + " (" + std::to_string(St->Files.size()) + " file" +
                      (St->Files.size() == 1 ? "" : "s") + ")";
+  if (FromFolder) {
+    // Say which files were read when others were left alone, so that a
+    // stray file is not mistaken for part of the model.
+    std::vector<std::string> Ignored;
+    for (const std::string &N : weightFiles(llvm::sys::path::parent_path(Safetensors))) {
+      llvm::SmallString<256> P(llvm::sys::path::parent_path(Safetensors));
+      llvm::sys::path::append(P, N);
+      if (P != Safetensors && !llvm::is_contained(St->Files, std::string(P.str())))
+        Ignored.push_back(N);
+    }
+    if (!Ignored.empty())
+      Diags.remark(Loc::inFile(Safetensors),
+                   "the model's weights are read from '" + llvm::sys::path::filename(Safetensors) +
+                       "', as transformers reads a model folder; " + quotedList(Ignored) +
+                       (Ignored.size() == 1 ? " is" : " are") + " not part of the model and ignored");
+  }
   if (M.Dims) {
     crossCheck(*St, Safetensors, Diags, M);
     M.Description = What + ", checked against " + M.Description;

@@ -18,7 +18,8 @@ std::vector<std::string> autotpc::presetNames() {
 
 bool autotpc::isDeepSpeedPreset(llvm::StringRef Name) { return Name != "mistral"; }
 
-std::optional<std::vector<LayerSpec>> autotpc::loadPreset(llvm::StringRef Name, DiagEngine &Diags) {
+std::optional<std::vector<LayerSpec>> autotpc::loadPreset(llvm::StringRef Name, DiagEngine &Diags,
+                                                          const Loc &UsedAt) {
   std::string Lower = Name.lower();
   const PresetSource *Src = nullptr;
   for (size_t I = 0; I < NumPresetSources; ++I)
@@ -43,5 +44,8 @@ std::optional<std::vector<LayerSpec>> autotpc::loadPreset(llvm::StringRef Name, 
       Specs.push_back(std::move(S));
     }
   }
+  // Parse problems above are ours and stay in the preset; what the checks
+  // find later is about the user's model, so it is reported at their file.
+  Diags.addExpansion(ID, UsedAt, "preset '" + Lower + "'");
   return Specs;
 }

@@ -2,8 +2,10 @@
 //
 // The presets live in specs/presets/*.json and are embedded into the compiler
 // at build time. Each is parsed with the same layer-spec parser as user specs,
-// from a SourceMgr buffer named after its file, so a diagnostic about a preset
-// spec points at that file and line.
+// from a SourceMgr buffer named after its file. The user cannot edit that
+// file, so a diagnostic about a preset spec is reported where the user named
+// the preset (their `preset_model` value), with a note pointing at the spec's
+// file and line (DiagEngine::addExpansion).
 //
 //===----------------------------------------------------------------------===//
 #ifndef AUTOTPC_SPEC_PRESETS_H
@@ -30,8 +32,11 @@ std::vector<std::string> presetNames();
 bool isDeepSpeedPreset(llvm::StringRef Name);
 /// Parses the preset (lower-cased name, as DeepSpeed does) into specs.
 /// Returns std::nullopt if no such preset exists; preset parse errors are
-/// internal errors and are reported as such.
-std::optional<std::vector<LayerSpec>> loadPreset(llvm::StringRef Name, DiagEngine &Diags);
+/// internal errors and are reported as such, in the preset file. Later
+/// diagnostics located in the preset are reported at \p UsedAt (the user's
+/// `preset_model` value) when it has a range.
+std::optional<std::vector<LayerSpec>> loadPreset(llvm::StringRef Name, DiagEngine &Diags,
+                                                 const Loc &UsedAt = Loc());
 
 } // namespace autotpc
 

@@ -53,9 +53,10 @@ DiagRecord DiagEngine::resolve(DiagKind Kind, const Loc &L, const std::string &M
   return R;
 }
 
-void DiagEngine::emit(DiagKind Kind, const Loc &L, const std::string &Msg, llvm::StringRef Flag) {
+void DiagEngine::emit(DiagKind Kind, const Loc &L, const std::string &Msg, llvm::StringRef Flag,
+                      bool Standalone) {
   DiagRecord R = resolve(Kind, L, Msg, Flag);
-  if (Kind == DiagKind::Note) {
+  if (Kind == DiagKind::Note && !Standalone) {
     if (!Records.empty())
       Records.back().Notes.push_back(R);
   } else {
@@ -77,10 +78,27 @@ void DiagEngine::emit(DiagKind Kind, const Loc &L, const std::string &Msg, llvm:
   }
 }
 
+void DiagEngine::addExpansion(unsigned BufferID, const Loc &At, llvm::StringRef What) {
+  if (At.isValid())
+    Expansions[BufferID] = Expansion{At, What.str()};
+}
+
+void DiagEngine::emitExpanded(DiagKind Kind, const Loc &L, const std::string &Msg, llvm::StringRef Flag,
+                              bool Standalone) {
+  auto It = L.isValid() ? Expansions.find(SM.FindBufferContainingLoc(L.Range.Start)) : Expansions.end();
+  if (It == Expansions.end()) {
+    emit(Kind, L, Msg, Flag, Standalone);
+    return;
+  }
+  const Expansion &E = It->second;
+  emit(Kind, E.At, Msg, Flag, Standalone);
+  emit(DiagKind::Note, L, "in " + E.What + ", rule defined here", "");
+}
+
 void DiagEngine::error(const Loc &L, const llvm::Twine &Msg) {
   LastSuppressed = false;
   ++NumErrors;
-  emit(DiagKind::Error, L, Msg.str(), "");
+  emitExpanded(DiagKind::Error, L, Msg.str(), "");
 }
 
 void DiagEngine::warning(const Loc &L, llvm::StringRef Flag, const llvm::Twine &Msg) {
@@ -90,11 +108,11 @@ void DiagEngine::warning(const Loc &L, llvm::StringRef Flag, const llvm::Twine &
     return;
   if (Werror) {
     ++NumErrors;
-    emit(DiagKind::Error, L, Msg.str(), Flag);
+    emitExpanded(DiagKind::Error, L, Msg.str(), Flag);
     return;
   }
   ++NumWarnings;
-  emit(DiagKind::Warning, L, Msg.str(), Flag);
+  emitExpanded(DiagKind::Warning, L, Msg.str(), Flag);
 }
 
 void DiagEngine::note(const Loc &L, const llvm::Twine &Msg) {
@@ -105,14 +123,7 @@ void DiagEngine::note(const Loc &L, const llvm::Twine &Msg) {
 
 void DiagEngine::remark(const Loc &L, const llvm::Twine &Msg) {
   LastSuppressed = false;
-  Records.push_back(resolve(DiagKind::Note, L, Msg.str(), ""));
-  if (Fmt != Format::Text)
-    return;
-  if (L.isValid())
-    SM.PrintMessage(OS, L.Range.Start, llvm::SourceMgr::DK_Note, Msg, {L.Range}, {}, OS.has_colors());
-  else
-    llvm::SMDiagnostic(L.File.empty() ? "autotpc" : L.File, llvm::SourceMgr::DK_Note, Msg.str())
-        .print(nullptr, OS, OS.has_colors());
+  emitExpanded(DiagKind::Note, L, Msg.str(), "", /*Standalone=*/true);
 }
 
 void DiagEngine::finish(llvm::StringRef ToolName, llvm::StringRef ToolVersion) {

@@ -5,6 +5,11 @@
 // line and a caret), at a whole file, or nowhere (bad flags). Diagnostics are
 // printed as text as they arrive, or collected and written as SARIF 2.1.0.
 //
+// A buffer the user did not write (a shipped preset) can be marked as
+// expanded at a place in the user's file, as clang treats a macro: an error
+// or warning located inside it is reported at that place, with a note
+// pointing into the buffer.
+//
 //===----------------------------------------------------------------------===//
 #ifndef AUTOTPC_SUPPORT_DIAGNOSTICS_H
 #define AUTOTPC_SUPPORT_DIAGNOSTICS_H
@@ -15,6 +20,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -64,6 +70,13 @@ public:
   static bool isKnownWarning(llvm::StringRef Flag);
   /// All warning groups, for --help-style listings.
   static const std::vector<const char *> &warningGroups();
+  /// Marks SourceMgr buffer \p BufferID as used at \p At (a preset is used
+  /// at the user's `preset_model` value). From then on an error, warning or
+  /// remark located inside the buffer is reported at \p At, followed by a
+  /// note at its own place, "in <What>, rule defined here", and then its
+  /// other notes. Notes located inside the buffer stay there. Ignored when
+  /// \p At has no range.
+  void addExpansion(unsigned BufferID, const Loc &At, llvm::StringRef What);
 
   void error(const Loc &L, const llvm::Twine &Msg);
   void warning(const Loc &L, llvm::StringRef Flag, const llvm::Twine &Msg);
@@ -87,7 +100,13 @@ public:
   llvm::SourceMgr &sourceMgr() { return SM; }
 
 private:
-  void emit(DiagKind Kind, const Loc &L, const std::string &Msg, llvm::StringRef Flag);
+  /// Prints one diagnostic and records it; a note attaches to the last
+  /// record unless \p Standalone (a remark).
+  void emit(DiagKind Kind, const Loc &L, const std::string &Msg, llvm::StringRef Flag, bool Standalone = false);
+  /// emit() at the expansion point when L lies in an expanded buffer, then
+  /// the note that points into the buffer.
+  void emitExpanded(DiagKind Kind, const Loc &L, const std::string &Msg, llvm::StringRef Flag,
+                    bool Standalone = false);
   DiagRecord resolve(DiagKind Kind, const Loc &L, const std::string &Msg, llvm::StringRef Flag) const;
 
   llvm::SourceMgr &SM;
@@ -98,6 +117,11 @@ private:
   llvm::StringSet<> Disabled;
   unsigned NumErrors = 0, NumWarnings = 0;
   std::vector<DiagRecord> Records;
+  struct Expansion {
+    Loc At;
+    std::string What;
+  };
+  std::map<unsigned, Expansion> Expansions;  ///< buffer ID -> where it is used
 };
 
 /// Lists the divisors of N that are at most Limit, as "1, 2, 4, 8".

@@ -59,6 +59,14 @@ static bool equalSplit(const LayerSpec &Spec) {
   return !E.IsList && E.Value > 0;
 }
 
+/// Where a fix-it's spec goes when the spec at fault is a preset's, which
+/// the user cannot edit (reference §1.5: custom specs come first).
+static std::string whereToFix(const LayerSpec &Spec) {
+  return Spec.FromPreset ? " in a partition_config.layer_specs entry for the same pattern, which is matched before "
+                           "the preset's"
+                         : "";
+}
+
 void autotpc::checkFusedWeights(const VerifyContext &Ctx) {
   const Module &M = Ctx.M;
   // One report per spec: the same spec matches the same weight in every layer.
@@ -91,7 +99,8 @@ void autotpc::checkFusedWeights(const VerifyContext &Ctx) {
                           "that mixes its sub-projections" + More(E.second));
     std::vector<int64_t> Want = M.Dims ? expectedSubSizes(P, *M.Dims) : std::vector<int64_t>();
     if (!Want.empty())
-      Ctx.Diags.note(Spec.SpecLoc, "add \"shape\": [" + list(Want) + ", -1] to split each sub-projection on its own");
+      Ctx.Diags.note(Spec.SpecLoc, "add \"shape\": [" + list(Want) + ", -1]" + whereToFix(Spec) +
+                                         " to split each sub-projection on its own");
   }
   for (auto &[SpecIndex, E] : WrongSizes) {
     const Param &P = *E.first;
@@ -107,7 +116,7 @@ void autotpc::checkFusedWeights(const VerifyContext &Ctx) {
     Ctx.Diags.error(Spec.ShapeLoc, "'shape' splits '" + P.Info.Name + "' into sub-parameters " +
                                        list(P.Part.SubSizes) + ", but its real sub-projections are " + list(Want) +
                                        Why + More(E.second));
-    Ctx.Diags.note(Spec.ShapeLoc, "use \"shape\": [" + list(Want) + ", -1]" +
+    Ctx.Diags.note(Spec.ShapeLoc, "use \"shape\": [" + list(Want) + ", -1]" + whereToFix(Spec) +
                                       (equalSplit(Spec) ? "; DeepSpeed accepts the equal split and silently shards "
                                                           "such checkpoints wrong"
                                                         : ""));
@@ -120,6 +129,7 @@ void autotpc::checkFusedWeights(const VerifyContext &Ctx) {
     Ctx.Diags.error(Spec.ShapeLoc, "'" + E.first->Info.Name +
                                        "' stores q, k and v interleaved per head ([q1, k1, v1, q2, ...]); a 'shape' "
                                        "split treats it as [q; k; v] blocks" + More(E.second));
-    Ctx.Diags.note(Spec.SpecLoc, "a plain column spec with no 'shape' keeps each head's q, k and v together");
+    Ctx.Diags.note(Spec.SpecLoc, "a plain column spec with no 'shape'" + whereToFix(Spec) +
+                                     " keeps each head's q, k and v together");
   }
 }

@@ -70,10 +70,14 @@ static void checkShadowed(const VerifyContext &Ctx) {
     if (M.SpecMatches[S] == 0 || M.SpecWins[S] != 0)
       continue;
     const LayerSpec &Spec = M.Specs[S];
+    int Earlier = Decider.lookup(M.SpecFirstShadowed[S]);
+    // Custom specs come before the preset's so that they can replace its
+    // rules (reference §1.5); a preset rule the user replaced is not a mistake.
+    if (Spec.FromPreset && Earlier >= 0 && !M.Specs[size_t(Earlier)].FromPreset)
+      continue;
     Ctx.Diags.warning(Spec.anchor(), "shadowed-spec",
                       Spec.Origin + " is shadowed: each of the " + std::to_string(M.SpecMatches[S]) +
                           " parameters it matches is taken by an earlier spec (the first match wins)");
-    int Earlier = Decider.lookup(M.SpecFirstShadowed[S]);
     if (Earlier >= 0)
       Ctx.Diags.note(M.Specs[size_t(Earlier)].anchor(),
                      "'" + M.SpecFirstShadowed[S] + "' is taken by " + M.Specs[size_t(Earlier)].Origin + " here");

@@ -1,5 +1,10 @@
 /* Checkpoint: a single .safetensors file, a sharded index, or a folder.
 
+   A folder is read as transformers' from_pretrained reads it: its
+   model.safetensors, else its model.safetensors.index.json. Other
+   .safetensors files there (an adapter, optimizer state, a reference dump)
+   are not part of the model and are left alone.
+
    The index (transformers' model.safetensors.index.json) is
    {"metadata": {...}, "weight_map": {tensor: shard file name}}; its rules
    (atp/safetensors_header.h, shared with the compiler) make shard names
@@ -92,6 +97,25 @@ Result<std::vector<std::string>> list_files(const std::string &folder) {
 
 } // namespace
 
+Result<std::string> checkpoint_file(const std::string &path) {
+  if (!is_folder(path))
+    return path;
+  // transformers' from_pretrained: the single file first, then the index.
+  for (const char *name : {"model.safetensors", "model.safetensors.index.json"})
+    if (is_regular(join_path(path, name)))
+      return join_path(path, name);
+  ATP_ASSIGN_OR_RETURN(std::vector<std::string> names, list_files(path));
+  std::string found;
+  std::size_t n = 0;
+  for (const std::string &name : names)
+    if (ends_with(name, ".safetensors") || ends_with(name, ".safetensors.index.json"))
+      found += (n++ ? ", " : "") + quote(name);
+  if (n == 0)
+    return error(path + ": has no model.safetensors and no model.safetensors.index.json");
+  return error(path + ": has no model.safetensors and no model.safetensors.index.json, only " + found +
+               ", which transformers' from_pretrained would not load either; name the file or index to read");
+}
+
 Status Checkpoint::add_file(SafetensorsFile file) {
   std::size_t fi = files_.size();
   for (std::size_t ti = 0; ti < file.tensors().size(); ++ti) {
@@ -108,38 +132,12 @@ Status Checkpoint::add_file(SafetensorsFile file) {
 Result<Checkpoint> Checkpoint::open(const std::string &path) {
   Checkpoint c;
   c.path_ = path;
+  ATP_ASSIGN_OR_RETURN(std::string file, checkpoint_file(path));
   std::string index;
-  if (is_folder(path)) {
-    ATP_ASSIGN_OR_RETURN(std::vector<std::string> names, list_files(path));
-    std::vector<std::string> indexes, shards;
-    for (const std::string &n : names) {
-      if (ends_with(n, ".safetensors.index.json"))
-        indexes.push_back(n);
-      else if (ends_with(n, ".safetensors"))
-        shards.push_back(n);
-    }
-    if (std::find(indexes.begin(), indexes.end(), "model.safetensors.index.json") !=
-        indexes.end())
-      index = join_path(path, "model.safetensors.index.json");
-    else if (indexes.size() == 1)
-      index = join_path(path, indexes[0]);
-    else if (indexes.size() > 1)
-      return error(path + ": has several safetensors index files (" +
-                   quote(indexes[0]) + ", " + quote(indexes[1]) + ", ...); name one");
-    else if (shards.empty())
-      return error(path + ": contains no *.safetensors file and no "
-                          "model.safetensors.index.json");
-    if (index.empty()) {
-      for (const std::string &n : shards) {
-        ATP_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::open(join_path(path, n)));
-        ATP_TRY(c.add_file(std::move(f)));
-      }
-      return c;
-    }
-  } else if (ends_with(path, ".json")) {
-    index = path;
+  if (ends_with(file, ".json")) {
+    index = file;
   } else {
-    ATP_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::open(path));
+    ATP_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::open(file));
     ATP_TRY(c.add_file(std::move(f)));
     return c;
   }

@@ -298,9 +298,12 @@ int shard_main(const ModelPlan &plan, int argc, char **argv) {
   }
   Status s = shard_checkpoint(plan, in, out);
   if (!s.ok()) {
-    std::fprintf(stderr, "shard: error: %s\n", s.message().c_str());
+    std::fprintf(stderr, "shard: error: %s\n", s.message().c_str()); // names the file read
     return 1;
   }
+  // A folder may hold more than the model; say which file was the model.
+  if (Result<std::string> file = checkpoint_file(in); file.ok() && *file != in)
+    std::printf("shard: read %s\n", file->c_str());
   std::printf("shard: wrote %d files (tp_size %d, %d parameters, plan %s) to %s\n", plan.tp_size, plan.tp_size,
               plan.num_params, plan.fingerprint, out.c_str());
   return 0;

@@ -318,18 +318,37 @@ TEST(Checkpoint, OpensAFileAnIndexOrAFolder) {
   EXPECT_EQ(one->index_path(), "");
 }
 
-TEST(Checkpoint, FolderWithoutIndexReadsEveryFile) {
+// A folder is read as transformers reads it: model.safetensors, else the
+// files model.safetensors.index.json names; other .safetensors files are not
+// the model's, and shards with no index are not a checkpoint transformers loads.
+TEST(Checkpoint, FolderReadsOnlyWhatTransformersReads) {
   TempDir dir;
   write_two_shards(dir);
+  EXPECT_EQ(checkpoint_error(dir.path()),
+            dir.path() + ": has no model.safetensors and no model.safetensors.index.json, only "
+                         "'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', which "
+                         "transformers' from_pretrained would not load either; name the file or index to read");
+  // With the index, a stray file (here holding 'a' again) is left alone.
+  write_file(dir / "tokens.safetensors",
+             raw_safetensors("{" + entry("a", "F32", "[2]", 0, 8) + "}", std::string(8, '\0')));
+  write_file(dir / "model.safetensors.index.json", index_json(kGoodMap));
   Result<Checkpoint> c = Checkpoint::open(dir.path());
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_EQ(c->size(), 3u);
-  // The same tensor in two files.
-  write_file(dir / "model-00003-of-00003.safetensors",
-             raw_safetensors("{" + entry("a", "F32", "[2]", 0, 8) + "}", std::string(8, '\0')));
-  EXPECT_EQ(checkpoint_error(dir.path()),
-            dir / "model-00003-of-00003.safetensors: tensor 'a' is also stored in '" +
-                dir / "model-00001-of-00002.safetensors'");
+  EXPECT_EQ(c->files().size(), 2u);
+  EXPECT_EQ(c->file_of("a")->path(), dir / "model-00001-of-00002.safetensors");
+  EXPECT_EQ(*checkpoint_file(dir.path()), dir / "model.safetensors.index.json");
+  // model.safetensors comes first, as in from_pretrained: the index is not read.
+  write_file(dir / "model.safetensors",
+             raw_safetensors("{" + entry("w", "F32", "[2]", 0, 8) + "}", atp_test::value_bytes(3, 8)));
+  c = Checkpoint::open(dir.path());
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->size(), 1u);
+  EXPECT_EQ(c->index_path(), "");
+  ASSERT_NE(c->find("w"), nullptr);
+  EXPECT_EQ(*checkpoint_file(dir.path()), dir / "model.safetensors");
+  // A file is read as given.
+  EXPECT_EQ(*checkpoint_file(dir / "tokens.safetensors"), dir / "tokens.safetensors");
 }
 
 TEST(Checkpoint, IndexErrorsNameTheIndexAndTheTensor) {
@@ -379,11 +398,12 @@ TEST(Checkpoint, IndexErrorsNameTheIndexAndTheTensor) {
 TEST(Checkpoint, FolderErrors) {
   TempDir dir;
   EXPECT_EQ(checkpoint_error(dir.path()),
-            dir.path() + ": contains no *.safetensors file and no model.safetensors.index.json");
+            dir.path() + ": has no model.safetensors and no model.safetensors.index.json");
   write_file(dir / "a.safetensors.index.json", "{}");
   write_file(dir / "b.safetensors.index.json", "{}");
   EXPECT_EQ(checkpoint_error(dir.path()),
-            dir.path() + ": has several safetensors index files ('a.safetensors.index.json', "
-                         "'b.safetensors.index.json', ...); name one");
+            dir.path() + ": has no model.safetensors and no model.safetensors.index.json, only "
+                         "'a.safetensors.index.json', 'b.safetensors.index.json', which transformers' "
+                         "from_pretrained would not load either; name the file or index to read");
   EXPECT_EQ(checkpoint_error(dir / "nothing"), dir / "nothing: cannot open: No such file or directory");
 }

@@ -137,6 +137,60 @@ TEST(DiagnosticsTest, NoteAfterDisabledWarningThenErrorAttachesToTheError) {
   EXPECT_EQ(E.Diags.records()[1].Notes[0].Message, "kept");
 }
 
+// A second buffer, "preset.json", marked as used at the user's "32": what is
+// located in it is reported at "32" (spec.json:3:28), followed by a note at
+// its own place (preset.json:2:12, the 6-character "[3,-1]"), then the
+// diagnostic's own notes, which stay where they point.
+TEST(DiagnosticsTest, DiagnosticInExpandedBufferIsReportedWhereItIsUsed) {
+  Engine E;
+  const char *Preset = "{\n  \"shape\": [3,-1]\n}\n";
+  unsigned ID = E.SM.AddNewSourceBuffer(llvm::MemoryBuffer::getMemBufferCopy(Preset, "preset.json"), llvm::SMLoc());
+  const char *P = E.SM.getMemoryBuffer(ID)->getBufferStart();
+  Loc Shape(llvm::SMRange(llvm::SMLoc::getFromPointer(P + 13), llvm::SMLoc::getFromPointer(P + 19)));
+  // Before the buffer is marked, a diagnostic stays in it.
+  E.Diags.remark(Shape, "before");
+  EXPECT_EQ(E.out().find("preset.json:2:12: note: before\n"), 0u) << E.out();
+  E.Diags.addExpansion(ID, E.find("32"), "preset 'p'");
+  E.Diags.error(Shape, "bad shape");
+  E.Diags.note(Shape, "use another shape");
+  E.Diags.warning(Shape, "unmatched-pattern", "a warning");
+  E.Diags.remark(Shape, "a remark");
+  EXPECT_NE(E.out().find("spec.json:3:28: error: bad shape\n"
+                         "    \"num_attention_heads\": 32,\n" +
+                         std::string(27, ' ') + "^~\n"
+                         "preset.json:2:12: note: in preset 'p', rule defined here\n"
+                         "  \"shape\": [3,-1]\n" +
+                         std::string(11, ' ') + "^~~~~~\n"
+                         "preset.json:2:12: note: use another shape\n"),
+            std::string::npos)
+      << E.out();
+  EXPECT_NE(E.out().find("spec.json:3:28: warning: a warning [-Wunmatched-pattern]\n"), std::string::npos);
+  EXPECT_NE(E.out().find("spec.json:3:28: note: a remark\n"), std::string::npos);
+  ASSERT_EQ(E.Diags.records().size(), 4u);
+  const DiagRecord &Err = E.Diags.records()[1];
+  EXPECT_EQ(Err.File, "spec.json");
+  EXPECT_EQ(Err.Line, 3u);
+  EXPECT_EQ(Err.Column, 28u);
+  ASSERT_EQ(Err.Notes.size(), 2u);
+  EXPECT_EQ(Err.Notes[0].File, "preset.json");
+  EXPECT_EQ(Err.Notes[0].Line, 2u);
+  EXPECT_EQ(Err.Notes[0].Column, 12u);
+  EXPECT_EQ(Err.Notes[0].EndColumn, 18u);
+  EXPECT_EQ(Err.Notes[0].Message, "in preset 'p', rule defined here");
+  EXPECT_EQ(Err.Notes[1].Message, "use another shape");
+  EXPECT_EQ(E.Diags.records()[2].Notes.size(), 1u);
+  EXPECT_EQ(E.Diags.records()[3].File, "spec.json");
+  ASSERT_EQ(E.Diags.records()[3].Notes.size(), 1u);
+  EXPECT_EQ(E.Diags.records()[3].Notes[0].File, "preset.json");
+  // A silenced warning drops the expansion note with it.
+  E.Diags.disableWarning("shadowed-spec");
+  E.Diags.warning(Shape, "shadowed-spec", "silenced");
+  EXPECT_EQ(E.Diags.records().size(), 4u);
+  EXPECT_EQ(E.out().find("silenced"), std::string::npos);
+  EXPECT_EQ(E.Diags.errorCount(), 1u);
+  EXPECT_EQ(E.Diags.warningCount(), 1u);
+}
+
 TEST(DiagnosticsTest, WerrorPromotesWarnings) {
   Engine E;
   E.Diags.setWarningsAsErrors(true);

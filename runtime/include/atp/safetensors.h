@@ -112,14 +112,19 @@ private:
 };
 
 /// A checkpoint: one or more open safetensors files and which holds what.
+/// The file a checkpoint path is read from: `path` itself, or for a folder
+/// what transformers' from_pretrained reads, its model.safetensors, else its
+/// model.safetensors.index.json. Any other .safetensors file in the folder is
+/// not part of the model. A folder with neither is an error that lists the
+/// .safetensors files it does hold.
+Result<std::string> checkpoint_file(const std::string &path);
+
 class Checkpoint {
 public:
   /// `path` is a .safetensors file; a .json index (whose weight_map names
-  /// shards relative to its folder); or a folder, read through its
-  /// model.safetensors.index.json, else its only *.safetensors.index.json,
-  /// else all its *.safetensors files in name order. With an index, every
-  /// tensor it maps must be in the shard it names and every tensor of those
-  /// shards must be mapped; without, no tensor may be in two files.
+  /// shards relative to its folder); or a folder, read through the file
+  /// checkpoint_file() picks. With an index, every tensor it maps must be in
+  /// the shard it names and every tensor of those shards must be mapped.
   static Result<Checkpoint> open(const std::string &path);
 
   /// What was opened: the path given.
