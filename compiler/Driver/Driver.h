@@ -35,7 +35,7 @@ struct Options {
   bool OriginComments = true;             ///< --no-origin-comments clears it
   /// The folder above the running autotpc's bin/ (its build tree or install
   /// prefix); with -o it goes into autotpc-paths.cmake, where the generated
-  /// project looks for the runtime first. Empty: no such file.
+  /// project looks for its runtime. Empty: no such file.
   std::string GeneratorPrefix;
 };
 

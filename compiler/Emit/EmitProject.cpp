@@ -35,9 +35,10 @@ set(CMAKE_CXX_STANDARD_REQUIRED ON)
 # The runtime, compiled here from its sources with this project's compiler and
 # CUDA settings. It is, in order: the autotpc_runtime target of a project
 # that adds this folder; AUTOTPC_RUNTIME_DIR when set (autotpc's runtime/
-# folder); else find_package(autotpc_runtime), which looks first where the
-# autotpc that wrote this folder lives (autotpc-paths.cmake: its build tree
-# or install prefix), then in CMAKE_PREFIX_PATH and the system prefixes.
+# folder); else find_package(autotpc_runtime), which searches
+# CMAKE_PREFIX_PATH, then where the autotpc that wrote this folder lives
+# (autotpc-paths.cmake: its build tree or install prefix), then the system
+# prefixes.
 set(AUTOTPC_RUNTIME_DIR "" CACHE PATH "autotpc's runtime/ folder (overrides find_package(autotpc_runtime))")
 if(NOT TARGET autotpc_runtime)
   if(AUTOTPC_RUNTIME_DIR)
@@ -51,8 +52,12 @@ if(NOT TARGET autotpc_runtime)
     include("${CMAKE_CURRENT_SOURCE_DIR}/autotpc-paths.cmake" OPTIONAL)
     find_package(autotpc_runtime CONFIG QUIET HINTS ${AUTOTPC_GENERATOR_PREFIX})
     if(NOT autotpc_runtime_FOUND)
-      message(FATAL_ERROR "autotpc's runtime was not found (looked in '${AUTOTPC_GENERATOR_PREFIX}' from "
-                          "autotpc-paths.cmake, CMAKE_PREFIX_PATH and the system prefixes): set "
+      set(where "${AUTOTPC_GENERATOR_PREFIX}")
+      if(NOT where)
+        set(where "unknown: no autotpc-paths.cmake")
+      endif()
+      message(FATAL_ERROR "autotpc's runtime was not found where the autotpc that generated this folder "
+                          "lives (${where}), in CMAKE_PREFIX_PATH or in the system prefixes: set "
                           "-DAUTOTPC_RUNTIME_DIR=<autotpc checkout>/runtime, or "
                           "-DCMAKE_PREFIX_PATH=<prefix autotpc was installed to>")
     endif()
@@ -89,8 +94,8 @@ EmittedFile autotpc::emitGeneratorPaths(llvm::StringRef Prefix) {
     Eq += '=';
   return {GeneratorPathsFile,
           "# Written by autotpc for this machine: the prefix of the autotpc that generated this folder (its build\n"
-          "# tree or install prefix), where CMakeLists.txt's find_package(autotpc_runtime) looks first. Not part\n"
-          "# of the plan: delete it, or set AUTOTPC_RUNTIME_DIR or CMAKE_PREFIX_PATH, to use another runtime.\n"
+          "# tree or install prefix), where CMakeLists.txt's find_package(autotpc_runtime) looks unless\n"
+          "# AUTOTPC_RUNTIME_DIR or CMAKE_PREFIX_PATH names another runtime. Not part of the plan.\n"
           "set(AUTOTPC_GENERATOR_PREFIX [" +
               Eq + "[" + Prefix.str() + "]" + Eq + "])\n"};
 }

@@ -72,7 +72,7 @@ std::vector<EmittedFile> emitProject(const Module &M, const ZeroSettings &Z, con
 inline constexpr const char *GeneratorPathsFile = "autotpc-paths.cmake";
 
 /// autotpc-paths.cmake: where the autotpc that ran lives (Prefix: the folder
-/// above its bin/), for the generated CMakeLists.txt's
+/// above its bin/), a hint for the generated CMakeLists.txt's
 /// find_package(autotpc_runtime). Written with -o only, never printed by
 /// --emit=cpp; the goldens leave it out, as it names a path of this machine.
 EmittedFile emitGeneratorPaths(llvm::StringRef Prefix);

@@ -16,8 +16,8 @@ if grep -rlF -e "$src" -e "$build" -e "$work/staged" prefix; then fail "the file
 
 echo "== prefix/bin/autotpc -o out && cmake -S out -B out/build && cmake --build out/build"
 (cd / && "$work/prefix/bin/autotpc" "$src/specs/tiny/llama.ds.json" -o "$work/out" > /dev/null)
-expect_line out/autotpc-paths.cmake "set(AUTOTPC_GENERATOR_PREFIX [[$work/prefix]])"
+expect_text out/autotpc-paths.cmake "set(AUTOTPC_GENERATOR_PREFIX [[$work/prefix]])"
 cmake -S out -B out/build > out/configure.log 2>&1 || { cat out/configure.log >&2; fail "configure out"; }
-expect_line out/configure.log "autotpc runtime: $work/prefix/share/autotpc/runtime ($work/$config)"
+expect_text out/configure.log "autotpc runtime: $work/prefix/share/autotpc/runtime ($work/$config)"
 build_and_shard out
 echo "ok"
