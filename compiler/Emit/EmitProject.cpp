@@ -88,9 +88,10 @@ static std::string toolMain(const Module &M, llvm::StringRef Entry, llvm::String
 }
 
 EmittedFile autotpc::emitGeneratorPaths(llvm::StringRef Prefix) {
-  // A bracket argument holds any path; its '=' count is chosen so that the path cannot close it.
+  // A bracket argument holds any path: its '=' count is chosen so that nothing in the path, nor a ']'
+  // that ends it followed by the closing bracket, closes it early.
   std::string Eq;
-  while (Prefix.contains("]" + Eq + "]"))
+  while ((Prefix + "]").str().find("]" + Eq + "]") != std::string::npos)
     Eq += '=';
   return {GeneratorPathsFile,
           "# Written by autotpc for this machine: the prefix of the autotpc that generated this folder (its build\n"
