@@ -24,7 +24,7 @@ build/bin/autotpc --emit=memory "$example"
 
 echo "== autotpc specs/tiny/llama.ds.json -o $out/gen (tiny Llama, TP 2)"
 build/bin/autotpc specs/tiny/llama.ds.json -o "$out/gen"
-cmake -S "$out/gen" -B "$out/gen/build" -DCMAKE_BUILD_TYPE=Release -DAUTOTPC_RUNTIME_DIR="$PWD/runtime" \
+cmake -S "$out/gen" -B "$out/gen/build" -DCMAKE_BUILD_TYPE=Release \
   -DAUTOTPC_ENABLE_CUDA=OFF >/dev/null
 cmake --build "$out/gen/build" -j"$(nproc)" >/dev/null
 echo "== make-tiny-checkpoint, shard, consolidate"

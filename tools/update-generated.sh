@@ -13,6 +13,7 @@ fi
 while read -r name config; do
   [ -z "$name" ] && continue
   "$autotpc" "$config" -o "generated/$name" >/dev/null
+  rm "generated/$name/autotpc-paths.cmake" # names this machine's autotpc; not a golden
   echo "generated/$name <- $config"
 done <<'LIST'
 llama-tp4 specs/examples/llama.json

@@ -83,7 +83,11 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
       Out << "// ===== " << F.Name << " =====\n" << F.Text;
     break;
   }
-  if (!Opts.OutputDir.empty())
-    writeOutputDir(Opts.OutputDir, emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments}), Diags);
+  if (!Opts.OutputDir.empty()) {
+    std::vector<EmittedFile> Files = emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments});
+    if (!Opts.GeneratorPrefix.empty())
+      Files.push_back(emitGeneratorPaths(Opts.GeneratorPrefix));
+    writeOutputDir(Opts.OutputDir, Files, Diags);
+  }
   return Finish();
 }

@@ -33,6 +33,10 @@ struct Options {
   DiagEngine::Format DiagFormat = DiagEngine::Format::Text;
   std::string OutputDir;                  ///< -o: write the generated project here
   bool OriginComments = true;             ///< --no-origin-comments clears it
+  /// The folder above the running autotpc's bin/ (its build tree or install
+  /// prefix); with -o it goes into autotpc-paths.cmake, where the generated
+  /// project looks for its runtime. Empty: no such file.
+  std::string GeneratorPrefix;
 };
 
 /// Runs the pipeline; the emitted text goes to Out, diagnostics to Diag.

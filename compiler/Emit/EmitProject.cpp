@@ -27,20 +27,42 @@ static std::string targetPrefix(const Module &M) {
 }
 
 static std::string cmakeLists(const Module &M) {
-  std::string Text = banner(M, "#") + R"(cmake_minimum_required(VERSION 3.25)
+  std::string Text = banner(M, "#") + R"cmake(cmake_minimum_required(VERSION 3.25)
 project(@P@ LANGUAGES C CXX)
 set(CMAKE_CXX_STANDARD 17)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
 
-# The runtime is built from source: point AUTOTPC_RUNTIME_DIR at autotpc's
-# runtime/ folder (or add this folder from a project that already has the
-# autotpc_runtime target).
-set(AUTOTPC_RUNTIME_DIR "" CACHE PATH "autotpc's runtime/ folder")
+# The runtime, compiled here from its sources with this project's compiler and
+# CUDA settings. It is, in order: the autotpc_runtime target of a project
+# that adds this folder; AUTOTPC_RUNTIME_DIR when set (autotpc's runtime/
+# folder); else find_package(autotpc_runtime), which searches
+# CMAKE_PREFIX_PATH, then where the autotpc that wrote this folder lives
+# (autotpc-paths.cmake: its build tree or install prefix), then the system
+# prefixes.
+set(AUTOTPC_RUNTIME_DIR "" CACHE PATH "autotpc's runtime/ folder (overrides find_package(autotpc_runtime))")
 if(NOT TARGET autotpc_runtime)
-  if(NOT EXISTS "${AUTOTPC_RUNTIME_DIR}/CMakeLists.txt")
-    message(FATAL_ERROR "set -DAUTOTPC_RUNTIME_DIR=<autotpc checkout>/runtime")
+  if(AUTOTPC_RUNTIME_DIR)
+    if(NOT EXISTS "${AUTOTPC_RUNTIME_DIR}/CMakeLists.txt")
+      message(FATAL_ERROR "AUTOTPC_RUNTIME_DIR is '${AUTOTPC_RUNTIME_DIR}', which has no CMakeLists.txt: "
+                          "set it to <autotpc checkout>/runtime")
+    endif()
+    add_subdirectory("${AUTOTPC_RUNTIME_DIR}" autotpc_runtime)
+    message(STATUS "autotpc runtime: ${AUTOTPC_RUNTIME_DIR} (AUTOTPC_RUNTIME_DIR)")
+  else()
+    include("${CMAKE_CURRENT_SOURCE_DIR}/autotpc-paths.cmake" OPTIONAL)
+    find_package(autotpc_runtime CONFIG QUIET HINTS ${AUTOTPC_GENERATOR_PREFIX})
+    if(NOT autotpc_runtime_FOUND)
+      set(where "${AUTOTPC_GENERATOR_PREFIX}")
+      if(NOT where)
+        set(where "unknown: no autotpc-paths.cmake")
+      endif()
+      message(FATAL_ERROR "autotpc's runtime was not found where the autotpc that generated this folder "
+                          "lives (${where}), in CMAKE_PREFIX_PATH or in the system prefixes: set "
+                          "-DAUTOTPC_RUNTIME_DIR=<autotpc checkout>/runtime, or "
+                          "-DCMAKE_PREFIX_PATH=<prefix autotpc was installed to>")
+    endif()
+    message(STATUS "autotpc runtime: ${autotpc_runtime_SOURCE_DIR} (${autotpc_runtime_CONFIG})")
   endif()
-  add_subdirectory("${AUTOTPC_RUNTIME_DIR}" autotpc_runtime)
 endif()
 
 add_library(@P@_plan STATIC plan.cpp zero.cpp)
@@ -52,7 +74,7 @@ foreach(tool shard consolidate)
   target_link_libraries(@P@_${tool} PRIVATE @P@_plan)
   set_target_properties(@P@_${tool} PROPERTIES OUTPUT_NAME ${tool})
 endforeach()
-)";
+)cmake";
   std::string P = targetPrefix(M);
   for (size_t At; (At = Text.find("@P@")) != std::string::npos;)
     Text.replace(At, 3, P);
@@ -63,6 +85,20 @@ static std::string toolMain(const Module &M, llvm::StringRef Entry, llvm::String
   return banner(M, "//") + "// " + What.str() +
          "\n#include \"plan.h\"\n#include \"atp/checkpoint_tools.h\" // defines: " + Entry.str() +
          "\n\nint main(int argc, char **argv) { return atp::" + Entry.str() + "(gen::plan, argc, argv); }\n";
+}
+
+EmittedFile autotpc::emitGeneratorPaths(llvm::StringRef Prefix) {
+  // A bracket argument holds any path: its '=' count is chosen so that nothing in the path, nor a ']'
+  // that ends it followed by the closing bracket, closes it early.
+  std::string Eq;
+  while ((Prefix + "]").str().find("]" + Eq + "]") != std::string::npos)
+    Eq += '=';
+  return {GeneratorPathsFile,
+          "# Written by autotpc for this machine: the prefix of the autotpc that generated this folder (its build\n"
+          "# tree or install prefix), where CMakeLists.txt's find_package(autotpc_runtime) looks unless\n"
+          "# AUTOTPC_RUNTIME_DIR or CMAKE_PREFIX_PATH names another runtime. Not part of the plan.\n"
+          "set(AUTOTPC_GENERATOR_PREFIX [" +
+              Eq + "[" + Prefix.str() + "]" + Eq + "])\n"};
 }
 
 std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM,

@@ -3,9 +3,11 @@
 // `autotpc CONFIG -o DIR` writes a small CMake project: the shard plan as
 // constexpr tables (plan.h / plan.cpp), the ZeRO plan (zero.h / zero.cpp:
 // flat layouts, buckets and training settings), the `shard` and
-// `consolidate` tools and a library, all built against runtime/ alone. Names and order are
-// decided before anything is printed; the text is deterministic (no time,
-// no absolute path, no version), so goldens in generated/ stay byte-stable.
+// `consolidate` tools and a library, all built against runtime/ alone
+// (found by find_package(autotpc_runtime), see emitGeneratorPaths). Names
+// and order are decided before anything is printed; the text is
+// deterministic (no time, no absolute path, no version), so goldens in
+// generated/ stay byte-stable.
 //
 //===----------------------------------------------------------------------===//
 #ifndef AUTOTPC_EMIT_EMITTER_H
@@ -65,6 +67,15 @@ std::string emitZeroSource(const Module &M, const ZeroSettings &Z, const llvm::S
 /// plan.h, plan.cpp, zero.h, zero.cpp, shard.cpp, consolidate.cpp.
 std::vector<EmittedFile> emitProject(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM,
                                      const EmitOptions &Opts);
+
+/// The name of the one machine-specific file of an output folder.
+inline constexpr const char *GeneratorPathsFile = "autotpc-paths.cmake";
+
+/// autotpc-paths.cmake: where the autotpc that ran lives (Prefix: the folder
+/// above its bin/), a hint for the generated CMakeLists.txt's
+/// find_package(autotpc_runtime). Written with -o only, never printed by
+/// --emit=cpp; the goldens leave it out, as it names a path of this machine.
+EmittedFile emitGeneratorPaths(llvm::StringRef Prefix);
 
 /// Writes Files into Dir atomically: everything goes to a temporary sibling
 /// folder first, which then replaces Dir. On failure nothing is left behind.

@@ -10,7 +10,9 @@
 #include "Driver/Driver.h"
 
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/WithColor.h"
 
 using namespace llvm;
@@ -51,6 +53,9 @@ static cl::opt<std::string> OutputDir("o", cl::desc("write the generated C++ pro
 static cl::opt<bool> NoOriginComments("no-origin-comments",
                                       cl::desc("leave out the spec locations in generated code"), cl::cat(Category));
 
+/// An address inside this executable, for getMainExecutable where argv[0] is all it has.
+static void anchor() {}
+
 int main(int argc, char **argv) {
   InitLLVM X(argc, argv);
   cl::HideUnrelatedOptions(Category);
@@ -83,6 +88,11 @@ int main(int argc, char **argv) {
   }
   Opts.OutputDir = OutputDir;
   Opts.OriginComments = !NoOriginComments;
+  // The build tree (build/bin/autotpc) and an install (P/bin/autotpc) both
+  // hold their runtime's CMake package under the folder above bin/.
+  std::string Exe = sys::fs::getMainExecutable(argv[0], reinterpret_cast<void *>(&anchor));
+  if (!Exe.empty())
+    Opts.GeneratorPrefix = sys::path::parent_path(sys::path::parent_path(Exe)).str();
   (void)Check; // --check is the default action; the flag documents intent in CI scripts
   return autotpc::runCompiler(Opts, outs(), errs());
 }
