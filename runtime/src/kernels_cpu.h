@@ -1,0 +1,76 @@
+/* kernels_cpu.h - the CPU kernels of kernels.h as templates over the element type (float, double).
+
+   kernels_cpu.cpp wraps them in the Kernels interface after kernels_check.h has accepted the arguments, so
+   these functions assume valid dimensions. The same code runs in float (the training path) and double
+   (the tests' finite-difference checks). Reductions accumulate in double, in a fixed order; GEMMs go to
+   the CBLAS (blas<T> below), which splits work over rows and columns only, so results do not depend on
+   its thread count. Each kernel family lives in its own file (kernels_cpu_<family>.cpp) and is explicitly
+   instantiated there for float and double. */
+#pragma once
+
+#include "atp/kernels.h"
+
+#include <cblas.h>
+
+#include <cstdint>
+
+namespace atp::cpu {
+
+using i64 = std::int64_t;
+
+/// Row-major C = alpha op(A) op(B) + beta C through cblas_sgemm / cblas_dgemm (dims already checked to fit int).
+inline void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, float alpha, const float *a, i64 lda, const float *b,
+                      i64 ldb, float beta, float *c, i64 ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+inline void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, double alpha, const double *a, i64 lda,
+                      const double *b, i64 ldb, double beta, double *c, i64 ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
+              int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// kernels_cpu_linear.cpp
+template <class T> void gemm(const GemmArgs &g, const T *a, const T *b, T *c);
+template <class T> void linear_forward(T *y, const T *x, const T *w, const T *bias, i64 rows, i64 in, i64 out);
+template <class T>
+void linear_backward(T *dx, Write mode, T *dw, T *db, const T *dy, const T *x, const T *w, i64 rows, i64 in,
+                     i64 out);
+
+// kernels_cpu_embedding.cpp (forward returns the first bad id's error before writing)
+template <class T>
+Status embedding_forward(T *out, const T *table, const std::int32_t *ids, i64 rows, i64 hidden,
+                         const VocabRange &r);
+template <class T>
+Status embedding_backward(T *dtable, const T *dout, const std::int32_t *ids, i64 rows, i64 hidden,
+                          const VocabRange &r);
+
+// kernels_cpu_norm.cpp (S: the stat type, float for float and double for double)
+template <class T> void rmsnorm_forward(T *y, T *rstd, const T *x, const T *w, i64 rows, i64 hidden, double eps);
+template <class T>
+void rmsnorm_backward(T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w, const T *rstd, i64 rows,
+                      i64 hidden);
+
+// kernels_cpu_rope.cpp
+template <class T> Status rope_table(T *table, const RopeConfig &cfg, i64 head_dim, i64 positions);
+template <class T> void rope_apply(T *x, const RopeDims &d, const T *table, bool transpose);
+
+// kernels_cpu_elementwise.cpp
+template <class T> void swiglu_forward(T *out, const T *gate, const T *up, i64 rows, i64 ffn, i64 in_stride);
+template <class T>
+void swiglu_backward(T *dgate, T *dup, const T *dout, const T *gate, const T *up, i64 rows, i64 ffn,
+                     i64 in_stride);
+template <class T> void add(T *out, const T *a, const T *b, i64 n);
+template <class T> void scale(T *x, double alpha, i64 n);
+
+// kernels_cpu_attention.cpp
+template <class T> void attention_forward(T *out, T *lse, const T *q, const T *k, const T *v, const AttentionDims &d);
+template <class T>
+void attention_backward(T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, const T *out,
+                        const T *lse, const AttentionDims &d);
+
+// kernels_cpu_loss.cpp (checks every target before writing)
+template <class T>
+Result<CrossEntropySum> cross_entropy(T *logits, const std::int32_t *targets, const CrossEntropyArgs &a);
+
+} // namespace atp::cpu
