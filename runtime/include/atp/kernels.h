@@ -24,7 +24,9 @@
        before ONE tensor-parallel all-reduce; the residual stream's gradient).
      - Outputs must not overlap inputs unless a call says so.
      - Results are deterministic: the same inputs give the same bytes on every run (no reduction order
-       that depends on a thread count or on timing).
+       that depends on timing). The kernels' own loops do not depend on a thread count either, but
+       OpenBLAS's GEMMs do (1 and 2 threads differ in the last bits): for bit-identical runs across
+       machines or resumes, fix the BLAS thread count (make_cpu_kernels' blas_threads).
      - On the CUDA backend work is enqueued on one stream in call order; calls that return a value to
        the host (cross_entropy) synchronize. */
 #pragma once
