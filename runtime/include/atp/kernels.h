@@ -28,7 +28,25 @@
        OpenBLAS's GEMMs do (1 and 2 threads differ in the last bits): for bit-identical runs across
        machines or resumes, fix the BLAS thread count (make_cpu_kernels' blas_threads).
      - On the CUDA backend work is enqueued on one stream in call order; calls that return a value to
-       the host (cross_entropy) synchronize. */
+       the host (cross_entropy) synchronize.
+
+   A Llama decoder layer on one TP rank (this rank's heads and ffn columns; x: the layer's input [T, H],
+   kept with h, q, k, v, a, lse, x1, h2, g, u, m and the rstds for backward), forward:
+     rmsnorm_forward(h, rstd1, x, w_in)                 linear_forward(q|k|v, h, Wq|Wk|Wv, bq|bk|bv)
+     rope_forward(q), rope_forward(k)                   attention_forward(a, lse, q, k, v)
+     linear_forward(o, a, Wo); all-reduce(o)            add(x1, x, o)
+     rmsnorm_forward(h2, rstd2, x1, w_post)             linear_forward(g, h2, Wg), linear_forward(u, h2, Wu)
+     swiglu_forward(m, g, u)                            linear_forward(d, m, Wd); all-reduce(d); add(x2, x1, d)
+   backward (dx: the residual stream's gradient, d(x2) on entry, d(x) on exit, accumulated into):
+     linear_backward(dm, Overwrite, dWd, -, dx, m, Wd)  swiglu_backward(dg, du, dm, g, u)
+     linear_backward(dh2, Overwrite, dWg, -, dg, h2, Wg); linear_backward(dh2, Accumulate, dWu, -, du, h2, Wu)
+     all-reduce(dh2) once                               rmsnorm_backward(dx, Accumulate, dw_post, dh2, ...)
+     linear_backward(da, Overwrite, dWo, -, dx, a, Wo)  attention_backward(dq, dk, dv, da, ...)
+     rope_backward(dq), rope_backward(dk)               linear_backward(dh, Overwrite/Accumulate x3, ...)
+     all-reduce(dh) once                                rmsnorm_backward(dx, Accumulate, dw_in, dh, ...)
+   Fused projections (phi3) use one linear and the column blocks of its output: attention and RoPE take
+   row strides, SwiGLU takes [gate | up] rows. The LM head is linear_* (tied: W = the embedding table, so
+   its dW lands in the embedding's gradient), then cross_entropy over row chunks if [T, V] is too big. */
 #pragma once
 
 #include "atp/dtype.h"
