@@ -10,6 +10,7 @@ if(_atp_have_cpu_kernels)
     ${CMAKE_CURRENT_LIST_DIR}/KernelsRopeTest.cpp
     ${CMAKE_CURRENT_LIST_DIR}/KernelsAttentionTest.cpp
     ${CMAKE_CURRENT_LIST_DIR}/KernelsLossElementwiseTest.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/KernelsLayerTest.cpp
   )
   target_link_libraries(autotpc_kernels_tests PRIVATE autotpc_runtime autotpc_warnings GTest::gtest GTest::gmock
                         GTest::gtest_main)
