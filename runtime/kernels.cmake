@@ -24,6 +24,7 @@ if(_atp_openblas_found)
   message(STATUS "autotpc runtime: CPU kernels on (OpenBLAS ${ATP_OPENBLAS_VERSION})")
   list(APPEND ATP_RUNTIME_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_gemm.cpp
     ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_linear.cpp
     ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_embedding.cpp
     ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_norm.cpp

@@ -9,8 +9,6 @@
 #include <string>
 #include <type_traits>
 
-extern "C" void openblas_set_num_threads(int num_threads); // OpenBLAS's, not part of CBLAS proper
-
 namespace atp {
 
 namespace {
@@ -144,8 +142,7 @@ public:
 Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype, int blas_threads) {
   if (blas_threads < 0)
     return error("make_cpu_kernels: blas_threads " + std::to_string(blas_threads) + " must be >= 0");
-  if (blas_threads > 0)
-    openblas_set_num_threads(blas_threads);
+  cpu::set_gemm_threads(blas_threads);
   switch (dtype) {
   case DType::F32:
     return std::unique_ptr<Kernels>(new CpuKernels<float>());

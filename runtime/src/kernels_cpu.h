@@ -3,8 +3,8 @@
    kernels_cpu.cpp wraps them in the Kernels interface after kernels_check.h has accepted the arguments, so
    these functions assume valid dimensions. The same code runs in float (the training path) and double
    (the tests' finite-difference checks). Reductions accumulate in double, in a fixed order; GEMMs go to
-   the CBLAS (blas<T> below), which splits work over rows and columns only, so results do not depend on
-   its thread count. Each kernel family lives in its own file (kernels_cpu_<family>.cpp) and is explicitly
+   the CBLAS (blas_gemm below), the large ones through par_gemm, so results do not depend on a thread
+   count. Each kernel family lives in its own file (kernels_cpu_<family>.cpp) and is explicitly
    instantiated there for float and double. */
 #pragma once
 
@@ -29,6 +29,14 @@ inline void blas_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, double alpha, const
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
               int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
+
+// kernels_cpu_gemm.cpp: blas_gemm cut into fixed blocks over gemm_threads() threads, OpenBLAS single-threaded,
+// so the bits depend on the dimensions only (not on the thread count). set_gemm_threads(0): every core.
+void set_gemm_threads(int threads);
+int gemm_threads();
+template <class T>
+void par_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, T alpha, const T *a, i64 lda, const T *b, i64 ldb, T beta,
+              T *c, i64 ldc);
 
 // kernels_cpu_linear.cpp
 template <class T> void gemm(const GemmArgs &g, const T *a, const T *b, T *c);

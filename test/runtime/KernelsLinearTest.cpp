@@ -25,8 +25,7 @@ Vec naive_linear(const Vec &x, const Vec &w, const Vec *bias, i64 rows, i64 in, 
   return y;
 }
 
-TEST(KernelsLinear, GemmMatchesNaiveForEveryTransposeWithStridesAlphaBeta) {
-  const i64 m = 5, n = 7, k = 3;
+void check_gemm_against_naive(i64 m, i64 n, i64 k) {
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb) {
       atp::GemmArgs g;
@@ -53,8 +52,24 @@ TEST(KernelsLinear, GemmMatchesNaiveForEveryTransposeWithStridesAlphaBeta) {
       auto k32 = kernels(DType::F32);
       auto af = to_float(a), bf = to_float(b), cf = to_float(c0);
       ASSERT_TRUE(k32->gemm(g, af.data(), bf.data(), cf.data()).ok());
-      EXPECT_TRUE(near_all(cf, want, 1e-5, 1e-6)) << "ta " << ta << " tb " << tb;
+      EXPECT_TRUE(near_all(cf, want, 1e-5, 1e-5 * double(k))) << "ta " << ta << " tb " << tb;
     }
+}
+
+TEST(KernelsLinear, GemmMatchesNaiveForEveryTransposeWithStridesAlphaBeta) {
+  SCOPED_TRACE("5 x 7 x 3");
+  check_gemm_against_naive(5, 7, 3);
+}
+
+TEST(KernelsLinear, GemmsSplitIntoRowOrColumnBlocksMatchNaive) {
+  // above kernels_cpu_gemm.cpp's split size: 130 rows -> row blocks 64, 64, 2; 130 columns -> column blocks
+  for (int threads : {1, 3}) {
+    ASSERT_TRUE(atp::make_cpu_kernels(DType::F64, threads).ok());
+    SCOPED_TRACE("130 x 70 x 300");
+    check_gemm_against_naive(130, 70, 300);
+    SCOPED_TRACE("70 x 130 x 300");
+    check_gemm_against_naive(70, 130, 300);
+  }
 }
 
 TEST(KernelsLinear, GemmBetaZeroIgnoresNaNInC) {

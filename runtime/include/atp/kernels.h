@@ -23,10 +23,9 @@
        when the call takes Write::Accumulate (q/k/v and gate/up input gradients summed into one buffer
        before ONE tensor-parallel all-reduce; the residual stream's gradient).
      - Outputs must not overlap inputs unless a call says so.
-     - Results are deterministic: the same inputs give the same bytes on every run (no reduction order
-       that depends on timing). The kernels' own loops do not depend on a thread count either, but
-       OpenBLAS's GEMMs do (1 and 2 threads differ in the last bits): for bit-identical runs across
-       machines or resumes, fix the BLAS thread count (make_cpu_kernels' blas_threads).
+     - Results are deterministic: the same inputs give the same bytes on every run, whatever the thread
+       count (no reduction order that depends on threads or timing; on the CPU, GEMMs are cut into blocks
+       by their dimensions, not by the thread count: kernels_cpu_gemm.cpp).
      - On the CUDA backend work is enqueued on one stream in call order; calls that return a value to
        the host (cross_entropy) synchronize.
 
@@ -250,10 +249,10 @@ public:
 };
 
 /// Host kernels: dtype F32 (float, the training path) or F64 (double, for gradient checks); other dtypes
-/// are an error. GEMMs run on the CBLAS the runtime was built with (OpenBLAS), threaded by it: blas_threads
-/// > 0 sets its thread count (process-wide; e.g. 1 per rank when ranks share the cores), 0 keeps its
-/// default (OPENBLAS_NUM_THREADS, else every core). Everything else runs on the calling thread. Fails in
-/// runtimes built without a CBLAS (the CUDA machine's: runtime/kernels.cmake).
+/// are an error. GEMMs run on the CBLAS the runtime was built with (OpenBLAS, kept single-threaded), large
+/// ones split into fixed blocks over blas_threads threads (process-wide; 0: every core; e.g. 1 per rank when
+/// ranks share the cores); the bits do not depend on that count. Everything else runs on the calling
+/// thread. Fails in runtimes built without a CBLAS (the CUDA machine's: runtime/kernels.cmake).
 Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype = DType::F32, int blas_threads = 0);
 
 /// Device kernels on the current CUDA device, enqueued on `stream` (a cudaStream_t; null: the legacy default
