@@ -12,7 +12,10 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <thread>
+#include <vector>
 
 namespace atp::cpu {
 
@@ -37,6 +40,28 @@ int gemm_threads();
 template <class T>
 void par_gemm(bool ta, bool tb, i64 m, i64 n, i64 k, T alpha, const T *a, i64 lda, const T *b, i64 ldb, T beta,
               T *c, i64 ldc);
+
+/// Runs fn(task, worker) for every task in [0, tasks), spread round-robin over up to gemm_threads() workers
+/// (worker < that count: an index for per-worker scratch). Tasks must write disjoint outputs, so the result
+/// does not depend on the worker count.
+template <class F> void parallel_tasks(i64 tasks, int max_workers, const F &fn) {
+  const int workers = int(std::min<i64>(std::min(gemm_threads(), max_workers), tasks));
+  if (workers <= 1) {
+    for (i64 t = 0; t < tasks; ++t)
+      fn(t, 0);
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (int w = 1; w < workers; ++w)
+    pool.emplace_back([&, w] {
+      for (i64 t = w; t < tasks; t += workers)
+        fn(t, w);
+    });
+  for (i64 t = 0; t < tasks; t += workers)
+    fn(t, 0);
+  for (auto &th : pool)
+    th.join();
+}
 
 // kernels_cpu_linear.cpp
 template <class T> void gemm(const GemmArgs &g, const T *a, const T *b, T *c);

@@ -164,8 +164,10 @@ TEST(KernelsAttention, SameInputsGiveTheSameBytes) {
   const auto q = to_float(random_vec(c.B * c.S * c.Hq * c.D, 10)), k = to_float(random_vec(c.B * c.S * c.Hkv * c.D, 11));
   const auto v = to_float(random_vec(k.size(), 12)), dout = to_float(random_vec(q.size(), 13));
   std::vector<float> first;
-  for (int run = 0; run < 2; ++run) {
-    auto kk = kernels(DType::F32);
+  for (int threads : {2, 2, 1, 3}) { // twice, then other thread counts: the same bytes every time
+    auto made = atp::make_cpu_kernels(DType::F32, threads);
+    ASSERT_TRUE(made.ok());
+    auto &kk = *made;
     std::vector<float> out(q.size()), lse(std::size_t(c.B * c.Hq * c.S)), dq(q.size()), dk(k.size()), dv(v.size());
     ASSERT_TRUE(kk->attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), d).ok());
     ASSERT_TRUE(kk->attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), q.data(), k.data(), v.data(),
@@ -173,10 +175,10 @@ TEST(KernelsAttention, SameInputsGiveTheSameBytes) {
     std::vector<float> all = out;
     for (const auto *part : {&lse, &dq, &dk, &dv})
       all.insert(all.end(), part->begin(), part->end());
-    if (run == 0)
+    if (first.empty())
       first = all;
     else
-      EXPECT_EQ(std::memcmp(all.data(), first.data(), all.size() * sizeof(float)), 0);
+      EXPECT_EQ(std::memcmp(all.data(), first.data(), all.size() * sizeof(float)), 0) << threads << " threads";
   }
 }
 

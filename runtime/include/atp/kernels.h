@@ -251,8 +251,9 @@ public:
 /// Host kernels: dtype F32 (float, the training path) or F64 (double, for gradient checks); other dtypes
 /// are an error. GEMMs run on the CBLAS the runtime was built with (OpenBLAS, kept single-threaded), large
 /// ones split into fixed blocks over blas_threads threads (process-wide; 0: every core; e.g. 1 per rank when
-/// ranks share the cores); the bits do not depend on that count. Everything else runs on the calling
-/// thread. Fails in runtimes built without a CBLAS (the CUDA machine's: runtime/kernels.cmake).
+/// ranks share the cores), and attention spreads its (sequence, head) blocks over the same threads; the
+/// bits do not depend on that count. The elementwise kernels run on the calling thread. Fails in runtimes
+/// built without a CBLAS (the CUDA machine's: runtime/kernels.cmake).
 Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype = DType::F32, int blas_threads = 0);
 
 /// Device kernels on the current CUDA device, enqueued on `stream` (a cudaStream_t; null: the legacy default
