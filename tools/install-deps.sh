@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libre2-dev
   libopenmpi-dev openmpi-bin         # the MPI backend and multi-rank tests
   libgtest-dev libbenchmark-dev
+  libopenblas-dev                    # the CPU kernels' GEMMs (runtime/kernels.cmake)
 )
 missing=()
 for p in "${packages[@]}"; do

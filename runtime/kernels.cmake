@@ -1,0 +1,42 @@
+# kernels: the forward/backward kernels of the generated model (include/atp/kernels.h).
+# The argument checks and the rotary frequencies are backend-neutral and always built. The CPU kernels need
+# a CBLAS: OpenBLAS (Debian libopenblas-dev, threaded), found with pkg-config. Without it (the GPU machine's
+# runtime) make_cpu_kernels is a stub that says so, and the rest of the runtime builds as before.
+# AUTOTPC_CPU_KERNELS: unset = use OpenBLAS when found; ON = require it; OFF = never.
+list(APPEND ATP_RUNTIME_SOURCES
+  ${CMAKE_CURRENT_LIST_DIR}/src/kernels_check.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/kernels_rope.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_stub.cpp
+)
+set(_atp_openblas_found FALSE)
+if(NOT DEFINED AUTOTPC_CPU_KERNELS OR AUTOTPC_CPU_KERNELS)
+  find_package(PkgConfig QUIET)
+  if(PKG_CONFIG_FOUND)
+    pkg_check_modules(ATP_OPENBLAS QUIET IMPORTED_TARGET GLOBAL openblas)
+    set(_atp_openblas_found ${ATP_OPENBLAS_FOUND})
+  endif()
+  if(AUTOTPC_CPU_KERNELS AND NOT _atp_openblas_found)
+    message(FATAL_ERROR "AUTOTPC_CPU_KERNELS is ON but OpenBLAS was not found (pkg-config openblas): "
+                        "install libopenblas-dev")
+  endif()
+endif()
+if(_atp_openblas_found)
+  message(STATUS "autotpc runtime: CPU kernels on (OpenBLAS ${ATP_OPENBLAS_VERSION})")
+  list(APPEND ATP_RUNTIME_SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_gemm.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_linear.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_embedding.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_norm.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_rope.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_elementwise.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_attention.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_loss.cpp
+  )
+  list(APPEND ATP_RUNTIME_LIBS PkgConfig::ATP_OPENBLAS)
+  # The tests of the CPU kernels (test/runtime/kernels.cmake) are built only where the kernels are.
+  set_property(GLOBAL PROPERTY ATP_HAVE_CPU_KERNELS TRUE)
+else()
+  message(STATUS "autotpc runtime: CPU kernels off (no OpenBLAS; see runtime/kernels.cmake)")
+  list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cpu_stub.cpp)
+endif()

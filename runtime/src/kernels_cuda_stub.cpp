@@ -1,0 +1,11 @@
+/* kernels_cuda_stub.cpp - make_cuda_kernels before the CUDA kernels exist (issue 10). Callers get an error
+   Status, so generated code can ask for the CUDA backend and report why it is missing. */
+#include "atp/kernels.h"
+
+namespace atp {
+
+Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType /*dtype*/, void * /*stream*/) {
+  return error("make_cuda_kernels: the CUDA kernels are not built in this autotpc runtime");
+}
+
+} // namespace atp
