@@ -1,5 +1,6 @@
 # Runtime foundation, CPU side: status and fatal errors, world and groups,
-# dtypes and host tensors, JSON for headers, atomic files, safetensors IO.
+# dtypes and host tensors, JSON for headers, atomic files, safetensors IO,
+# training data (token files, the byte-level tokenizer, the data loader).
 # Plain C++17 and POSIX: no other library.
 list(APPEND ATP_RUNTIME_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/src/status.cpp
@@ -12,4 +13,7 @@ list(APPEND ATP_RUNTIME_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/src/checkpoint.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/safetensors_writer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/tcp_store.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/token_file.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/byte_tokenizer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/data_loader.cpp
 )
