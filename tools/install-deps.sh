@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libre2-dev
   libopenmpi-dev openmpi-bin         # the MPI backend and multi-rank tests
   libgtest-dev libbenchmark-dev
+  fortunes-min                       # real text for the tokenizer's tests (/usr/share/games/fortunes)
 )
 missing=()
 for p in "${packages[@]}"; do

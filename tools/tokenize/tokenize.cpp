@@ -14,7 +14,8 @@
 // first counts the tokens (the header comes first), the second writes them,
 // with progress on stderr every 64 MiB when the inputs exceed that. The
 // summary line goes to stdout. --decode prints a token file's text to
-// stdout (end of text as TEXT, default nothing), to inspect or diff a file.
+// stdout (end of text as TEXT, default nothing; "\n", "\t" and "\\" in TEXT
+// are escapes, so `--eot-text '%\n'` gives a fortune file back byte for byte).
 // Exit status 1 on any error.
 //
 //===----------------------------------------------------------------------===//
@@ -54,7 +55,8 @@ void usage(std::FILE *to) {
                "  each document), written as a token file for train.\n"
                "  --doc-sep LINE  a line equal to LINE separates documents (fortune files: %%)\n"
                "  --no-eot        no end-of-text ids (the ids then fit a vocab_size of 256)\n"
-               "  --decode        print the text of a token file (end of text as --eot-text)\n",
+               "  --decode        print the text of a token file (end of text as --eot-text,\n"
+               "                  where \\n, \\t and \\\\ are escapes)\n",
                kTool, kTool);
 }
 
@@ -171,6 +173,24 @@ std::string mib(std::uint64_t bytes) {
   return buf;
 }
 
+/// TEXT with "\n", "\t" and "\\" replaced; other backslashes stay.
+std::string unescape(const std::string &text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\\' && i + 1 < text.size()) {
+      char e = text[i + 1];
+      if (e == 'n' || e == 't' || e == '\\') {
+        out.push_back(e == 'n' ? '\n' : e == 't' ? '\t' : '\\');
+        ++i;
+        continue;
+      }
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 /// --decode: the text of a token file on stdout, a million tokens at a time.
 int decode_file(const Options &o) {
   atp::Result<atp::TokenFile> f = atp::TokenFile::open(o.decode);
@@ -183,7 +203,7 @@ int decode_file(const Options &o) {
     atp::Status st = f->read(at, n, buf.data());
     if (!st.ok())
       return fail_with(st.message());
-    atp::Result<std::string> text = atp::decode_tokens(buf, o.eot_text);
+    atp::Result<std::string> text = atp::decode_tokens(buf, unescape(o.eot_text));
     if (!text.ok())
       return fail_with(o.decode + ": from token " + std::to_string(at) + ": " +
                        text.status().message());
