@@ -3,6 +3,11 @@
    trainer's data path and generate's decode agree by construction. */
 #include "atp/byte_tokenizer.h"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
 namespace atp {
 
 void encode_bytes(std::string_view text, std::vector<std::uint32_t> &out) {
@@ -89,6 +94,28 @@ std::size_t encode_documents(std::string_view text, std::string_view separator_l
     ++docs;
   });
   return docs;
+}
+
+Result<std::vector<std::uint32_t>> tokenize_text_files(const std::vector<std::string> &paths,
+                                                       std::string_view separator_line,
+                                                       bool with_eot) {
+  std::vector<std::uint32_t> out;
+  std::uint64_t bytes = 0;
+  for (const std::string &path : paths) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+      return error(path + ": cannot open: " + std::strerror(errno));
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad())
+      return error(path + ": read failed");
+    bytes += text.size();
+    encode_documents(text, separator_line, with_eot, out);
+  }
+  if (out.empty())
+    return error("no text in " + std::to_string(paths.size()) + " input file" +
+                 (paths.size() == 1 ? "" : "s") + " (" + std::to_string(bytes) + " bytes" +
+                 (paths.empty() ? "" : ", first " + paths.front()) + ")");
+  return out;
 }
 
 } // namespace atp

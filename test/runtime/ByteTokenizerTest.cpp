@@ -81,3 +81,20 @@ TEST(ByteTokenizer, DocumentsSplitOnSeparatorLines) {
   EXPECT_EQ(encode_documents("ab\n%\nc\n%\n", "%", false, out), 2u);
   EXPECT_EQ(out, (std::vector<std::uint32_t>{'a', 'b', '\n', 'c', '\n'}));
 }
+
+TEST(ByteTokenizer, TextFilesAsTheToolReadsThem) {
+  atp_test::TempDir dir;
+  atp_test::write_file(dir / "a.txt", "x\n%\ny\n%\n");
+  atp_test::write_file(dir / "b.txt", "z");
+  Result<std::vector<std::uint32_t>> t = tokenize_text_files({dir / "a.txt", dir / "b.txt"}, "%", true);
+  ASSERT_TRUE(t.ok()) << t.status().message();
+  EXPECT_EQ(*t, (std::vector<std::uint32_t>{'x', '\n', kEndOfText, 'y', '\n', kEndOfText, 'z', kEndOfText}));
+  Result<std::vector<std::uint32_t>> whole = tokenize_text_files({dir / "a.txt"}, "", false);
+  EXPECT_EQ(*whole, encode_bytes("x\n%\ny\n%\n"));
+  Result<std::vector<std::uint32_t>> missing = tokenize_text_files({dir / "no.txt"}, "", true);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message(), dir / "no.txt" + ": cannot open: No such file or directory");
+  atp_test::write_file(dir / "seps.txt", "%\n");
+  EXPECT_EQ(tokenize_text_files({dir / "seps.txt"}, "%", true).status().message(),
+            "no text in 1 input file (2 bytes, first " + dir / "seps.txt" + ")");
+}

@@ -40,6 +40,7 @@ namespace {
 
 const char *const kTool = "autotpc-tokenize";
 constexpr std::uint64_t kProgressBytes = 64ull << 20;
+constexpr std::size_t kPiece = 1u << 20;
 
 int fail_with(const std::string &msg) {
   std::fprintf(stderr, "%s: error: %s\n", kTool, msg.c_str());
@@ -262,16 +263,22 @@ int main(int argc, char **argv) {
     atp::for_each_document(files[f].text(), o.doc_sep, [&](std::string_view doc) {
       if (!st.ok())
         return;
-      buf.clear();
-      atp::encode_bytes(doc, buf);
-      if (o.eot)
-        buf.push_back(atp::kEndOfText);
-      st = w->append(buf.data(), buf.size());
-      std::uint64_t at = done_bytes + std::uint64_t(doc.data() + doc.size() - base);
-      if (total_bytes > kProgressBytes && at >= next_report) {
-        std::fprintf(stderr, "%s: %s of %s read\n", kTool, mib(at).c_str(), mib(total_bytes).c_str());
-        next_report = (at / kProgressBytes + 1) * kProgressBytes;
+      // In pieces of at most 1 MiB, so memory stays small and progress
+      // moves inside one huge document too.
+      for (std::size_t off = 0; st.ok() && off < doc.size(); off += kPiece) {
+        std::string_view piece = doc.substr(off, kPiece);
+        buf.clear();
+        atp::encode_bytes(piece, buf);
+        st = w->append(buf.data(), buf.size());
+        std::uint64_t at = done_bytes + std::uint64_t(piece.data() + piece.size() - base);
+        if (total_bytes > kProgressBytes && at >= next_report) {
+          std::fprintf(stderr, "%s: %s of %s read\n", kTool, mib(at).c_str(),
+                       mib(total_bytes).c_str());
+          next_report = (at / kProgressBytes + 1) * kProgressBytes;
+        }
       }
+      if (st.ok() && o.eot)
+        st = w->append(&atp::kEndOfText, 1);
     });
     if (!st.ok())
       return fail_with(st.message());

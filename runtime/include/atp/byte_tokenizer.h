@@ -63,4 +63,12 @@ void for_each_document(std::string_view text, std::string_view separator_line,
 std::size_t encode_documents(std::string_view text, std::string_view separator_line,
                              bool with_eot, std::vector<std::uint32_t> &out);
 
+/// Reads the text files in order and encodes them as above (a whole file
+/// is one document unless `separator_line` is set): what `train` does with
+/// plain-text data, and what autotpc-tokenize writes to a token file.
+/// Unreadable files and inputs without any text are errors naming them.
+Result<std::vector<std::uint32_t>> tokenize_text_files(const std::vector<std::string> &paths,
+                                                       std::string_view separator_line,
+                                                       bool with_eot);
+
 } // namespace atp
