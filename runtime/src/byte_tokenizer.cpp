@@ -22,8 +22,7 @@ std::vector<std::uint32_t> encode_bytes(std::string_view text) {
   return out;
 }
 
-Result<std::string> decode_tokens(const std::uint32_t *tokens, std::size_t n,
-                                  std::string_view eot_text) {
+Result<std::string> decode_tokens(const std::uint32_t *tokens, std::size_t n, std::string_view eot_text) {
   std::string out;
   out.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -84,8 +83,8 @@ void for_each_document(std::string_view text, std::string_view separator_line,
     fn(text.substr(doc_begin));
 }
 
-std::size_t encode_documents(std::string_view text, std::string_view separator_line,
-                             bool with_eot, std::vector<std::uint32_t> &out) {
+std::size_t encode_documents(std::string_view text, std::string_view separator_line, bool with_eot,
+                             std::vector<std::uint32_t> &out) {
   std::size_t docs = 0;
   for_each_document(text, separator_line, [&](std::string_view doc) {
     encode_bytes(doc, out);
@@ -97,8 +96,7 @@ std::size_t encode_documents(std::string_view text, std::string_view separator_l
 }
 
 Result<std::vector<std::uint32_t>> tokenize_text_files(const std::vector<std::string> &paths,
-                                                       std::string_view separator_line,
-                                                       bool with_eot) {
+                                                       std::string_view separator_line, bool with_eot) {
   std::vector<std::uint32_t> out;
   std::uint64_t bytes = 0;
   for (const std::string &path : paths) {
@@ -112,9 +110,8 @@ Result<std::vector<std::uint32_t>> tokenize_text_files(const std::vector<std::st
     encode_documents(text, separator_line, with_eot, out);
   }
   if (out.empty())
-    return error("no text in " + std::to_string(paths.size()) + " input file" +
-                 (paths.size() == 1 ? "" : "s") + " (" + std::to_string(bytes) + " bytes" +
-                 (paths.empty() ? "" : ", first " + paths.front()) + ")");
+    return error("no text in " + std::to_string(paths.size()) + " input file" + (paths.size() == 1 ? "" : "s") + " (" +
+                 std::to_string(bytes) + " bytes" + (paths.empty() ? "" : ", first " + paths.front()) + ")");
   return out;
 }
 

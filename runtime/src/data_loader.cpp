@@ -24,8 +24,7 @@ std::string n(std::uint64_t v) { return std::to_string(v); }
 
 // ---------------------------------------------------------------- shuffle
 
-std::uint64_t shuffle_index(std::uint64_t i, std::uint64_t count, std::uint64_t seed,
-                            std::uint64_t epoch) {
+std::uint64_t shuffle_index(std::uint64_t i, std::uint64_t count, std::uint64_t seed, std::uint64_t epoch) {
   if (count <= 1)
     return i;
   // Smallest even number of bits 2h with 2^(2h) >= count; a Feistel network
@@ -80,8 +79,7 @@ Result<DataLoader> DataLoader::open(const std::string &path, const DataLoaderOpt
   return d;
 }
 
-Result<DataLoader> DataLoader::from_tokens(std::vector<std::uint32_t> tokens,
-                                           const std::string &name,
+Result<DataLoader> DataLoader::from_tokens(std::vector<std::uint32_t> tokens, const std::string &name,
                                            const DataLoaderOptions &options) {
   DataLoader d;
   d.name_ = name;
@@ -114,15 +112,13 @@ Status DataLoader::init(const DataLoaderOptions &o) {
   return Status();
 }
 
-std::uint32_t DataLoader::token(std::uint64_t i) const {
-  return in_memory_ ? memory_[i] : file_.at(i);
-}
+std::uint32_t DataLoader::token(std::uint64_t i) const { return in_memory_ ? memory_[i] : file_.at(i); }
 
 Status DataLoader::scan_ids() const {
   for (std::uint64_t i = 0; i < count_; ++i)
     if (token(i) >= opt_.vocab_size)
-      return error(name_ + ": token " + n(i) + " has id " + n(token(i)) +
-                   ", not below the vocab size " + n(opt_.vocab_size));
+      return error(name_ + ": token " + n(i) + " has id " + n(token(i)) + ", not below the vocab size " +
+                   n(opt_.vocab_size));
   return Status();
 }
 
@@ -149,9 +145,8 @@ Status DataLoader::next(MicroBatch &out) {
     for (std::uint64_t k = 0; k < row; ++k) {
       std::uint32_t t = token(begin + k);
       if (opt_.vocab_size != 0 && t >= opt_.vocab_size)
-        return error(name_ + ": token " + n(begin + k) + " has id " + n(t) +
-                     ", not below the vocab size " + n(opt_.vocab_size) + " (micro-batch " +
-                     n(out.index) + ", row " + n(i) + ", window " + n(w) + ")");
+        return error(name_ + ": token " + n(begin + k) + " has id " + n(t) + ", not below the vocab size " +
+                     n(opt_.vocab_size) + " (micro-batch " + n(out.index) + ", row " + n(i) + ", window " + n(w) + ")");
       dst[k] = t;
     }
   }
@@ -172,8 +167,7 @@ DataPosition DataLoader::position() const {
 Status DataLoader::restore(const DataPosition &pos) {
   DataPosition here = position();
   auto mismatch = [&](const char *what, std::uint64_t saved, std::uint64_t now) {
-    return error(name_ + ": the saved data position is for " + what + " " + n(saved) +
-                 ", this run has " + n(now));
+    return error(name_ + ": the saved data position is for " + what + " " + n(saved) + ", this run has " + n(now));
   };
   if (pos.seed != here.seed)
     return mismatch("seed", pos.seed, here.seed);

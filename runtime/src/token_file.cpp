@@ -42,9 +42,7 @@ std::uint64_t get_u64(const unsigned char *p) {
   return v;
 }
 
-std::uint64_t max_id(TokenDType dtype) {
-  return dtype == TokenDType::U16 ? 0xffffu : 0xffffffffu;
-}
+std::uint64_t max_id(TokenDType dtype) { return dtype == TokenDType::U16 ? 0xffffu : 0xffffffffu; }
 
 std::string n(std::uint64_t v) { return std::to_string(v); }
 
@@ -72,9 +70,7 @@ Status map_file(const std::string &path, int &fd, void *&map, std::size_t &size)
 
 } // namespace
 
-const char *token_dtype_name(TokenDType dtype) {
-  return dtype == TokenDType::U16 ? "uint16" : "uint32";
-}
+const char *token_dtype_name(TokenDType dtype) { return dtype == TokenDType::U16 ? "uint16" : "uint32"; }
 
 Result<TokenDType> parse_token_dtype(const std::string &name) {
   if (name == "uint16")
@@ -96,25 +92,20 @@ std::vector<unsigned char> encode_token_file_header(const TokenFileHeader &heade
   return b;
 }
 
-Result<TokenFileHeader> parse_token_file_header(const unsigned char *bytes,
-                                                std::uint64_t file_size,
+Result<TokenFileHeader> parse_token_file_header(const unsigned char *bytes, std::uint64_t file_size,
                                                 const std::string &file) {
   if (file_size < kTokenFileHeaderSize)
-    return error(file + ": file is " + n(file_size) + " bytes, too short for the " +
-                 n(kTokenFileHeaderSize) + "-byte token file header" +
-                 (file_size == 0 ? " (empty file)" : ""));
+    return error(file + ": file is " + n(file_size) + " bytes, too short for the " + n(kTokenFileHeaderSize) +
+                 "-byte token file header" + (file_size == 0 ? " (empty file)" : ""));
   if (std::memcmp(bytes, kTokenFileMagic, 8) != 0)
-    return error(file + ": not a token file: magic " +
-                 quote(std::string(reinterpret_cast<const char *>(bytes), 8)) +
+    return error(file + ": not a token file: magic " + quote(std::string(reinterpret_cast<const char *>(bytes), 8)) +
                  ", expected 'ATPTOKEN'");
   std::uint32_t version = get_u32(bytes + 8);
   if (version != kTokenFileVersion)
-    return error(file + ": token file version " + n(version) + ", this build reads version " +
-                 n(kTokenFileVersion));
+    return error(file + ": token file version " + n(version) + ", this build reads version " + n(kTokenFileVersion));
   std::uint32_t width = get_u32(bytes + 12);
   if (width != 2 && width != 4)
-    return error(file + ": token width " + n(width) +
-                 " bytes in the header, expected 2 (uint16) or 4 (uint32)");
+    return error(file + ": token width " + n(width) + " bytes in the header, expected 2 (uint16) or 4 (uint32)");
   std::uint32_t reserved = get_u32(bytes + 28);
   if (reserved != 0)
     return error(file + ": reserved header field is " + n(reserved) + ", expected 0");
@@ -124,28 +115,24 @@ Result<TokenFileHeader> parse_token_file_header(const unsigned char *bytes,
   h.id_bound = get_u32(bytes + 24);
   std::uint64_t data = file_size - kTokenFileHeaderSize;
   if (h.count > data / width || h.count * width != data)
-    return error(file + ": header says " + n(h.count) + " tokens of " + n(width) +
-                 " bytes, but " + n(data) + " bytes follow the header (file is " + n(file_size) +
-                 " bytes" + (h.count > data / width ? ", truncated?" : "") + ")");
+    return error(file + ": header says " + n(h.count) + " tokens of " + n(width) + " bytes, but " + n(data) +
+                 " bytes follow the header (file is " + n(file_size) + " bytes" +
+                 (h.count > data / width ? ", truncated?" : "") + ")");
   if (std::uint64_t(h.id_bound) > max_id(h.dtype) + 1)
-    return error(file + ": id_bound " + n(h.id_bound) + " does not fit dtype " +
-                 token_dtype_name(h.dtype));
+    return error(file + ": id_bound " + n(h.id_bound) + " does not fit dtype " + token_dtype_name(h.dtype));
   if ((h.count == 0) != (h.id_bound == 0))
-    return error(file + ": id_bound " + n(h.id_bound) + " is inconsistent with " + n(h.count) +
-                 " tokens");
+    return error(file + ": id_bound " + n(h.id_bound) + " is inconsistent with " + n(h.count) + " tokens");
   return h;
 }
 
 // ---------------------------------------------------------------- writing
 
-Result<TokenFileWriter> TokenFileWriter::create(const std::string &path, TokenDType dtype,
-                                                std::uint64_t count, std::uint32_t id_bound) {
+Result<TokenFileWriter> TokenFileWriter::create(const std::string &path, TokenDType dtype, std::uint64_t count,
+                                                std::uint32_t id_bound) {
   if (std::uint64_t(id_bound) > max_id(dtype) + 1)
-    return error(path + ": id bound " + n(id_bound) + " does not fit dtype " +
-                 token_dtype_name(dtype));
+    return error(path + ": id bound " + n(id_bound) + " does not fit dtype " + token_dtype_name(dtype));
   if ((count == 0) != (id_bound == 0))
-    return error(path + ": id bound " + n(id_bound) + " is inconsistent with " + n(count) +
-                 " tokens");
+    return error(path + ": id bound " + n(id_bound) + " is inconsistent with " + n(count) + " tokens");
   TokenFileWriter w;
   ATP_ASSIGN_OR_RETURN(w.file_, AtomicFile::create(path));
   w.dtype_ = dtype;
@@ -168,9 +155,8 @@ Status TokenFileWriter::append(const std::uint32_t *tokens, std::size_t count) {
     std::uint32_t t = tokens[i];
     if (t >= id_bound_) {
       file_.abandon();
-      return error(path() + ": token " + n(written_ + i) + " has id " + n(t) +
-                   ", not below the file's id bound " + n(id_bound_) + " (dtype " +
-                   token_dtype_name(dtype_) + ")");
+      return error(path() + ": token " + n(written_ + i) + " has id " + n(t) + ", not below the file's id bound " +
+                   n(id_bound_) + " (dtype " + token_dtype_name(dtype_) + ")");
     }
     if (width == 2) {
       buf_[2 * i] = static_cast<unsigned char>(t);
@@ -187,14 +173,13 @@ Status TokenFileWriter::append(const std::uint32_t *tokens, std::size_t count) {
 Status TokenFileWriter::commit() {
   if (written_ != count_) {
     file_.abandon();
-    return error(path() + ": " + n(written_) + " tokens written, the header announced " +
-                 n(count_) + " (did an input change while it was read?)");
+    return error(path() + ": " + n(written_) + " tokens written, the header announced " + n(count_) +
+                 " (did an input change while it was read?)");
   }
   return file_.commit();
 }
 
-Status write_token_file(const std::string &path, const std::vector<std::uint32_t> &tokens,
-                        TokenDType dtype) {
+Status write_token_file(const std::string &path, const std::vector<std::uint32_t> &tokens, TokenDType dtype) {
   std::uint64_t bound = 0;
   for (std::size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i] > max_id(dtype))
@@ -205,8 +190,7 @@ Status write_token_file(const std::string &path, const std::vector<std::uint32_t
   if (bound > 0xffffffffu) // id 2^32-1 in a uint32 file: the bound field cannot say so
     return error(path + ": token id 4294967295 cannot be stored (id_bound would overflow)");
   ATP_ASSIGN_OR_RETURN(TokenFileWriter w,
-                       TokenFileWriter::create(path, dtype, tokens.size(),
-                                               static_cast<std::uint32_t>(bound)));
+                       TokenFileWriter::create(path, dtype, tokens.size(), static_cast<std::uint32_t>(bound)));
   ATP_TRY(w.append(tokens.data(), tokens.size()));
   return w.commit();
 }
@@ -259,8 +243,8 @@ std::uint32_t TokenFile::at(std::uint64_t i) const {
 
 Status TokenFile::read(std::uint64_t begin, std::uint64_t count, std::uint32_t *out) const {
   if (begin > header_.count || count > header_.count - begin)
-    return error(path_ + ": tokens [" + n(begin) + ", " + n(begin + count) +
-                 ") are outside the file's " + n(header_.count) + " tokens");
+    return error(path_ + ": tokens [" + n(begin) + ", " + n(begin + count) + ") are outside the file's " +
+                 n(header_.count) + " tokens");
   for (std::uint64_t i = 0; i < count; ++i)
     out[i] = at(begin + i);
   return Status();
@@ -270,20 +254,18 @@ Status TokenFile::check_ids(std::uint64_t vocab_size) const {
   for (std::uint64_t i = 0; i < header_.count; ++i) {
     std::uint32_t t = at(i);
     if (t >= vocab_size)
-      return error(path_ + ": token " + n(i) + " has id " + n(t) + ", not below the vocab size " +
-                   n(vocab_size));
+      return error(path_ + ": token " + n(i) + " has id " + n(t) + ", not below the vocab size " + n(vocab_size));
   }
   return Status();
 }
 
 // ---------------------------------------------------------------- raw rows
 
-Result<std::vector<std::uint32_t>> read_token_rows(const std::string &path, std::uint64_t rows,
-                                                   std::uint64_t seq_len,
+Result<std::vector<std::uint32_t>> read_token_rows(const std::string &path, std::uint64_t rows, std::uint64_t seq_len,
                                                    std::uint64_t vocab_size) {
   if (rows == 0 || seq_len == 0)
-    return error(path + ": need at least one row of at least 2 tokens (rows " + n(rows) +
-                 ", seq_len " + n(seq_len) + ")");
+    return error(path + ": need at least one row of at least 2 tokens (rows " + n(rows) + ", seq_len " + n(seq_len) +
+                 ")");
   const std::uint64_t row = seq_len + 1;
   if (rows > std::numeric_limits<std::uint64_t>::max() / 4 / row)
     return error(path + ": " + n(rows) + " rows of " + n(row) + " tokens is too large");
@@ -304,8 +286,8 @@ Result<std::vector<std::uint32_t>> read_token_rows(const std::string &path, std:
   }
   if (size != want) {
     cleanup();
-    return error(path + ": file is " + n(size) + " bytes, expected " + n(rows) + " rows x " +
-                 n(row) + " tokens (seq_len " + n(seq_len) + " + 1) x 4 bytes = " + n(want) +
+    return error(path + ": file is " + n(size) + " bytes, expected " + n(rows) + " rows x " + n(row) +
+                 " tokens (seq_len " + n(seq_len) + " + 1) x 4 bytes = " + n(want) +
                  " bytes of raw little-endian uint32");
   }
   std::vector<std::uint32_t> out(rows * row);
@@ -314,8 +296,8 @@ Result<std::vector<std::uint32_t>> read_token_rows(const std::string &path, std:
     out[i] = get_u32(base + 4 * i);
     if (vocab_size != 0 && out[i] >= vocab_size) {
       cleanup();
-      return error(path + ": row " + n(i / row) + ", column " + n(i % row) + " (token " + n(i) +
-                   ") has id " + n(out[i]) + ", not below the vocab size " + n(vocab_size));
+      return error(path + ": row " + n(i / row) + ", column " + n(i % row) + " (token " + n(i) + ") has id " +
+                   n(out[i]) + ", not below the vocab size " + n(vocab_size));
     }
   }
   cleanup();

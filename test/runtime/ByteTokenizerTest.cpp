@@ -33,8 +33,8 @@ TEST(ByteTokenizer, EveryByteStringRoundTrips) {
 
 TEST(ByteTokenizer, Utf8IsItsBytes) {
   const std::string text = "h\xC3\xA9llo \xE4\xB8\x96 \xF0\x9F\x99\x82"; // "héllo 世 🙂"
-  EXPECT_EQ(encode_bytes(text), (std::vector<std::uint32_t>{'h', 0xC3, 0xA9, 'l', 'l', 'o', ' ', 0xE4,
-                                                            0xB8, 0x96, ' ', 0xF0, 0x9F, 0x99, 0x82}));
+  EXPECT_EQ(encode_bytes(text), (std::vector<std::uint32_t>{'h', 0xC3, 0xA9, 'l', 'l', 'o', ' ', 0xE4, 0xB8, 0x96, ' ',
+                                                            0xF0, 0x9F, 0x99, 0x82}));
   EXPECT_EQ(*decode_tokens(encode_bytes(text)), text);
 }
 
@@ -67,8 +67,7 @@ TEST(ByteTokenizer, DocumentsSplitOnSeparatorLines) {
   // A fortune file: entries end with a line "%"; CRLF lines, a leading
   // separator, an empty entry and a last entry without a separator.
   const std::string text = "%\nfirst\nline two\n%\n%\r\nsecond\r\n%\n%x\n% \nthird";
-  EXPECT_EQ(docs(text, "%"),
-            (std::vector<std::string>{"first\nline two\n", "second\r\n", "%x\n% \nthird"}));
+  EXPECT_EQ(docs(text, "%"), (std::vector<std::string>{"first\nline two\n", "second\r\n", "%x\n% \nthird"}));
   EXPECT_EQ(docs(text, ""), (std::vector<std::string>{text}));
   EXPECT_TRUE(docs("", "%").empty());
   EXPECT_TRUE(docs("%\n%\n", "%").empty());

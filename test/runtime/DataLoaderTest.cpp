@@ -44,8 +44,8 @@ struct StepRows {
   std::multiset<std::uint64_t> windows;                 // of all ranks
 };
 
-std::vector<StepRows> run(const std::vector<std::uint32_t> &tokens, std::uint64_t s, std::uint64_t b,
-                          std::uint64_t gas, int dp, int steps) {
+std::vector<StepRows> run(const std::vector<std::uint32_t> &tokens, std::uint64_t s, std::uint64_t b, std::uint64_t gas,
+                          int dp, int steps) {
   std::vector<StepRows> out(static_cast<std::size_t>(steps));
   for (int r = 0; r < dp; ++r) {
     Result<DataLoader> d = DataLoader::from_tokens(tokens, "mem", opts(s, b, r, dp));
@@ -104,8 +104,7 @@ TEST(DataLoader, StepRowsDoNotDependOnTheDpSplit) {
     int dp;
   };
   std::vector<StepRows> ref = run(tokens, 7, 8, 1, 1, steps);
-  for (Split sp : {Split{2, 4, 1}, Split{2, 2, 2}, Split{2, 1, 4}, Split{1, 8, 1}, Split{1, 2, 4},
-                   Split{4, 1, 2}}) {
+  for (Split sp : {Split{2, 4, 1}, Split{2, 2, 2}, Split{2, 1, 4}, Split{1, 8, 1}, Split{1, 2, 4}, Split{4, 1, 2}}) {
     std::vector<StepRows> got = run(tokens, 7, sp.b, sp.gas, sp.dp, steps);
     for (int k = 0; k < steps; ++k) {
       const StepRows &g = got[std::size_t(k)];
@@ -194,8 +193,7 @@ TEST(DataLoader, RestoredPositionContinuesExactly) {
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.message(), "mem: the saved data position is for seed 9, this run has 10");
   Result<DataLoader> seq = DataLoader::from_tokens(tokens, "mem", opts(11, 4, 1, 2));
-  EXPECT_EQ(seq->restore(saved).message(),
-            "mem: the saved data position is for sequence length 10, this run has 11");
+  EXPECT_EQ(seq->restore(saved).message(), "mem: the saved data position is for sequence length 10, this run has 11");
   Result<DataLoader> odd = DataLoader::from_tokens(tokens, "mem", opts(10, 7, 0, 1));
   EXPECT_EQ(odd->restore(saved).message(), "mem: the saved data position (global row 360) does "
                                            "not start a micro-batch of 7 rows x DP 1");
@@ -235,8 +233,7 @@ TEST(DataLoader, OutOfVocabIdsAndShortData) {
 
   Result<DataLoader> shortd = DataLoader::from_tokens(data(10), "mem", opts(10, 1, 0, 1));
   ASSERT_FALSE(shortd.ok());
-  EXPECT_EQ(shortd.status().message(),
-            "mem: 10 tokens, fewer than one row of 11 (sequence length 10 + 1)");
+  EXPECT_EQ(shortd.status().message(), "mem: 10 tokens, fewer than one row of 11 (sequence length 10 + 1)");
   EXPECT_TRUE(DataLoader::from_tokens(data(11), "mem", opts(10, 1, 0, 1)).ok());
   ASSERT_TRUE(write_token_file(dir / "empty.bin", {}, TokenDType::U16).ok());
   EXPECT_EQ(DataLoader::open(dir / "empty.bin", opts(4, 1, 0, 1)).status().message(),
@@ -244,6 +241,5 @@ TEST(DataLoader, OutOfVocabIdsAndShortData) {
   EXPECT_FALSE(DataLoader::from_tokens(data(100), "mem", opts(4, 1, 2, 2)).ok());
 
   EXPECT_TRUE(check_seq_len(256, 256).ok());
-  EXPECT_EQ(check_seq_len(257, 256).message(),
-            "sequence length 257 exceeds the model's max_position_embeddings 256");
+  EXPECT_EQ(check_seq_len(257, 256).message(), "sequence length 257 exceeds the model's max_position_embeddings 256");
 }

@@ -42,8 +42,8 @@ std::string le_bytes(std::uint64_t v, int bytes) {
 /// A header by hand, independent of encode_token_file_header.
 std::string header(std::uint64_t count, std::uint32_t width, std::uint32_t id_bound,
                    const std::string &magic = "ATPTOKEN", std::uint32_t version = 1) {
-  return magic + le_bytes(version, 4) + le_bytes(width, 4) + le_bytes(count, 8) +
-         le_bytes(id_bound, 4) + le_bytes(0, 4);
+  return magic + le_bytes(version, 4) + le_bytes(width, 4) + le_bytes(count, 8) + le_bytes(id_bound, 4) +
+         le_bytes(0, 4);
 }
 
 std::string open_error(const std::string &path) {
@@ -88,8 +88,8 @@ TEST(TokenFile, BothDtypesRoundTripInTheDocumentedLayout) {
     EXPECT_TRUE(f->check_ids(bound).ok());
     Status bad = f->check_ids(bound - 1);
     ASSERT_FALSE(bad.ok());
-    EXPECT_EQ(bad.message(), path + ": token 7 has id " + std::to_string(bound - 1) +
-                                 ", not below the vocab size " + std::to_string(bound - 1));
+    EXPECT_EQ(bad.message(), path + ": token 7 has id " + std::to_string(bound - 1) + ", not below the vocab size " +
+                                 std::to_string(bound - 1));
   }
 }
 
@@ -122,8 +122,7 @@ TEST(TokenFile, BadFilesAreRefusedWithTheNumbers) {
                                "(uint32)");
   atp_test::write_file(p, header(4, 2, 70000) + data4);
   EXPECT_EQ(open_error(p), p + ": id_bound 70000 does not fit dtype uint16");
-  EXPECT_EQ(open_error(dir / "missing.bin"),
-            dir / "missing.bin" + ": cannot open: No such file or directory");
+  EXPECT_EQ(open_error(dir / "missing.bin"), dir / "missing.bin" + ": cannot open: No such file or directory");
 
   atp_test::write_file(p, header(4, 2, 5) + data4); // the same bytes, well formed, open
   EXPECT_TRUE(TokenFile::open(p).ok());
@@ -194,8 +193,7 @@ TEST(TokenRows, ExactSizeRawUint32) {
             p + ": file is 72 bytes, expected 2 rows x 10 tokens (seq_len 9 + 1) x 4 bytes = 80 "
                 "bytes of raw little-endian uint32");
   atp_test::write_file(p, raw.substr(0, 71));
-  EXPECT_NE(read_token_rows(p, 2, 8).status().message().find("file is 71 bytes, expected"),
-            std::string::npos);
+  EXPECT_NE(read_token_rows(p, 2, 8).status().message().find("file is 71 bytes, expected"), std::string::npos);
   atp_test::write_file(p, "");
   EXPECT_NE(read_token_rows(p, 2, 8).status().message().find("file is 0 bytes"), std::string::npos);
 
@@ -207,6 +205,5 @@ TEST(TokenRows, ExactSizeRawUint32) {
   EXPECT_TRUE(read_token_rows(p, 2, 8, 258).ok());
   Result<std::vector<std::uint32_t>> oov = read_token_rows(p, 2, 8, 257);
   ASSERT_FALSE(oov.ok());
-  EXPECT_EQ(oov.status().message(),
-            p + ": row 1, column 3 (token 12) has id 257, not below the vocab size 257");
+  EXPECT_EQ(oov.status().message(), p + ": row 1, column 3 (token 12) has id 257, not below the vocab size 257");
 }

@@ -206,8 +206,7 @@ int decode_file(const Options &o) {
       return fail_with(st.message());
     atp::Result<std::string> text = atp::decode_tokens(buf, unescape(o.eot_text));
     if (!text.ok())
-      return fail_with(o.decode + ": from token " + std::to_string(at) + ": " +
-                       text.status().message());
+      return fail_with(o.decode + ": from token " + std::to_string(at) + ": " + text.status().message());
     std::fwrite(text->data(), 1, text->size(), stdout);
     at += n;
   }
@@ -272,8 +271,7 @@ int main(int argc, char **argv) {
         st = w->append(buf.data(), buf.size());
         std::uint64_t at = done_bytes + std::uint64_t(piece.data() + piece.size() - base);
         if (total_bytes > kProgressBytes && at >= next_report) {
-          std::fprintf(stderr, "%s: %s of %s read\n", kTool, mib(at).c_str(),
-                       mib(total_bytes).c_str());
+          std::fprintf(stderr, "%s: %s of %s read\n", kTool, mib(at).c_str(), mib(total_bytes).c_str());
           next_report = (at / kProgressBytes + 1) * kProgressBytes;
         }
       }
@@ -288,7 +286,7 @@ int main(int argc, char **argv) {
   if (!st.ok())
     return fail_with(st.message());
   std::printf("%s: wrote %llu tokens (%llu documents from %zu files, %s, ids below %u) to %s\n", kTool,
-              (unsigned long long)tokens, (unsigned long long)docs, files.size(),
-              atp::token_dtype_name(*dtype), id_bound, o.out.c_str());
+              (unsigned long long)tokens, (unsigned long long)docs, files.size(), atp::token_dtype_name(*dtype),
+              id_bound, o.out.c_str());
   return 0;
 }

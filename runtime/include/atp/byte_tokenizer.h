@@ -28,9 +28,9 @@
 
 namespace atp {
 
-constexpr std::uint32_t kByteVocab = 256;         ///< ids 0..255: bytes
-constexpr std::uint32_t kEndOfText = 256;         ///< the end-of-text id
-constexpr std::uint32_t kByteVocabWithEot = 257;  ///< bytes + end of text
+constexpr std::uint32_t kByteVocab = 256;        ///< ids 0..255: bytes
+constexpr std::uint32_t kEndOfText = 256;        ///< the end-of-text id
+constexpr std::uint32_t kByteVocabWithEot = 257; ///< bytes + end of text
 
 /// The ids of `text`'s bytes, appended to `out`.
 void encode_bytes(std::string_view text, std::vector<std::uint32_t> &out);
@@ -39,10 +39,8 @@ std::vector<std::uint32_t> encode_bytes(std::string_view text);
 
 /// The text of tokens[0, n): bytes for 0..255, `eot_text` for 256. Any
 /// other id is an error naming its position and id.
-Result<std::string> decode_tokens(const std::uint32_t *tokens, std::size_t n,
-                                  std::string_view eot_text = "");
-inline Result<std::string> decode_tokens(const std::vector<std::uint32_t> &tokens,
-                                         std::string_view eot_text = "") {
+Result<std::string> decode_tokens(const std::uint32_t *tokens, std::size_t n, std::string_view eot_text = "");
+inline Result<std::string> decode_tokens(const std::vector<std::uint32_t> &tokens, std::string_view eot_text = "") {
   return decode_tokens(tokens.data(), tokens.size(), eot_text);
 }
 
@@ -60,15 +58,14 @@ void for_each_document(std::string_view text, std::string_view separator_line,
 
 /// Encodes `text` split as above, each document followed by kEndOfText
 /// when `with_eot`; appends to `out` and returns the number of documents.
-std::size_t encode_documents(std::string_view text, std::string_view separator_line,
-                             bool with_eot, std::vector<std::uint32_t> &out);
+std::size_t encode_documents(std::string_view text, std::string_view separator_line, bool with_eot,
+                             std::vector<std::uint32_t> &out);
 
 /// Reads the text files in order and encodes them as above (a whole file
 /// is one document unless `separator_line` is set): what `train` does with
 /// plain-text data, and what autotpc-tokenize writes to a token file.
 /// Unreadable files and inputs without any text are errors naming them.
 Result<std::vector<std::uint32_t>> tokenize_text_files(const std::vector<std::string> &paths,
-                                                       std::string_view separator_line,
-                                                       bool with_eot);
+                                                       std::string_view separator_line, bool with_eot);
 
 } // namespace atp

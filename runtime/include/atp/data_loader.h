@@ -44,23 +44,23 @@
 namespace atp {
 
 struct DataLoaderOptions {
-  std::uint64_t seq_len = 0;    ///< S: each row holds S + 1 tokens
-  std::uint64_t micro_batch = 0; ///< B: rows per micro-batch on this rank
-  int dp_rank = 0;               ///< this rank's DP rank (same across a TP group)
-  int dp_size = 1;               ///< D
-  std::uint64_t seed = 0;        ///< shuffle seed
-  bool shuffle = true;           ///< false: windows in file order every epoch
-  std::uint64_t vocab_size = 0;  ///< ids must be below this (0: no check)
+  std::uint64_t seq_len = 0;          ///< S: each row holds S + 1 tokens
+  std::uint64_t micro_batch = 0;      ///< B: rows per micro-batch on this rank
+  int dp_rank = 0;                    ///< this rank's DP rank (same across a TP group)
+  int dp_size = 1;                    ///< D
+  std::uint64_t seed = 0;             ///< shuffle seed
+  bool shuffle = true;                ///< false: windows in file order every epoch
+  std::uint64_t vocab_size = 0;       ///< ids must be below this (0: no check)
   bool check_all_ids_at_open = false; ///< scan the whole file once at open
 };
 
 /// B rows of S + 1 tokens, row-major.
 struct MicroBatch {
   std::uint64_t rows = 0, seq_len = 0;
-  std::uint64_t index = 0;              ///< t: which micro-batch (0-based)
-  std::vector<std::uint32_t> tokens;    ///< rows × (seq_len + 1)
+  std::uint64_t index = 0;                ///< t: which micro-batch (0-based)
+  std::vector<std::uint32_t> tokens;      ///< rows × (seq_len + 1)
   std::vector<std::uint64_t> global_rows; ///< g of each row
-  std::vector<std::uint64_t> windows;   ///< window of each row
+  std::vector<std::uint64_t> windows;     ///< window of each row
 
   const std::uint32_t *row(std::uint64_t i) const { return tokens.data() + i * (seq_len + 1); }
   /// The S inputs of row i.
@@ -132,7 +132,6 @@ Status check_seq_len(std::uint64_t seq_len, std::uint64_t max_position_embedding
 
 /// The seeded permutation the loader uses: the position of index i (< n)
 /// in epoch `epoch`'s order. A bijection on [0, n) for every (seed, epoch).
-std::uint64_t shuffle_index(std::uint64_t i, std::uint64_t n, std::uint64_t seed,
-                            std::uint64_t epoch);
+std::uint64_t shuffle_index(std::uint64_t i, std::uint64_t n, std::uint64_t seed, std::uint64_t epoch);
 
 } // namespace atp

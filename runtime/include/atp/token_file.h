@@ -59,8 +59,7 @@ std::vector<unsigned char> encode_token_file_header(const TokenFileHeader &heade
 /// Validates 32 header bytes against the file's size; `file` prefixes
 /// messages. Checks magic, version, dtype, reserved and that the size is
 /// exactly 32 + count × width.
-Result<TokenFileHeader> parse_token_file_header(const unsigned char *bytes,
-                                                std::uint64_t file_size,
+Result<TokenFileHeader> parse_token_file_header(const unsigned char *bytes, std::uint64_t file_size,
                                                 const std::string &file);
 
 // ---------------------------------------------------------------- writing
@@ -71,8 +70,8 @@ Result<TokenFileHeader> parse_token_file_header(const unsigned char *bytes,
 /// exactly `count` tokens were appended.
 class TokenFileWriter {
 public:
-  static Result<TokenFileWriter> create(const std::string &path, TokenDType dtype,
-                                        std::uint64_t count, std::uint32_t id_bound);
+  static Result<TokenFileWriter> create(const std::string &path, TokenDType dtype, std::uint64_t count,
+                                        std::uint32_t id_bound);
 
   /// Appends tokens; an id too large for the dtype or for id_bound, or more
   /// than `count` tokens in all, is an error (and the file is abandoned).
@@ -92,8 +91,7 @@ private:
 };
 
 /// Writes `tokens` as a whole token file (id_bound computed), atomically.
-Status write_token_file(const std::string &path, const std::vector<std::uint32_t> &tokens,
-                        TokenDType dtype);
+Status write_token_file(const std::string &path, const std::vector<std::uint32_t> &tokens, TokenDType dtype);
 
 // ---------------------------------------------------------------- reading
 
@@ -139,8 +137,7 @@ private:
 /// little-endian uint32 tokens, no header. A file of any other size is an
 /// error naming the file, its size and the expected size; so is an id >=
 /// vocab_size (when vocab_size is not 0), naming its row, column and id.
-Result<std::vector<std::uint32_t>> read_token_rows(const std::string &path, std::uint64_t rows,
-                                                   std::uint64_t seq_len,
+Result<std::vector<std::uint32_t>> read_token_rows(const std::string &path, std::uint64_t rows, std::uint64_t seq_len,
                                                    std::uint64_t vocab_size = 0);
 
 /// Writes such a file (tests, reference scripts), atomically.
