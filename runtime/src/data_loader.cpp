@@ -53,7 +53,7 @@ std::uint64_t shuffle_index(std::uint64_t i, std::uint64_t count, std::uint64_t 
 // ---------------------------------------------------------------- position
 
 std::array<std::uint64_t, DataPosition::kWords> DataPosition::to_words() const {
-  return {next_row, seed, seq_len, windows, shuffle};
+  return {next_row, seed, seq_len, windows, shuffle, token_begin};
 }
 
 DataPosition DataPosition::from_words(const std::array<std::uint64_t, kWords> &w) {
@@ -63,6 +63,7 @@ DataPosition DataPosition::from_words(const std::array<std::uint64_t, kWords> &w
   p.seq_len = w[2];
   p.windows = w[3];
   p.shuffle = w[4];
+  p.token_begin = w[5];
   return p;
 }
 
@@ -101,11 +102,17 @@ Status DataLoader::init(const DataLoaderOptions &o) {
   if (o.seq_len > std::numeric_limits<std::uint64_t>::max() / 4 ||
       o.micro_batch > std::numeric_limits<std::uint64_t>::max() / 4 / std::uint64_t(o.dp_size))
     return error(name_ + ": sequence length or batch size too large");
-  if (count_ < o.seq_len + 1)
-    return error(name_ + ": " + n(count_) + " tokens, fewer than one row of " + n(o.seq_len + 1) +
-                 " (sequence length " + n(o.seq_len) + " + 1)");
+  begin_ = o.token_begin;
+  end_ = std::min(o.token_end, count_);
+  if (begin_ > end_ || (begin_ == end_ && count_ > 0))
+    return error(name_ + ": token range [" + n(o.token_begin) + ", " + n(o.token_end) + ") holds none of its " +
+                 n(count_) + " tokens");
+  const bool whole = begin_ == 0 && end_ == count_;
+  if (end_ - begin_ < o.seq_len + 1)
+    return error(name_ + ": " + (whole ? "" : "tokens [" + n(begin_) + ", " + n(end_) + "): ") + n(end_ - begin_) +
+                 " tokens, fewer than one row of " + n(o.seq_len + 1) + " (sequence length " + n(o.seq_len) + " + 1)");
   opt_ = o;
-  windows_ = (count_ - 1) / o.seq_len;
+  windows_ = (end_ - begin_ - 1) / o.seq_len;
   next_row_ = 0;
   if (o.check_all_ids_at_open && o.vocab_size != 0)
     ATP_TRY(scan_ids());
@@ -115,7 +122,7 @@ Status DataLoader::init(const DataLoaderOptions &o) {
 std::uint32_t DataLoader::token(std::uint64_t i) const { return in_memory_ ? memory_[i] : file_.at(i); }
 
 Status DataLoader::scan_ids() const {
-  for (std::uint64_t i = 0; i < count_; ++i)
+  for (std::uint64_t i = begin_; i < end_; ++i)
     if (token(i) >= opt_.vocab_size)
       return error(name_ + ": token " + n(i) + " has id " + n(token(i)) + ", not below the vocab size " +
                    n(opt_.vocab_size));
@@ -138,7 +145,7 @@ Status DataLoader::next(MicroBatch &out) {
   out.global_rows.resize(b);
   out.windows.resize(b);
   for (std::uint64_t i = 0; i < b; ++i) {
-    const std::uint64_t g = first + i, w = window_of(g), begin = w * s;
+    const std::uint64_t g = first + i, w = window_of(g), begin = begin_ + w * s;
     out.global_rows[i] = g;
     out.windows[i] = w;
     std::uint32_t *dst = out.tokens.data() + i * row;
@@ -161,6 +168,7 @@ DataPosition DataLoader::position() const {
   p.seq_len = opt_.seq_len;
   p.windows = windows_;
   p.shuffle = opt_.shuffle ? 1 : 0;
+  p.token_begin = begin_;
   return p;
 }
 
@@ -177,6 +185,8 @@ Status DataLoader::restore(const DataPosition &pos) {
     return mismatch("a data size of windows", pos.windows, here.windows);
   if (pos.shuffle != here.shuffle)
     return mismatch("shuffle", pos.shuffle, here.shuffle);
+  if (pos.token_begin != here.token_begin)
+    return mismatch("data starting at token", pos.token_begin, here.token_begin);
   const std::uint64_t per_step = opt_.micro_batch * std::uint64_t(opt_.dp_size);
   if (pos.next_row % per_step != 0)
     return error(name_ + ": the saved data position (global row " + n(pos.next_row) +

@@ -243,3 +243,41 @@ TEST(DataLoader, OutOfVocabIdsAndShortData) {
   EXPECT_TRUE(check_seq_len(256, 256).ok());
   EXPECT_EQ(check_seq_len(257, 256).message(), "sequence length 257 exceeds the model's max_position_embeddings 256");
 }
+
+TEST(DataLoader, PartOfTheDataForEvaluation) {
+  // Tokens [900, 1000) of 1000 as a held-out part: 99 / 8 = 12 windows, counted from token 900.
+  const std::vector<std::uint32_t> tokens = data(1000);
+  DataLoaderOptions o = opts(8, 5, 0, 1);
+  o.shuffle = false;
+  o.token_begin = 900;
+  Result<DataLoader> d = DataLoader::from_tokens(tokens, "mem", o);
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  EXPECT_EQ(d->windows(), 12u);
+  EXPECT_EQ(d->tokens(), 100u);
+  MicroBatch mb;
+  for (int pass = 0; pass < 2; ++pass) { // rewind() starts the same pass again
+    ASSERT_TRUE(d->next(mb).ok());
+    ASSERT_TRUE(d->next(mb).ok()); // rows 5..9: windows 5..9
+    EXPECT_EQ(mb.windows, (std::vector<std::uint64_t>{5, 6, 7, 8, 9}));
+    EXPECT_EQ(std::vector<std::uint32_t>(mb.row(2), mb.row(2) + 9),
+              std::vector<std::uint32_t>(tokens.begin() + 956, tokens.begin() + 965));
+    ASSERT_TRUE(d->next(mb).ok()); // rows 10..14: windows 10, 11, then 0, 1, 2 of epoch 1
+    EXPECT_EQ(mb.windows, (std::vector<std::uint64_t>{10, 11, 0, 1, 2}));
+    EXPECT_EQ(mb.row(4)[0], tokens[916]);
+    d->rewind();
+  }
+  // The training part [0, 900): a position of one part does not restore on the other.
+  DataLoaderOptions t = opts(8, 5, 0, 1);
+  t.shuffle = false;
+  t.token_end = 97; // also 12 windows
+  Result<DataLoader> train = DataLoader::from_tokens(tokens, "mem", t);
+  ASSERT_TRUE(train.ok());
+  EXPECT_EQ(train->restore(d->position()).message(),
+            "mem: the saved data position is for data starting at token 900, this run has 0");
+  t.token_begin = 95;
+  EXPECT_EQ(DataLoader::from_tokens(tokens, "mem", t).status().message(),
+            "mem: tokens [95, 97): 2 tokens, fewer than one row of 9 (sequence length 8 + 1)");
+  t.token_begin = 2000;
+  EXPECT_EQ(DataLoader::from_tokens(tokens, "mem", t).status().message(),
+            "mem: token range [2000, 97) holds none of its 1000 tokens");
+}

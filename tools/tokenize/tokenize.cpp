@@ -12,7 +12,8 @@
 // (atp/token_file.h), uint16 by default, atomically: on any error the
 // output path keeps what it had. Two passes over the mapped inputs: the
 // first counts the tokens (the header comes first), the second writes them,
-// with progress on stderr every 64 MiB when the inputs exceed that. The
+// with progress on stderr every 64 MiB when the inputs exceed that (so the
+// inputs must be regular files, not pipes). The
 // summary line goes to stdout. --decode prints a token file's text to
 // stdout (end of text as TEXT, default nothing; "\n", "\t" and "\\" in TEXT
 // are escapes, so `--eot-text '%\n'` gives a fortune file back byte for byte).

@@ -2,11 +2,10 @@
    training, with a position that a checkpoint saves and restores.
 
    Rows. With sequence length S, window w is tokens [w·S, w·S + S + 1) of
-   the data: S inputs and the same S shifted by one as targets (row i's
-   inputs are tokens 0..S-1, its targets 1..S). Consecutive windows share
-   one token, so nothing is skipped; there are W = (N - 1) / S windows in N
-   tokens (the tail that does not fill a window is not used). Fewer than
-   S + 1 tokens is an error.
+   the data (counted from token_begin when only a part is used): S inputs and the same S shifted by one as targets (row
+   i's inputs are tokens 0..S-1, its targets 1..S). Consecutive windows share one token, so nothing is skipped; there
+   are W = (N - 1) / S windows in N tokens (the tail that does not fill a window is not used). Fewer than S + 1 tokens
+   is an error.
 
    Order. Global rows g = 0, 1, 2, ... run through epochs of W rows: global
    row g is window perm_e(g mod W) of epoch e = g div W, where perm_e is a
@@ -52,6 +51,10 @@ struct DataLoaderOptions {
   bool shuffle = true;                ///< false: windows in file order every epoch
   std::uint64_t vocab_size = 0;       ///< ids must be below this (0: no check)
   bool check_all_ids_at_open = false; ///< scan the whole file once at open
+  /// Use only tokens [token_begin, min(token_end, size)) of the data, e.g.
+  /// a held-out tail for evaluation (windows count from token_begin).
+  std::uint64_t token_begin = 0;
+  std::uint64_t token_end = UINT64_MAX;
 };
 
 /// B rows of S + 1 tokens, row-major.
@@ -77,8 +80,9 @@ struct DataPosition {
   std::uint64_t seq_len = 0;
   std::uint64_t windows = 0; ///< W
   std::uint64_t shuffle = 1;
+  std::uint64_t token_begin = 0;
 
-  static constexpr std::size_t kWords = 5;
+  static constexpr std::size_t kWords = 6;
   /// The fields in the order above.
   std::array<std::uint64_t, kWords> to_words() const;
   static DataPosition from_words(const std::array<std::uint64_t, kWords> &words);
@@ -104,9 +108,12 @@ public:
   /// length, data size or shuffle setting, or does not start a micro-batch
   /// of this B·D.
   Status restore(const DataPosition &pos);
+  /// Back to the first micro-batch (an evaluation pass starts here).
+  void rewind() { next_row_ = 0; }
 
   std::uint64_t windows() const { return windows_; }
-  std::uint64_t tokens() const { return count_; }
+  /// Tokens in use: the data, or its [token_begin, token_end) part.
+  std::uint64_t tokens() const { return end_ - begin_; }
   /// The epoch of the next micro-batch's first row.
   std::uint64_t epoch() const { return next_row_ / windows_; }
   /// Which window global row g reads.
@@ -123,7 +130,7 @@ private:
   std::vector<std::uint32_t> memory_;
   bool in_memory_ = false;
   DataLoaderOptions opt_;
-  std::uint64_t count_ = 0, windows_ = 0, next_row_ = 0;
+  std::uint64_t count_ = 0, begin_ = 0, end_ = 0, windows_ = 0, next_row_ = 0;
 };
 
 /// Fails unless seq_len is between 1 and the model's
