@@ -10,11 +10,11 @@
 // files); every document is followed by the end-of-text id 256 unless
 // --no-eot (then the ids fit a vocabulary of 256). Writes a token file
 // (atp/token_file.h), uint16 by default, atomically: on any error the
-// output path keeps what it had. Two passes over the mapped inputs: the
-// first counts the tokens (the header comes first), the second writes them,
-// with progress on stderr every 64 MiB when the inputs exceed that (so the
-// inputs must be regular files, not pipes). The
-// summary line goes to stdout. --decode prints a token file's text to
+// output path keeps what it had. Two passes over the mapped inputs (so they
+// must be regular files, not pipes): the first counts the tokens (the header
+// comes first), the second writes them in 1 MiB pieces, with progress on
+// stderr every 64 MiB when the inputs exceed that. The summary line goes to
+// stdout. --decode prints a token file's text to
 // stdout (end of text as TEXT, default nothing; "\n", "\t" and "\\" in TEXT
 // are escapes, so `--eot-text '%\n'` gives a fortune file back byte for byte).
 // Exit status 1 on any error.
