@@ -2,9 +2,11 @@
    training, with a position that a checkpoint saves and restores.
 
    Rows. With sequence length S, window w is tokens [w·S, w·S + S + 1) of
-   the data (counted from token_begin when only a part is used): S inputs and the same S shifted by one as targets (row
-   i's inputs are tokens 0..S-1, its targets 1..S). Consecutive windows share one token, so nothing is skipped; there
-   are W = (N - 1) / S windows in N tokens (the tail that does not fill a window is not used). Fewer than S + 1 tokens
+   the data (counted from token_begin when only a part is used): S inputs
+   and the same S shifted by one as targets (row i's inputs are tokens
+   0..S-1, its targets 1..S). Consecutive windows share one token, so
+   nothing is skipped; there are W = (N - 1) / S windows in N tokens (the
+   tail that does not fill a window is not used). Fewer than S + 1 tokens
    is an error.
 
    Order. Global rows g = 0, 1, 2, ... run through epochs of W rows: global
