@@ -1,7 +1,8 @@
 # Runtime foundation, CPU side: status and fatal errors, world and groups,
 # dtypes and host tensors, atomic files, safetensors IO (JSON through the
-# header-only nlohmann/json, which runtime/CMakeLists.txt finds). Plain C++17
-# and POSIX otherwise.
+# header-only nlohmann/json, which runtime/CMakeLists.txt finds), training data
+# (token files, the byte-level tokenizer, the data loader). Plain C++17 and
+# POSIX otherwise.
 list(APPEND ATP_RUNTIME_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/src/status.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/world.cpp
@@ -12,4 +13,7 @@ list(APPEND ATP_RUNTIME_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/src/checkpoint.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/safetensors_writer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/tcp_store.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/token_file.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/byte_tokenizer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/data_loader.cpp
 )

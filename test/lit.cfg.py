@@ -18,6 +18,8 @@ config.environment["LC_ALL"] = "C"
 for tool in ["FileCheck", "not", "split-file", "count"]:
     config.substitutions.append((r"\b%s\b" % tool if tool != "not" else r"(?<![\w-])not\b",
                                  os.path.join(config.llvm_tools_dir, tool)))
+# Before %autotpc, which is its prefix.
+config.substitutions.append(("%autotpc-tokenize", os.path.join(config.autotpc_tools_dir, "autotpc-tokenize")))
 config.substitutions.append(("%autotpc", os.path.join(config.autotpc_tools_dir, "autotpc")))
 config.substitutions.append(("%specs", os.path.join(config.autotpc_src_root, "specs")))
 config.substitutions.append(("%srcroot", config.autotpc_src_root))
@@ -26,3 +28,6 @@ config.substitutions.append(("%srcroot", config.autotpc_src_root))
 config.substitutions.append(("%tiny-gen-tool", os.path.join(config.autotpc_tools_dir, "tiny-gen-tool")))
 config.substitutions.append(("%make-tiny-checkpoint", os.path.join(config.autotpc_tools_dir, "make-tiny-checkpoint")))
 config.substitutions.append(("%python", sys.executable))
+# Debian's fortunes-min (tools/install-deps.sh): real text for the tokenizer's round trip.
+if os.path.exists("/usr/share/games/fortunes/fortunes"):
+    config.available_features.add("fortunes")

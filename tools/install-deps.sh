@@ -10,6 +10,7 @@ packages=(
   libopenmpi-dev openmpi-bin         # the MPI backend and multi-rank tests
   libgtest-dev libbenchmark-dev
   libopenblas-dev                    # the CPU kernels' GEMMs (runtime/kernels.cmake)
+  fortunes-min                       # real text for the tokenizer's tests (/usr/share/games/fortunes)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
 build=${AUTOTPC_BUILD_DIR:-build-fuzz}
-targets=(ConfigFuzzer ModelConfigFuzzer SafetensorsHeaderFuzzer)
+targets=(ConfigFuzzer ModelConfigFuzzer SafetensorsHeaderFuzzer TokenDataFuzzer)
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-14 \
   -DCMAKE_CXX_COMPILER=clang++-14 -DAUTOTPC_FUZZ=ON -DAUTOTPC_BENCH=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
