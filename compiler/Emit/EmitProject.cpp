@@ -26,7 +26,7 @@ static std::string targetPrefix(const Module &M) {
   return Id + "_tp" + std::to_string(M.TpSize);
 }
 
-static std::string cmakeLists(const Module &M) {
+static std::string cmakeLists(const Module &M, bool HasModel) {
   std::string Text = banner(M, "#") + R"(cmake_minimum_required(VERSION 3.25)
 project(@P@ LANGUAGES C CXX)
 set(CMAKE_CXX_STANDARD 17)
@@ -43,7 +43,7 @@ if(NOT TARGET autotpc_runtime)
   add_subdirectory("${AUTOTPC_RUNTIME_DIR}" autotpc_runtime)
 endif()
 
-add_library(@P@_plan STATIC plan.cpp zero.cpp)
+add_library(@P@_plan STATIC plan.cpp zero.cpp@MODEL@)
 target_include_directories(@P@_plan PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}")
 target_link_libraries(@P@_plan PUBLIC autotpc_runtime)
 
@@ -54,6 +54,8 @@ foreach(tool shard consolidate)
 endforeach()
 )";
   std::string P = targetPrefix(M);
+  const size_t ModelAt = Text.find("@MODEL@");
+  Text.replace(ModelAt, 7, HasModel ? " model.cpp" : "");
   for (size_t At; (At = Text.find("@P@")) != std::string::npos;)
     Text.replace(At, 3, P);
   return Text;
@@ -66,9 +68,9 @@ static std::string toolMain(const Module &M, llvm::StringRef Entry, llvm::String
 }
 
 std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM,
-                                              const EmitOptions &Opts) {
-  return {
-      {"CMakeLists.txt", cmakeLists(M)},
+                                              const EmitOptions &Opts, const DecoderDesc *Decoder) {
+  std::vector<EmittedFile> Files = {
+      {"CMakeLists.txt", cmakeLists(M, Decoder != nullptr)},
       {"plan.h", emitPlanHeader(M)},
       {"plan.cpp", emitPlanSource(M, SM, Opts)},
       {"zero.h", emitZeroHeader(M, Z)},
@@ -77,4 +79,9 @@ std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSetting
       {"consolidate.cpp",
        toolMain(M, "consolidate_main", "consolidate --in SHARDS/ --out HF_CHECKPOINT: the HF checkpoint back")},
   };
+  if (Decoder) {
+    Files.push_back({"model.h", emitModelHeader(M)});
+    Files.push_back({"model.cpp", emitModelSource(M, *Decoder)});
+  }
+  return Files;
 }
