@@ -47,7 +47,7 @@ add_library(@P@_plan STATIC plan.cpp zero.cpp@MODEL@)
 target_include_directories(@P@_plan PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}")
 target_link_libraries(@P@_plan PUBLIC autotpc_runtime)
 
-foreach(tool shard consolidate)
+foreach(tool shard consolidate@TRAIN@)
   add_executable(@P@_${tool} ${tool}.cpp)
   target_link_libraries(@P@_${tool} PRIVATE @P@_plan)
   set_target_properties(@P@_${tool} PROPERTIES OUTPUT_NAME ${tool})
@@ -56,6 +56,8 @@ endforeach()
   std::string P = targetPrefix(M);
   const size_t ModelAt = Text.find("@MODEL@");
   Text.replace(ModelAt, 7, HasModel ? " model.cpp" : "");
+  const size_t TrainAt = Text.find("@TRAIN@");
+  Text.replace(TrainAt, 7, HasModel ? " train" : "");
   for (size_t At; (At = Text.find("@P@")) != std::string::npos;)
     Text.replace(At, 3, P);
   return Text;
@@ -82,6 +84,12 @@ std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSetting
   if (Decoder) {
     Files.push_back({"model.h", emitModelHeader(M)});
     Files.push_back({"model.cpp", emitModelSource(M, *Decoder)});
+    Files.push_back({"train.cpp", banner(M, "//") +
+                                      "// train --loss-and-grads TOKENS --rows R --out FILE: the exact oracle (the "
+                                      "training loop comes next)\n#include \"model.h\"\n#include \"plan.h\"\n"
+                                      "#include \"atp/loss_and_grads.h\" // defines: loss_and_grads_main\n\n"
+                                      "int main(int argc, char **argv) {\n  return atp::loss_and_grads_main(gen::plan, "
+                                      "gen::decoder_shape, gen::decoder_params, argc, argv);\n}\n"});
   }
   return Files;
 }
