@@ -72,6 +72,14 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
   std::optional<ZeroSettings> Zero = lowerZeroSettings(C, Topo, M->TpSize, Diags, Codegen);
   if (Diags.hasErrors() || !Zero)
     return Finish();
+  // The training code: for a family that has it, its constants or errors naming what it cannot run.
+  std::optional<DecoderDesc> Decoder;
+  if (Codegen && M->Dims && hasDecoderCode(M->Dims->Family)) {
+    Decoder = lowerDecoder(*M, *Model, Diags);
+    if (!Decoder)
+      return Finish();
+  }
+  const DecoderDesc *Dec = Decoder ? &*Decoder : nullptr;
   switch (Opts.What) {
   case Options::Emit::Summary: printSummary(*M, C, Topo, Diags, Out); break;
   case Options::Emit::IR: printIR(*M, SM, Out); break;
@@ -79,12 +87,12 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
   case Options::Emit::Memory: printMemory(*M, C, Topo, Out); break;
   case Options::Emit::Zero: printZero(*M, *Zero, Out); break;
   case Options::Emit::Cpp:
-    for (const EmittedFile &F : emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments}))
+    for (const EmittedFile &F : emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments}, Dec))
       Out << "// ===== " << F.Name << " =====\n" << F.Text;
     break;
   }
   if (!Opts.OutputDir.empty()) {
-    std::vector<EmittedFile> Files = emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments});
+    std::vector<EmittedFile> Files = emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments}, Dec);
     if (!Opts.GeneratorPrefix.empty())
       Files.push_back(emitGeneratorPaths(Opts.GeneratorPrefix));
     writeOutputDir(Opts.OutputDir, Files, Diags);

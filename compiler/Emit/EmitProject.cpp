@@ -26,7 +26,7 @@ static std::string targetPrefix(const Module &M) {
   return Id + "_tp" + std::to_string(M.TpSize);
 }
 
-static std::string cmakeLists(const Module &M) {
+static std::string cmakeLists(const Module &M, bool HasModel) {
   std::string Text = banner(M, "#") + R"cmake(cmake_minimum_required(VERSION 3.25)
 project(@P@ LANGUAGES C CXX)
 set(CMAKE_CXX_STANDARD 17)
@@ -65,17 +65,21 @@ if(NOT TARGET autotpc_runtime)
   endif()
 endif()
 
-add_library(@P@_plan STATIC plan.cpp zero.cpp)
+add_library(@P@_plan STATIC plan.cpp zero.cpp@MODEL@)
 target_include_directories(@P@_plan PUBLIC "${CMAKE_CURRENT_SOURCE_DIR}")
 target_link_libraries(@P@_plan PUBLIC autotpc_runtime)
 
-foreach(tool shard consolidate)
+foreach(tool shard consolidate@TRAIN@)
   add_executable(@P@_${tool} ${tool}.cpp)
   target_link_libraries(@P@_${tool} PRIVATE @P@_plan)
   set_target_properties(@P@_${tool} PROPERTIES OUTPUT_NAME ${tool})
 endforeach()
 )cmake";
   std::string P = targetPrefix(M);
+  const size_t ModelAt = Text.find("@MODEL@");
+  Text.replace(ModelAt, 7, HasModel ? " model.cpp" : "");
+  const size_t TrainAt = Text.find("@TRAIN@");
+  Text.replace(TrainAt, 7, HasModel ? " train" : "");
   for (size_t At; (At = Text.find("@P@")) != std::string::npos;)
     Text.replace(At, 3, P);
   return Text;
@@ -102,9 +106,9 @@ EmittedFile autotpc::emitGeneratorPaths(llvm::StringRef Prefix) {
 }
 
 std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM,
-                                              const EmitOptions &Opts) {
-  return {
-      {"CMakeLists.txt", cmakeLists(M)},
+                                              const EmitOptions &Opts, const DecoderDesc *Decoder) {
+  std::vector<EmittedFile> Files = {
+      {"CMakeLists.txt", cmakeLists(M, Decoder != nullptr)},
       {"plan.h", emitPlanHeader(M)},
       {"plan.cpp", emitPlanSource(M, SM, Opts)},
       {"zero.h", emitZeroHeader(M, Z)},
@@ -113,4 +117,15 @@ std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSetting
       {"consolidate.cpp",
        toolMain(M, "consolidate_main", "consolidate --in SHARDS/ --out HF_CHECKPOINT: the HF checkpoint back")},
   };
+  if (Decoder) {
+    Files.push_back({"model.h", emitModelHeader(M)});
+    Files.push_back({"model.cpp", emitModelSource(M, *Decoder)});
+    Files.push_back({"train.cpp", banner(M, "//") +
+                                      "// train --loss-and-grads TOKENS --rows R --out FILE: the exact oracle (the "
+                                      "training loop comes next)\n#include \"model.h\"\n#include \"plan.h\"\n"
+                                      "#include \"atp/loss_and_grads.h\" // defines: loss_and_grads_main\n\n"
+                                      "int main(int argc, char **argv) {\n  return atp::loss_and_grads_main(gen::plan, "
+                                      "gen::decoder_shape, gen::decoder_params, argc, argv);\n}\n"});
+  }
+  return Files;
 }

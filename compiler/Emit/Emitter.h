@@ -14,6 +14,7 @@
 #define AUTOTPC_EMIT_EMITTER_H
 
 #include "IR/Module.h"
+#include "Lower/DecoderLowering.h"
 #include "Lower/ZeroSettings.h"
 
 #include <array>
@@ -63,10 +64,17 @@ std::string emitZeroHeader(const Module &M, const ZeroSettings &Z);
 /// static_asserts of zero_plan.h's zero_layout_well_formed and origin comments.
 std::string emitZeroSource(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM, const EmitOptions &Opts);
 
+/// model.h: the decoder's constants, declared.
+std::string emitModelHeader(const Module &M);
+/// model.cpp: the decoder's constants (Lower/DecoderLowering) and each
+/// layer's parameter indices, with static_asserts against plan.h.
+std::string emitModelSource(const Module &M, const DecoderDesc &D);
+
 /// The files of the generated project, in a fixed order: CMakeLists.txt,
-/// plan.h, plan.cpp, zero.h, zero.cpp, shard.cpp, consolidate.cpp.
+/// plan.h, plan.cpp, zero.h, zero.cpp, shard.cpp, consolidate.cpp, and with
+/// a decoder (a family with training code) model.h and model.cpp.
 std::vector<EmittedFile> emitProject(const Module &M, const ZeroSettings &Z, const llvm::SourceMgr &SM,
-                                     const EmitOptions &Opts);
+                                     const EmitOptions &Opts, const DecoderDesc *Decoder = nullptr);
 
 /// The name of the one machine-specific file of an output folder.
 inline constexpr const char *GeneratorPathsFile = "autotpc-paths.cmake";

@@ -1,0 +1,5 @@
+# model: the Llama-family decoder's forward and backward (include/atp/decoder.h) over the kernels of
+# kernels.h and the TP comm; backend-neutral, always built.
+list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/decoder.cpp)
+# The trainer's entry points; the CPU kernels they call are a stub without OpenBLAS (kernels.cmake).
+list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/loss_and_grads.cpp)

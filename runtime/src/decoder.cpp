@@ -1,0 +1,433 @@
+/* decoder.cpp - the Llama-family forward and backward (decoder.h): kernel calls in order, TP collectives
+   where DeepSpeed puts them, saved activations for backward.
+
+   Buffers are allocated once for max_batch x max_seq tokens; a micro-batch of T <= that many tokens uses
+   their first T rows. Per layer l the forward keeps its input x[l], the normed inputs n1/n2 and their rstd,
+   the projections (q, k, v after RoPE, or the fused qkv), the attention output and its logsumexp, the
+   residual h after attention, gate/up and the SwiGLU output; x[layers] is the final norm's input. */
+#include "atp/decoder.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace atp {
+
+namespace {
+
+/// A run of elements of the kernels' dtype in backend memory, allocated by Ops.
+struct Buf {
+  void *p = nullptr;
+  std::uint64_t bytes = 0;
+};
+
+/// q, k, v (or gate, up) inside one fused buffer or three (two) separate ones: base pointers and row stride.
+struct Split3 {
+  Buf fused;
+  Buf part[3];
+};
+
+} // namespace
+
+struct Decoder::State {
+  DecoderShape shape;
+  DecoderParams params;
+  std::vector<DecoderLayerParams> layers;
+  Kernels *k = nullptr;
+  Ops *ops = nullptr;
+  Comm *tp = nullptr;
+  std::int64_t max_batch = 0, max_seq = 0, max_tokens = 0;
+  std::size_t es = 4, ss = 4;  // element and statistic sizes in bytes
+  std::int64_t cq = 0, ckv = 0, cqkv = 0, f = 0, rotary = 0;
+  std::vector<Buf> owned;
+  CommCounts counts;
+
+  // saved activations
+  std::vector<Buf> x, n1, rstd1, qkv, q, kk, v, attn, lse, h, n2, rstd2, gu, gate, up, act;
+  Buf nf, rstdf, logits, ids, targets, rope;
+  // backward scratch
+  Buf dx, dn, tmp, dqkv, dq, dk, dv, dattn, dact, dgu, dgate, dup;
+
+  ~State() {
+    for (Buf &b : owned)
+      ops->free(b.p);
+  }
+
+  Result<Buf> alloc(std::uint64_t bytes) {
+    ATP_ASSIGN_OR_RETURN(void *p, ops->alloc(bytes));
+    owned.push_back({p, bytes});
+    return owned.back();
+  }
+  Result<Buf> elems(std::int64_t n) { return alloc(std::uint64_t(n) * es); }
+  Result<Buf> stats(std::int64_t n) { return alloc(std::uint64_t(n) * ss); }
+
+  /// Element e of buffer b (element offsets inside fused buffers).
+  void *at(const Buf &b, std::int64_t e) const { return static_cast<char *>(b.p) + std::uint64_t(e) * es; }
+
+  void *w(ParamStore &s, int i) const { return i < 0 ? nullptr : s.param(i); }
+  void *g(ParamStore &s, int i) const { return i < 0 ? nullptr : s.grad(i); }
+  Status ready(ParamStore &s, int i) const { return i < 0 ? Status() : s.grad_ready(i); }
+
+  Status all_reduce(const Buf &b, std::int64_t n, std::int64_t &counter) {
+    if (shape.tp_size == 1)
+      return {};
+    ++counter;
+    return tp->all_reduce(b.p, b.p, std::size_t(n), k->dtype(), ReduceOp::Sum);
+  }
+
+  // q, k, v of layer l: pointers and strides
+  void *qp(int l) const { return shape.qkv_fused ? qkv[l].p : q[l].p; }
+  void *kp(int l) const { return shape.qkv_fused ? at(qkv[l], cq) : kk[l].p; }
+  void *vp(int l) const { return shape.qkv_fused ? at(qkv[l], cq + ckv) : v[l].p; }
+  AttentionDims attn_dims(std::int64_t batch, std::int64_t seq) const {
+    AttentionDims d;
+    d.batch = batch;
+    d.seq = seq;
+    d.q_heads = shape.local_heads;
+    d.kv_heads = shape.local_kv_heads;
+    d.head_dim = shape.head_dim;
+    d.q_stride = shape.qkv_fused ? cqkv : cq;
+    d.k_stride = d.v_stride = shape.qkv_fused ? cqkv : ckv;
+    d.scale = 1.0 / std::sqrt(double(shape.head_dim));
+    d.sliding_window = shape.sliding_window;
+    return d;
+  }
+  RopeDims rope_dims(std::int64_t batch, std::int64_t seq, std::int64_t heads, std::int64_t stride) const {
+    RopeDims d;
+    d.batch = batch;
+    d.seq = seq;
+    d.heads = heads;
+    d.head_dim = shape.head_dim;
+    d.row_stride = stride;
+    d.rotary_dim = rotary;
+    d.table_positions = max_seq;
+    return d;
+  }
+
+  Status layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq);
+  Status layer_backward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq);
+  Result<CrossEntropySum> forward(ParamStore &s, const MicroBatch &mb, bool write_grad);
+  Status head_backward(ParamStore &s, std::int64_t tokens);
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// forward
+
+Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq) {
+  const DecoderLayerParams &p = layers[l];
+  const std::int64_t t = batch * seq, hd = shape.hidden;
+  ATP_TRY(k->rmsnorm_forward(n1[l].p, rstd1[l].p, x[l].p, w(s, p.input_norm), t, hd, shape.rms_eps));
+  if (shape.qkv_fused) {
+    ATP_TRY(k->linear_forward(qkv[l].p, n1[l].p, w(s, p.qkv), nullptr, t, hd, cqkv));
+  } else {
+    ATP_TRY(k->linear_forward(q[l].p, n1[l].p, w(s, p.q), w(s, p.q_bias), t, hd, cq));
+    ATP_TRY(k->linear_forward(kk[l].p, n1[l].p, w(s, p.k), w(s, p.k_bias), t, hd, ckv));
+    ATP_TRY(k->linear_forward(v[l].p, n1[l].p, w(s, p.v), w(s, p.v_bias), t, hd, ckv));
+  }
+  const AttentionDims ad = attn_dims(batch, seq);
+  ATP_TRY(k->rope_forward(qp(l), rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
+  ATP_TRY(k->rope_forward(kp(l), rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
+  ATP_TRY(k->attention_forward(attn[l].p, lse[l].p, qp(l), kp(l), vp(l), ad));
+  ATP_TRY(k->linear_forward(tmp.p, attn[l].p, w(s, p.o), nullptr, t, cq, hd));
+  if (shape.attn_split)
+    ATP_TRY(all_reduce(tmp, t * hd, counts.forward_row));
+  ATP_TRY(k->add(h[l].p, x[l].p, tmp.p, t * hd));
+
+  ATP_TRY(k->rmsnorm_forward(n2[l].p, rstd2[l].p, h[l].p, w(s, p.post_norm), t, hd, shape.rms_eps));
+  void *gp, *up_p;
+  std::int64_t stride;
+  if (shape.gate_up_fused) {
+    ATP_TRY(k->linear_forward(gu[l].p, n2[l].p, w(s, p.gate_up), nullptr, t, hd, 2 * f));
+    gp = gu[l].p, up_p = at(gu[l], f), stride = 2 * f;
+  } else {
+    ATP_TRY(k->linear_forward(gate[l].p, n2[l].p, w(s, p.gate), nullptr, t, hd, f));
+    ATP_TRY(k->linear_forward(up[l].p, n2[l].p, w(s, p.up), nullptr, t, hd, f));
+    gp = gate[l].p, up_p = up[l].p, stride = f;
+  }
+  ATP_TRY(k->swiglu_forward(act[l].p, gp, up_p, t, f, stride));
+  ATP_TRY(k->linear_forward(tmp.p, act[l].p, w(s, p.down), nullptr, t, f, hd));
+  if (shape.mlp_split)
+    ATP_TRY(all_reduce(tmp, t * hd, counts.forward_row));
+  return k->add(x[l + 1].p, h[l].p, tmp.p, t * hd);
+}
+
+Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch &mb, bool write_grad) {
+  if (mb.batch < 1 || mb.seq < 1 || mb.batch > max_batch || mb.seq > max_seq)
+    return error("decoder: a micro-batch of " + std::to_string(mb.batch) + " x " + std::to_string(mb.seq) +
+                 " tokens does not fit the decoder's " + std::to_string(max_batch) + " x " +
+                 std::to_string(max_seq));
+  const std::int64_t t = mb.batch * mb.seq, hd = shape.hidden;
+  ATP_TRY(ops->copy_from_host(ids.p, mb.inputs, std::size_t(t) * 4));
+  const VocabRange full{shape.vocab, 0, shape.vocab};
+  ATP_TRY(k->embedding_forward(x[0].p, w(s, params.embed), static_cast<const std::int32_t *>(ids.p), t, hd, full));
+  for (int l = 0; l < int(shape.layers); ++l)
+    ATP_TRY(layer_forward(s, l, mb.batch, mb.seq));
+  ATP_TRY(k->rmsnorm_forward(nf.p, rstdf.p, x[shape.layers].p, w(s, params.final_norm), t, hd, shape.rms_eps));
+  const int head = shape.tied_embeddings ? params.embed : params.lm_head;
+  ATP_TRY(k->linear_forward(logits.p, nf.p, w(s, head), nullptr, t, hd, shape.vocab));
+  if (!mb.targets)
+    return CrossEntropySum{};
+  ATP_TRY(ops->copy_from_host(targets.p, mb.targets, std::size_t(t) * 4));
+  CrossEntropyArgs ce;
+  ce.rows = t;
+  ce.vocab = shape.vocab;
+  ce.write_grad = write_grad;
+  ce.grad_scale = mb.grad_scale;
+  ce.denominator = mb.denominator;
+  if (ce.denominator == 0) {  // the micro-batch's own mean over its predicted tokens
+    for (std::int64_t i = 0; i < t; ++i)
+      ce.denominator += mb.targets[i] != ce.ignore_index;
+    if (ce.denominator == 0)
+      ce.denominator = 1;
+  }
+  return k->cross_entropy(logits.p, static_cast<std::int32_t *>(targets.p), ce);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// backward: dx carries dL/d(residual stream) from the top down
+
+Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq) {
+  const DecoderLayerParams &p = layers[l];
+  const std::int64_t t = batch * seq, hd = shape.hidden;
+  // MLP: x[l+1] = h + down(swiglu(gate, up)(norm(h)))
+  ATP_TRY(k->linear_backward(dact.p, Write::Overwrite, g(s, p.down), nullptr, dx.p, act[l].p, w(s, p.down), t, f,
+                             hd));
+  ATP_TRY(ready(s, p.down));
+  if (shape.gate_up_fused) {
+    ATP_TRY(k->swiglu_backward(dgu.p, at(dgu, f), dact.p, gu[l].p, at(gu[l], f), t, f, 2 * f));
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate_up), nullptr, dgu.p, n2[l].p, w(s, p.gate_up),
+                               t, hd, 2 * f));
+    ATP_TRY(ready(s, p.gate_up));
+  } else {
+    ATP_TRY(k->swiglu_backward(dgate.p, dup.p, dact.p, gate[l].p, up[l].p, t, f, f));
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate), nullptr, dgate.p, n2[l].p, w(s, p.gate), t,
+                               hd, f));
+    ATP_TRY(ready(s, p.gate));
+    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.up), nullptr, dup.p, n2[l].p, w(s, p.up), t, hd,
+                               f));
+    ATP_TRY(ready(s, p.up));
+  }
+  if (shape.mlp_split)  // one all-reduce of the summed gate and up input gradients
+    ATP_TRY(all_reduce(dn, t * hd, counts.backward_column));
+  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.post_norm), dn.p, h[l].p, w(s, p.post_norm),
+                              rstd2[l].p, t, hd));
+  ATP_TRY(ready(s, p.post_norm));
+
+  // attention: h = x[l] + o(attention(rope(q), rope(k), v)(norm(x[l])))
+  ATP_TRY(k->linear_backward(dattn.p, Write::Overwrite, g(s, p.o), nullptr, dx.p, attn[l].p, w(s, p.o), t, cq, hd));
+  ATP_TRY(ready(s, p.o));
+  const AttentionDims ad = attn_dims(batch, seq);
+  void *dqp = shape.qkv_fused ? dqkv.p : dq.p;
+  void *dkp = shape.qkv_fused ? at(dqkv, cq) : dk.p;
+  void *dvp = shape.qkv_fused ? at(dqkv, cq + ckv) : dv.p;
+  ATP_TRY(k->attention_backward(dqp, dkp, dvp, dattn.p, qp(l), kp(l), vp(l), attn[l].p, lse[l].p, ad));
+  ATP_TRY(k->rope_backward(dqp, rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
+  ATP_TRY(k->rope_backward(dkp, rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
+  if (shape.qkv_fused) {
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.qkv), nullptr, dqkv.p, n1[l].p, w(s, p.qkv), t, hd,
+                               cqkv));
+    ATP_TRY(ready(s, p.qkv));
+  } else {
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.q), g(s, p.q_bias), dq.p, n1[l].p, w(s, p.q), t, hd,
+                               cq));
+    ATP_TRY(ready(s, p.q));
+    ATP_TRY(ready(s, p.q_bias));
+    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.k), g(s, p.k_bias), dk.p, n1[l].p, w(s, p.k), t, hd,
+                               ckv));
+    ATP_TRY(ready(s, p.k));
+    ATP_TRY(ready(s, p.k_bias));
+    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.v), g(s, p.v_bias), dv.p, n1[l].p, w(s, p.v), t, hd,
+                               ckv));
+    ATP_TRY(ready(s, p.v));
+    ATP_TRY(ready(s, p.v_bias));
+  }
+  if (shape.attn_split)  // one all-reduce of the summed q, k and v input gradients
+    ATP_TRY(all_reduce(dn, t * hd, counts.backward_column));
+  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.input_norm), dn.p, x[l].p, w(s, p.input_norm),
+                              rstd1[l].p, t, hd));
+  return ready(s, p.input_norm);
+}
+
+Status Decoder::State::head_backward(ParamStore &s, std::int64_t t) {
+  const std::int64_t hd = shape.hidden;
+  const int head = shape.tied_embeddings ? params.embed : params.lm_head;
+  // logits now hold dL/dlogits
+  ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, head), nullptr, logits.p, nf.p, w(s, head), t, hd,
+                             shape.vocab));
+  if (!shape.tied_embeddings)
+    ATP_TRY(ready(s, params.lm_head));
+  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Overwrite, g(s, params.final_norm), dn.p, x[shape.layers].p,
+                              w(s, params.final_norm), rstdf.p, t, hd));
+  return ready(s, params.final_norm);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// the public face
+
+Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, const DecoderParams &params,
+                                                 Kernels &kernels, Ops &ops, Comm &tp, std::int64_t max_batch,
+                                                 std::int64_t max_seq) {
+  if (tp.size() != shape.tp_size)
+    return error("decoder: the TP group has " + std::to_string(tp.size()) + " ranks, the model was compiled for " +
+                 std::to_string(shape.tp_size));
+  if (max_batch < 1 || max_seq < 1)
+    return error("decoder: micro-batch " + std::to_string(max_batch) + " x " + std::to_string(max_seq) +
+                 " must be at least 1 x 1");
+  if (max_seq > shape.max_positions)
+    return error("decoder: sequence length " + std::to_string(max_seq) + " exceeds max_position_embeddings (" +
+                 std::to_string(shape.max_positions) + ")");
+  if (shape.layers < 1 || !params.layers)
+    return error("decoder: the model has no layers");
+  auto st = std::make_unique<State>();
+  State &s = *st;
+  s.shape = shape;
+  s.params = params;
+  s.layers.assign(params.layers, params.layers + shape.layers);
+  s.k = &kernels;
+  s.ops = &ops;
+  s.tp = &tp;
+  s.max_batch = max_batch;
+  s.max_seq = max_seq;
+  s.max_tokens = max_batch * max_seq;
+  s.es = dtype_size(kernels.dtype());
+  s.ss = dtype_size(kernels.stat_dtype());
+  s.cq = shape.local_heads * shape.head_dim;
+  s.ckv = shape.local_kv_heads * shape.head_dim;
+  s.cqkv = s.cq + 2 * s.ckv;
+  s.f = shape.local_ffn;
+
+  RopeConfig rc;
+  rc.theta = shape.rope_theta;
+  rc.rope_type = shape.rope_type ? shape.rope_type : "default";
+  rc.factor = shape.rope_factor;
+  rc.low_freq_factor = shape.rope_low_freq_factor;
+  rc.high_freq_factor = shape.rope_high_freq_factor;
+  rc.original_max_position_embeddings = shape.rope_original_max_positions;
+  ATP_ASSIGN_OR_RETURN(s.rotary, rope_rotary_dim(rc, shape.head_dim));
+
+  const std::int64_t t = s.max_tokens, hd = shape.hidden, L = shape.layers;
+  auto each = [&](std::vector<Buf> &v, std::int64_t n, bool stat, std::int64_t count) -> Status {
+    v.resize(std::size_t(count));
+    for (Buf &b : v) {
+      auto r = stat ? s.stats(n) : s.elems(n);
+      ATP_TRY(r);
+      b = *r;
+    }
+    return {};
+  };
+  ATP_TRY(each(s.x, t * hd, false, L + 1));
+  ATP_TRY(each(s.n1, t * hd, false, L));
+  ATP_TRY(each(s.rstd1, t, true, L));
+  ATP_TRY(each(s.n2, t * hd, false, L));
+  ATP_TRY(each(s.rstd2, t, true, L));
+  ATP_TRY(each(s.h, t * hd, false, L));
+  ATP_TRY(each(s.attn, t * s.cq, false, L));
+  ATP_TRY(each(s.lse, t * shape.local_heads, true, L));
+  ATP_TRY(each(s.act, t * s.f, false, L));
+  if (shape.qkv_fused) {
+    ATP_TRY(each(s.qkv, t * s.cqkv, false, L));
+  } else {
+    ATP_TRY(each(s.q, t * s.cq, false, L));
+    ATP_TRY(each(s.kk, t * s.ckv, false, L));
+    ATP_TRY(each(s.v, t * s.ckv, false, L));
+  }
+  if (shape.gate_up_fused) {
+    ATP_TRY(each(s.gu, t * 2 * s.f, false, L));
+  } else {
+    ATP_TRY(each(s.gate, t * s.f, false, L));
+    ATP_TRY(each(s.up, t * s.f, false, L));
+  }
+  auto one = [&](Buf &b, std::int64_t n, bool stat = false) -> Status {
+    auto r = stat ? s.stats(n) : s.elems(n);
+    ATP_TRY(r);
+    b = *r;
+    return {};
+  };
+  ATP_TRY(one(s.nf, t * hd));
+  ATP_TRY(one(s.rstdf, t, true));
+  ATP_TRY(one(s.logits, t * shape.vocab));
+  ATP_ASSIGN_OR_RETURN(s.ids, s.alloc(std::uint64_t(t) * 4));
+  ATP_ASSIGN_OR_RETURN(s.targets, s.alloc(std::uint64_t(t) * 4));
+  ATP_TRY(one(s.rope, max_seq * s.rotary));
+  ATP_TRY(kernels.rope_table(s.rope.p, rc, shape.head_dim, max_seq));
+  ATP_TRY(one(s.dx, t * hd));
+  ATP_TRY(one(s.dn, t * hd));
+  ATP_TRY(one(s.tmp, t * hd));
+  ATP_TRY(one(s.dattn, t * s.cq));
+  ATP_TRY(one(s.dact, t * s.f));
+  if (shape.qkv_fused) {
+    ATP_TRY(one(s.dqkv, t * s.cqkv));
+  } else {
+    ATP_TRY(one(s.dq, t * s.cq));
+    ATP_TRY(one(s.dk, t * s.ckv));
+    ATP_TRY(one(s.dv, t * s.ckv));
+  }
+  if (shape.gate_up_fused) {
+    ATP_TRY(one(s.dgu, t * 2 * s.f));
+  } else {
+    ATP_TRY(one(s.dgate, t * s.f));
+    ATP_TRY(one(s.dup, t * s.f));
+  }
+  return std::unique_ptr<Decoder>(new Decoder(std::move(st)));
+}
+
+Decoder::Decoder(std::unique_ptr<State> s) : s_(std::move(s)) {}
+Decoder::~Decoder() = default;
+
+Result<CrossEntropySum> Decoder::forward_backward(ParamStore &store, const MicroBatch &mb) {
+  if (!mb.targets)
+    return error("decoder: forward_backward needs targets");
+  ATP_ASSIGN_OR_RETURN(CrossEntropySum loss, s_->forward(store, mb, /*write_grad=*/true));
+  const std::int64_t t = mb.batch * mb.seq;
+  ATP_TRY(s_->head_backward(store, t));
+  for (int l = int(s_->shape.layers) - 1; l >= 0; --l)
+    ATP_TRY(s_->layer_backward(store, l, mb.batch, mb.seq));
+  const VocabRange full{s_->shape.vocab, 0, s_->shape.vocab};
+  ATP_TRY(s_->k->embedding_backward(s_->g(store, s_->params.embed), s_->dx.p,
+                                    static_cast<const std::int32_t *>(s_->ids.p), t, s_->shape.hidden, full));
+  ATP_TRY(s_->ready(store, s_->params.embed));
+  return loss;
+}
+
+Result<CrossEntropySum> Decoder::forward_loss(ParamStore &store, const MicroBatch &mb) {
+  if (!mb.targets)
+    return error("decoder: forward_loss needs targets");
+  return s_->forward(store, mb, /*write_grad=*/false);
+}
+
+Status Decoder::last_logits(ParamStore &store, const std::int32_t *inputs, std::int64_t batch, std::int64_t seq,
+                            float *host_logits) {
+  MicroBatch mb;
+  mb.inputs = inputs;
+  mb.batch = batch;
+  mb.seq = seq;
+  ATP_TRY(s_->forward(store, mb, false));
+  const std::int64_t vocab = s_->shape.vocab;
+  if (s_->es != 4 && s_->es != 8)
+    return error("decoder: last_logits reads F32 or F64 logits");
+  std::vector<char> row(std::size_t(vocab) * s_->es);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    ATP_TRY(s_->ops->copy_to_host(row.data(), s_->at(s_->logits, ((b + 1) * seq - 1) * vocab), row.size()));
+    for (std::int64_t j = 0; j < vocab; ++j) {
+      if (s_->es == 8) {
+        double d;
+        std::memcpy(&d, row.data() + j * 8, 8);
+        host_logits[b * vocab + j] = float(d);
+      } else {
+        std::memcpy(&host_logits[b * vocab + j], row.data() + j * 4, 4);
+      }
+    }
+  }
+  return {};
+}
+
+std::uint64_t Decoder::activation_bytes() const {
+  std::uint64_t n = 0;
+  for (const Buf &b : s_->owned)
+    n += b.bytes;
+  return n;
+}
+
+const Decoder::CommCounts &Decoder::comm_counts() const { return s_->counts; }
+
+} // namespace atp

@@ -1,0 +1,229 @@
+/* loss_and_grads.cpp - the trainer's exact oracle: one fp32 forward and backward, the consolidated gradients.
+
+   train --loss-and-grads TOKENS --rows R --out FILE.safetensors [--seq S] [--init-from HF_DIR] [--seed N]
+
+   TOKENS holds R rows of S+1 raw little-endian uint32 tokens (no header); S is --seq, or what the file size
+   gives. DP rank d takes a contiguous block of rows; the TP ranks of a group take the same rows. The loss is
+   the mean cross-entropy over all R x S predictions (HF's labels rule), so every rank's gradients are of
+   that mean and summing them over DP gives the full gradient. FILE gets `loss` ([1], F32) and
+   `grad.<HF name>` for every parameter, consolidated over TP (the plan's boxes), F32; with tied embeddings
+   the embedding's gradient includes the LM head's. Weights come from an HF checkpoint (each rank reads only
+   its shards) or from the seeded init (seeded_init), which is the same for every layout. Written by global
+   rank 0, atomically. */
+#include "atp/loss_and_grads.h"
+
+#include "atp/checkpoint_tools.h"
+#include "atp/comm.h"
+#include "atp/kernels.h"
+#include "atp/ops.h"
+#include "atp/safetensors_writer.h"
+#include "atp/shard.h"
+#include "atp/world.h"
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace atp {
+
+namespace {
+
+/// Host weights and gradients of this TP rank's shards, F32.
+struct HostParams : ParamStore {
+  std::vector<std::vector<float>> w, g;
+  void *param(int i) override { return w[std::size_t(i)].data(); }
+  void *grad(int i) override { return g[std::size_t(i)].data(); }
+  Status grad_ready(int) override { return {}; }
+};
+
+Result<std::vector<std::uint32_t>> read_rows(const std::string &path, std::int64_t rows, std::int64_t *seq) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in)
+    return error("cannot open token rows " + quote(path));
+  const std::int64_t bytes = std::int64_t(in.tellg());
+  const std::int64_t per_row = *seq > 0 ? (*seq + 1) * 4 : 0;
+  if (rows < 1 || bytes == 0 || bytes % (rows * 4) != 0 || (per_row && bytes != rows * per_row) ||
+      bytes / (rows * 4) < 2)
+    return error(quote(path) + " holds " + std::to_string(bytes) + " bytes, not " + std::to_string(rows) +
+                 " rows of " + (*seq > 0 ? std::to_string(*seq + 1) : std::string("S+1")) +
+                 " uint32 tokens (no header)");
+  *seq = bytes / (rows * 4) - 1;
+  std::vector<std::uint32_t> t(std::size_t(bytes / 4));
+  in.seekg(0);
+  in.read(reinterpret_cast<char *>(t.data()), bytes);
+  if (!in)
+    return error("cannot read " + quote(path));
+  return t;
+}
+
+Status load_weights(const ModelPlan &plan, int tp_rank, const std::string &init_from, std::uint64_t seed,
+                    HostParams &hp) {
+  for (int i = 0; i < plan.num_params; ++i) {
+    const std::size_t n = local_nbytes(plan.params[i], tp_rank) / dtype_size(plan.params[i].dtype);
+    hp.w.emplace_back(n);
+    hp.g.emplace_back(n, 0.0f);
+  }
+  if (init_from.empty())
+    return seeded_init(plan, tp_rank, seed, hp.w);
+  ATP_ASSIGN_OR_RETURN(std::vector<HostTensor> shards, load_sharded(plan, tp_rank, init_from));
+  auto ops = make_cpu_ops();
+  for (int i = 0; i < plan.num_params; ++i) {
+    const HostTensor &t = shards[std::size_t(i)];
+    if (std::size_t(t.numel()) != hp.w[std::size_t(i)].size())
+      return error("shard of " + quote(plan.params[i].name) + " has " + std::to_string(t.numel()) + " elements");
+    ATP_TRY(ops->cast(hp.w[std::size_t(i)].data(), DType::F32, t.data(), t.dtype(), std::size_t(t.numel())));
+  }
+  return {};
+}
+
+const char *kUsage = "usage: train --loss-and-grads TOKENS --rows R --out FILE.safetensors [--seq S] "
+                     "[--init-from HF_DIR] [--seed N]";
+
+} // namespace
+
+/// The same value for a parameter element whatever the layout: a function of (seed, parameter, element of
+/// the full tensor). Norm weights start at 1 as HF initialises them; the rest is uniform in [-a, a) with
+/// a = 0.02 * sqrt(3) (HF's initializer_range as a standard deviation).
+Status seeded_init(const ModelPlan &plan, int tp_rank, std::uint64_t seed, std::vector<std::vector<float>> &w) {
+  for (int i = 0; i < plan.num_params; ++i) {
+    const ParamPlan &p = plan.params[i];
+    const std::string name = p.name;
+    const bool norm = p.ndim == 1 && name.find("norm") != std::string::npos;
+    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    std::vector<float> full(std::size_t(p.rows * p.cols));
+    for (std::size_t e = 0; e < full.size(); ++e) {
+      std::uint64_t k = seed * 0x9e3779b97f4a7c15ull + std::uint64_t(i) * 0xbf58476d1ce4e5b9ull + e;
+      k = (k ^ (k >> 30)) * 0xbf58476d1ce4e5b9ull;
+      k = (k ^ (k >> 27)) * 0x94d049bb133111ebull;
+      k ^= k >> 31;
+      const double u = double(k >> 11) / double(1ull << 53) * 2.0 - 1.0;
+      full[e] = norm ? 1.0f : bias ? 0.0f : float(0.0346410161513775 * u);
+    }
+    ParamPlan f32 = p;  // the same boxes over F32 elements
+    f32.dtype = DType::F32;
+    shard_copy(f32, tp_rank, reinterpret_cast<const std::byte *>(full.data()),
+               reinterpret_cast<std::byte *>(w[std::size_t(i)].data()));
+  }
+  return {};
+}
+
+int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const DecoderParams &params, int argc,
+                        char **argv) {
+  std::string tokens, out, init_from;
+  std::int64_t rows = 0, seq = 0;
+  std::uint64_t seed = 1234;
+  for (int a = 1; a < argc; ++a) {
+    std::string arg = argv[a];
+    auto value = [&]() -> std::string {
+      if (a + 1 >= argc) {
+        std::fprintf(stderr, "train: %s needs a value\n%s\n", arg.c_str(), kUsage);
+        std::exit(2);
+      }
+      return argv[++a];
+    };
+    if (arg == "--loss-and-grads")
+      tokens = value();
+    else if (arg == "--rows")
+      rows = std::stoll(value());
+    else if (arg == "--seq")
+      seq = std::stoll(value());
+    else if (arg == "--out")
+      out = value();
+    else if (arg == "--init-from")
+      init_from = value();
+    else if (arg == "--seed")
+      seed = std::stoull(value());
+    else {
+      std::fprintf(stderr, "train: unknown argument '%s'\n%s\n", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (tokens.empty() || out.empty() || rows < 1) {
+    std::fprintf(stderr, "%s\n", kUsage);
+    return 2;
+  }
+  ATP_CHECK_OK(mpi_init(&argc, &argv));
+  World world = ATP_CHECK_OK(World::from_env());
+  set_process_identity(world.rank, world.world_size);
+  Groups groups = ATP_CHECK_OK(make_groups(world, plan.tp_size));
+  std::unique_ptr<Comm> tp, dp;
+  for (const auto &g : ATP_CHECK_OK(all_tp_groups(world.world_size, plan.tp_size)))
+    if (g == groups.tp_group)
+      tp = ATP_CHECK_OK(make_mpi_comm(g));
+  for (const auto &g : ATP_CHECK_OK(all_dp_groups(world.world_size, plan.tp_size)))
+    if (g == groups.dp_group)
+      dp = ATP_CHECK_OK(make_mpi_comm(g));
+
+  std::vector<std::uint32_t> all = ATP_CHECK_OK(read_rows(tokens, rows, &seq));
+  if (seq > shape.max_positions) {
+    std::fprintf(stderr, "train: error: rows of %lld tokens are longer than max_position_embeddings (%lld)\n",
+                 (long long)seq, (long long)shape.max_positions);
+    return 1;
+  }
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (all[i] >= std::uint64_t(shape.vocab)) {
+      std::fprintf(stderr, "train: error: %s: token %u at row %zu, position %zu is outside the vocabulary (%lld)\n",
+                   tokens.c_str(), all[i], i / std::size_t(seq + 1), i % std::size_t(seq + 1),
+                   (long long)shape.vocab);
+      return 1;
+    }
+  // This DP rank's rows: a contiguous block.
+  const std::int64_t begin = rows * groups.dp_rank / groups.dp_size, end = rows * (groups.dp_rank + 1) / groups.dp_size;
+  std::vector<std::int32_t> in, tgt;
+  for (std::int64_t r = begin; r < end; ++r)
+    for (std::int64_t s = 0; s < seq; ++s) {
+      in.push_back(std::int32_t(all[std::size_t(r * (seq + 1) + s)]));
+      tgt.push_back(std::int32_t(all[std::size_t(r * (seq + 1) + s + 1)]));
+    }
+
+  HostParams hp;
+  ATP_CHECK_OK(load_weights(plan, groups.tp_rank, init_from, seed, hp));
+  CrossEntropySum local{};
+  if (end > begin) {
+    auto kernels = ATP_CHECK_OK(make_cpu_kernels(DType::F32));
+    auto ops = make_cpu_ops();
+    auto dec = ATP_CHECK_OK(Decoder::create(shape, params, *kernels, *ops, *tp, end - begin, seq));
+    MicroBatch mb;
+    mb.inputs = in.data(), mb.targets = tgt.data(), mb.batch = end - begin, mb.seq = seq;
+    mb.denominator = rows * seq;
+    local = ATP_CHECK_OK(dec->forward_backward(hp, mb));
+  }
+  // Sum over DP: the loss and every gradient; then gather each parameter over TP on TP rank 0.
+  double loss = local.loss_sum;
+  ATP_CHECK_OK(dp->all_reduce(&loss, &loss, 1, DType::F64, ReduceOp::Sum));
+  loss /= double(rows * seq);
+  std::vector<TensorDecl> decls{{"loss", DType::F32, {1}}};
+  std::vector<std::vector<float>> full(std::size_t(plan.num_params));
+  for (int i = 0; i < plan.num_params; ++i) {
+    const ParamPlan &p = plan.params[i];
+    std::vector<float> &g = hp.g[std::size_t(i)];
+    ATP_CHECK_OK(dp->all_reduce(g.data(), g.data(), g.size(), DType::F32, ReduceOp::Sum));
+    std::vector<float> gathered(g.size() * std::size_t(plan.tp_size));
+    ATP_CHECK_OK(tp->all_gather(g.data(), gathered.data(), g.size(), DType::F32));
+    full[std::size_t(i)].resize(std::size_t(p.rows * p.cols));
+    ParamPlan f32 = p;
+    f32.dtype = DType::F32;
+    for (int r = 0; r < plan.tp_size; ++r)
+      gather_copy(f32, r, reinterpret_cast<const std::byte *>(gathered.data() + std::size_t(r) * g.size()),
+                  reinterpret_cast<std::byte *>(full[std::size_t(i)].data()));
+    decls.push_back({std::string("grad.") + p.name, DType::F32, std::vector<std::int64_t>(p.shape, p.shape + p.ndim)});
+  }
+  if (world.rank == 0) {
+    auto w = ATP_CHECK_OK(SafetensorsWriter::create(out, decls, {{"format", "pt"}}));
+    const float l = float(loss);
+    ATP_CHECK_OK(w.write("loss", &l, sizeof l));
+    for (int i = 0; i < plan.num_params; ++i)
+      ATP_CHECK_OK(w.write(decls[std::size_t(i) + 1].name, full[std::size_t(i)].data(), full[std::size_t(i)].size() * 4));
+    ATP_CHECK_OK(w.commit());
+    std::printf("loss %.9g over %lld x %lld tokens; %d gradients -> %s\n", loss, (long long)rows, (long long)seq,
+                plan.num_params, out.c_str());
+  }
+  tp.reset();
+  dp.reset();
+  (void)mpi_finalize();
+  return 0;
+}
+
+} // namespace atp
