@@ -185,7 +185,7 @@ std::optional<DecoderDesc> autotpc::lowerDecoder(const Module &M, const LoadedMo
     return std::nullopt;
   }
   const int64_t Cq = R.Heads * R.HeadDim, Ck = R.KVHeads * R.HeadDim;
-  for (int64_t L = 0; L < R.Layers && Ok; ++L) {
+  for (int64_t L = 0; L < R.Layers; ++L) {
     const auto &S = R.LayerParams[size_t(L)];
     auto kind = [&](int Slot) { return S[size_t(Slot)] < 0 ? PartKind::Replicate : M.Params[size_t(S[size_t(Slot)])].Part.Kind; };
     auto param = [&](int Slot) -> const Param & { return M.Params[size_t(S[size_t(Slot)])]; };
