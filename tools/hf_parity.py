@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""HF transformers' side of the parity check of `train --loss-and-grads` (runs where torch + transformers are).
+
+For each family (llama, qwen2, phi3, mistral) it builds a random-init *ForCausalLM in float32 from the tiny
+config in specs/tiny/<family>.json, saves it with save_pretrained (model.safetensors + config.json), writes
+R rows of S+1 uint32 tokens (raw little-endian, the oracle's input) into the same folder, and transformers'
+mean cross-entropy of predicting tokens 1..S from tokens 0..S-1 and its gradients as
+OUT_DIR/<family>.reference.safetensors (`loss`, `grad.<name>`), outside the model folder.
+tools/hf-parity.sh then runs our oracle on the same folder and compares.
+
+usage: hf_parity.py OUT_DIR [--rows R] [--seq S]
+"""
+import argparse
+import json
+import os
+import random
+import struct
+
+import torch
+import transformers
+from safetensors.torch import save_file
+
+FAMILIES = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "phi3": "Phi3ForCausalLM",
+    "mistral": "MistralForCausalLM",
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--rows", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=32)
+    args = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    specs = os.path.join(here, "..", "specs", "tiny")
+    for family, cls_name in FAMILIES.items():
+        cfg_dict = json.load(open(os.path.join(specs, family + ".json")))
+        cfg_dict.pop("torch_dtype", None)
+        cfg = transformers.AutoConfig.for_model(**cfg_dict)
+        torch.manual_seed(1234)
+        model = getattr(transformers, cls_name)(cfg).float()
+        # Norm weights random too, so that their gradients are checked against non-trivial values.
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.uniform_(0.8, 1.2)
+                elif name.endswith(".bias"):
+                    p.uniform_(-0.1, 0.1)
+        folder = os.path.join(args.out, family)
+        model.save_pretrained(folder, safe_serialization=True)
+        rng = random.Random(7)
+        vocab = cfg.vocab_size
+        rows = [[rng.randrange(vocab) for _ in range(args.seq + 1)] for _ in range(args.rows)]
+        with open(os.path.join(folder, "rows.bin"), "wb") as f:
+            for r in rows:
+                f.write(struct.pack("<%dI" % len(r), *r))
+        ids = torch.tensor(rows, dtype=torch.long)
+        model.train(False)  # no dropout; attention dropout is 0 in these configs anyway
+        model.zero_grad()
+        logits = model(input_ids=ids[:, :-1]).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab).float(), ids[:, 1:].reshape(-1))
+        loss.backward()
+        ref = {"loss": loss.detach().reshape(1).float().contiguous()}
+        for name, p in model.named_parameters():
+            ref["grad." + name] = p.grad.detach().float().contiguous()
+        save_file(ref, os.path.join(args.out, family + ".reference.safetensors"))
+        print("%s: transformers %s, loss %.9g, %d gradients" % (family, transformers.__version__, loss.item(), len(ref) - 1))
+
+
+if __name__ == "__main__":
+    main()
