@@ -8,7 +8,6 @@
 #include "atp/decoder.h"
 
 #include <cmath>
-#include <cstring>
 #include <string>
 
 namespace atp {
@@ -393,32 +392,6 @@ Result<CrossEntropySum> Decoder::forward_loss(ParamStore &store, const MicroBatc
   if (!mb.targets)
     return error("decoder: forward_loss needs targets");
   return s_->forward(store, mb, /*write_grad=*/false);
-}
-
-Status Decoder::last_logits(ParamStore &store, const std::int32_t *inputs, std::int64_t batch, std::int64_t seq,
-                            float *host_logits) {
-  MicroBatch mb;
-  mb.inputs = inputs;
-  mb.batch = batch;
-  mb.seq = seq;
-  ATP_TRY(s_->forward(store, mb, false));
-  const std::int64_t vocab = s_->shape.vocab;
-  if (s_->es != 4 && s_->es != 8)
-    return error("decoder: last_logits reads F32 or F64 logits");
-  std::vector<char> row(std::size_t(vocab) * s_->es);
-  for (std::int64_t b = 0; b < batch; ++b) {
-    ATP_TRY(s_->ops->copy_to_host(row.data(), s_->at(s_->logits, ((b + 1) * seq - 1) * vocab), row.size()));
-    for (std::int64_t j = 0; j < vocab; ++j) {
-      if (s_->es == 8) {
-        double d;
-        std::memcpy(&d, row.data() + j * 8, 8);
-        host_logits[b * vocab + j] = float(d);
-      } else {
-        std::memcpy(&host_logits[b * vocab + j], row.data() + j * 4, 4);
-      }
-    }
-  }
-  return {};
 }
 
 std::uint64_t Decoder::activation_bytes() const {

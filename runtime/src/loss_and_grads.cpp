@@ -18,11 +18,14 @@
 #include "atp/ops.h"
 #include "atp/safetensors_writer.h"
 #include "atp/shard.h"
+#include "atp/token_file.h"
 #include "atp/world.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
-#include <cstring>
-#include <fstream>
+#include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,24 +41,19 @@ struct HostParams : ParamStore {
   Status grad_ready(int) override { return {}; }
 };
 
-Result<std::vector<std::uint32_t>> read_rows(const std::string &path, std::int64_t rows, std::int64_t *seq) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in)
-    return error("cannot open token rows " + quote(path));
-  const std::int64_t bytes = std::int64_t(in.tellg());
-  const std::int64_t per_row = *seq > 0 ? (*seq + 1) * 4 : 0;
-  if (rows < 1 || bytes == 0 || bytes % (rows * 4) != 0 || (per_row && bytes != rows * per_row) ||
-      bytes / (rows * 4) < 2)
-    return error(quote(path) + " holds " + std::to_string(bytes) + " bytes, not " + std::to_string(rows) +
-                 " rows of " + (*seq > 0 ? std::to_string(*seq + 1) : std::string("S+1")) +
-                 " uint32 tokens (no header)");
-  *seq = bytes / (rows * 4) - 1;
-  std::vector<std::uint32_t> t(std::size_t(bytes / 4));
-  in.seekg(0);
-  in.read(reinterpret_cast<char *>(t.data()), bytes);
-  if (!in)
-    return error("cannot read " + quote(path));
-  return t;
+/// S from the file size when --seq is not given: the file is rows x (S + 1) uint32 tokens.
+std::int64_t seq_from_size(const std::string &path, std::int64_t rows) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || rows < 1)
+    return 0;  // read_token_rows names the problem
+  return std::int64_t(st.st_size) / 4 / rows - 1;
+}
+
+/// A non-negative integer argument, or nullopt.
+std::optional<std::uint64_t> parse_count(const std::string &text) {
+  if (text.empty() || text.size() > 19 || text.find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  return std::stoull(text);
 }
 
 Status load_weights(const ModelPlan &plan, int tp_rank, const std::string &init_from, std::uint64_t seed,
@@ -123,18 +121,27 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
       }
       return argv[++a];
     };
+    auto count = [&]() -> std::uint64_t {
+      const std::string text = value();
+      const std::optional<std::uint64_t> n = parse_count(text);
+      if (!n) {
+        std::fprintf(stderr, "train: %s '%s' is not a non-negative integer\n%s\n", arg.c_str(), text.c_str(), kUsage);
+        std::exit(2);
+      }
+      return *n;
+    };
     if (arg == "--loss-and-grads")
       tokens = value();
     else if (arg == "--rows")
-      rows = std::stoll(value());
+      rows = std::int64_t(count());
     else if (arg == "--seq")
-      seq = std::stoll(value());
+      seq = std::int64_t(count());
     else if (arg == "--out")
       out = value();
     else if (arg == "--init-from")
       init_from = value();
     else if (arg == "--seed")
-      seed = std::stoull(value());
+      seed = count();
     else {
       std::fprintf(stderr, "train: unknown argument '%s'\n%s\n", arg.c_str(), kUsage);
       return 2;
@@ -156,19 +163,18 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
     if (g == groups.dp_group)
       dp = ATP_CHECK_OK(make_mpi_comm(g));
 
-  std::vector<std::uint32_t> all = ATP_CHECK_OK(read_rows(tokens, rows, &seq));
+  if (seq == 0)
+    seq = seq_from_size(tokens, rows);
   if (seq > shape.max_positions) {
     std::fprintf(stderr, "train: error: rows of %lld tokens are longer than max_position_embeddings (%lld)\n",
                  (long long)seq, (long long)shape.max_positions);
     return 1;
   }
-  for (std::size_t i = 0; i < all.size(); ++i)
-    if (all[i] >= std::uint64_t(shape.vocab)) {
-      std::fprintf(stderr, "train: error: %s: token %u at row %zu, position %zu is outside the vocabulary (%lld)\n",
-                   tokens.c_str(), all[i], i / std::size_t(seq + 1), i % std::size_t(seq + 1),
-                   (long long)shape.vocab);
-      return 1;
-    }
+  // Exactly rows x (seq + 1) tokens, each below the vocabulary size: errors name the file, the sizes, or
+  // the row, column and id.
+  const std::vector<std::uint32_t> all =
+      ATP_CHECK_OK(read_token_rows(tokens, std::uint64_t(rows), std::uint64_t(std::max<std::int64_t>(seq, 1)),
+                                   std::uint64_t(shape.vocab)));
   // This DP rank's rows: a contiguous block.
   const std::int64_t begin = rows * groups.dp_rank / groups.dp_size, end = rows * (groups.dp_rank + 1) / groups.dp_size;
   std::vector<std::int32_t> in, tgt;

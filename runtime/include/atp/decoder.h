@@ -99,11 +99,6 @@ public:
   Result<CrossEntropySum> forward_backward(ParamStore &store, const MicroBatch &mb);
   /// Forward only (evaluation): the summed loss and count; gradients untouched.
   Result<CrossEntropySum> forward_loss(ParamStore &store, const MicroBatch &mb);
-  /// Forward of batch x seq tokens; copies the logits of the last position of each row to host_logits
-  /// (batch x vocab floats), for generation.
-  Status last_logits(ParamStore &store, const std::int32_t *inputs, std::int64_t batch, std::int64_t seq,
-                     float *host_logits);
-
   /// Bytes of activation and scratch buffers this decoder holds.
   std::uint64_t activation_bytes() const;
   /// TP all-reduces issued so far, by kind (tests check one input-gradient all-reduce per block).
