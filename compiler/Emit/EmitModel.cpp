@@ -31,6 +31,8 @@ namespace gen {
 extern const atp::DecoderShape decoder_shape;
 /// Every parameter's index in gen::plan, per layer.
 extern const atp::DecoderParams decoder_params;
+/// The model's HF config (config.json), written next to an HF export.
+extern const char *const hf_config_json;
 
 } // namespace gen
 )";
@@ -76,6 +78,8 @@ std::string autotpc::emitModelSource(const Module &M, const DecoderDesc &D) {
   S += "};\n\n";
   S += "const atp::DecoderParams decoder_params = {/*embed=*/" + std::to_string(D.Embed) + ", /*final_norm=*/" +
        std::to_string(D.FinalNorm) + ", /*lm_head=*/" + std::to_string(D.Tied ? -1 : D.LmHead) + ", kLayers};\n\n";
+  // A raw string literal; the delimiter cannot occur in JSON text, which escapes nothing that spells it.
+  S += "const char *const hf_config_json = R\"autotpc(" + D.HFConfigJson + ")autotpc\";\n\n";
   S += "} // namespace gen\n";
   return S;
 }

@@ -121,11 +121,13 @@ std::vector<EmittedFile> autotpc::emitProject(const Module &M, const ZeroSetting
     Files.push_back({"model.h", emitModelHeader(M)});
     Files.push_back({"model.cpp", emitModelSource(M, *Decoder)});
     Files.push_back({"train.cpp", banner(M, "//") +
-                                      "// train --loss-and-grads TOKENS --rows R --out FILE: the exact oracle (the "
-                                      "training loop comes next)\n#include \"model.h\"\n#include \"plan.h\"\n"
-                                      "#include \"atp/loss_and_grads.h\" // defines: loss_and_grads_main\n\n"
-                                      "int main(int argc, char **argv) {\n  return atp::loss_and_grads_main(gen::plan, "
-                                      "gen::decoder_shape, gen::decoder_params, argc, argv);\n}\n"});
+                                      "// train: the training loop, checkpoints, HF export, generation and the exact\n"
+                                      "// oracle (train --help), for this model and config.\n"
+                                      "#include \"model.h\"\n#include \"plan.h\"\n#include \"zero.h\"\n"
+                                      "#include \"atp/train_main.h\" // defines: train_main, TrainModel\n\n"
+                                      "int main(int argc, char **argv) {\n"
+                                      "  return atp::train_main({gen::plan, gen::zero_plan, gen::decoder_shape, "
+                                      "gen::decoder_params, gen::hf_config_json}, argc, argv);\n}\n"});
   }
   return Files;
 }

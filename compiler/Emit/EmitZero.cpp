@@ -140,6 +140,12 @@ std::string autotpc::emitZeroSource(const Module &M, const ZeroSettings &Z, cons
   W.raw("tp_size", "kTpSize", "tensor_parallel.autotp_size");
   W.raw("dp_size", std::to_string(Z.DpSize), Z.DpWhy);
   W.integer("gradient_accumulation_steps", "gradient_accumulation_steps", Z.GradAccum);
+  OS << "    /*batch=*/{ // the batch keys as written (0: absent), completed at launch\n";
+  FieldWriter WB(OS, SM, Opts, "        ");
+  WB.integer("train_batch_size", "train_batch_size", Z.TrainBatch);
+  WB.integer("micro_batch_size", "train_micro_batch_size_per_gpu", Z.MicroBatch);
+  WB.integer("gradient_accumulation_steps", "gradient_accumulation_steps", Z.GradAccumGiven);
+  OS << "    },\n";
   W.number("gradient_clipping", "gradient_clipping", Z.GradientClipping);
   W.field("reduce_bucket_size", "zero_optimization.reduce_bucket_size", Z.ReduceBucketSize, "kReduceBucketSize");
   const AdamWSettings &A = Z.AdamW;

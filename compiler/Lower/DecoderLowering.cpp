@@ -105,6 +105,9 @@ std::optional<DecoderDesc> autotpc::lowerDecoder(const Module &M, const LoadedMo
   R.Heads = D.NumHeads.Value, R.KVHeads = D.NumKVHeads.Value, R.HeadDim = D.HeadDim.Value;
   R.Ffn = D.Intermediate.Value, R.Tp = M.TpSize, R.Tied = D.TiedEmbeddings;
   R.LayerParams.assign(size_t(R.Layers), {});
+  if (Model.ConfigDoc)
+    if (const nlohmann::json *J = Model.ConfigDoc->get(Model.Prefix))
+      R.HFConfigJson = J->dump(2);
   for (auto &L : R.LayerParams)
     L.fill(-1);
 

@@ -45,6 +45,7 @@ struct DecoderDesc {
   double RopeFactor = 1, RopeLowFreqFactor = 1, RopeHighFreqFactor = 4, RopeOriginalMaxPositions = 8192;
   int Embed = -1, FinalNorm = -1, LmHead = -1;
   std::vector<std::array<int, NumDecoderSlots>> LayerParams;
+  std::string HFConfigJson; ///< the model's HF config object, as JSON text (config.json of an HF export)
 };
 
 /// True when the family has training code (llama, mistral, qwen2, phi3).

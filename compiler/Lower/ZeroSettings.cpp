@@ -286,6 +286,12 @@ std::optional<ZeroSettings> autotpc::lowerZeroSettings(const Config &C, const To
     Z.GradAccum.set(*C.TrainBatch.Value / (*C.MicroBatch.Value * *Topo.Dp), C.TrainBatch.L);
     Z.GradAccum.Why = "train_batch_size / (train_micro_batch_size_per_gpu x dp)";
   }
+  if (C.TrainBatch.Value)
+    Z.TrainBatch.set(*C.TrainBatch.Value, C.TrainBatch.L);
+  if (C.MicroBatch.Value)
+    Z.MicroBatch.set(*C.MicroBatch.Value, C.MicroBatch.L);
+  if (C.GradAccum.Value)
+    Z.GradAccumGiven.set(*C.GradAccum.Value, C.GradAccum.L);
   if (C.GradientClippingLoc.isValid())
     Z.GradientClipping.set(C.GradientClipping, C.GradientClippingLoc);
   if (C.Zero.ReduceBucketSizeLoc.isValid())

@@ -63,6 +63,8 @@ struct ZeroSettings {
   int64_t DpSize = 0; ///< 0: known only at launch
   std::string DpWhy;  ///< where DpSize came from
   Setting<int64_t> GradAccum{1};
+  /// The batch keys as written (0: absent), for the trainer to complete at launch (atp::BatchConfig).
+  Setting<int64_t> TrainBatch{0}, MicroBatch{0}, GradAccumGiven{0};
   Setting<double> GradientClipping{0.0};
   Setting<int64_t> ReduceBucketSize{500000000};
   AdamWSettings AdamW;

@@ -134,7 +134,7 @@ std::uint64_t DataLoader::window_of(std::uint64_t g) const {
   return opt_.shuffle ? shuffle_index(j, windows_, opt_.seed, e) : j;
 }
 
-Status DataLoader::next(MicroBatch &out) {
+Status DataLoader::next(TokenBatch &out) {
   const std::uint64_t b = opt_.micro_batch, s = opt_.seq_len, row = s + 1;
   const std::uint64_t per_step = b * std::uint64_t(opt_.dp_size);
   const std::uint64_t first = next_row_ + b * std::uint64_t(opt_.dp_rank);

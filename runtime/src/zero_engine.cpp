@@ -370,6 +370,35 @@ Status ZeroEngine::backward_done() {
   return {};
 }
 
+Result<std::vector<StateBuffer>> ZeroEngine::state_buffers() {
+  State &s = *s_;
+  if (s.micro != 0)
+    return error("zero engine: a checkpoint needs a finished optimizer step, but " + std::to_string(s.micro) +
+                 " micro-steps of the next are pending");
+  if (!s.master_ready) {
+    ATP_TRY(s.init_master());
+    s.master_ready = true;
+  }
+  std::vector<StateBuffer> out{{"params", s.params, s.dtype, s.pad.numel}};
+  if (s.separate_fp32)
+    out.push_back({"master", s.master, DType::F32, s.opt_numel()});
+  out.push_back({"exp_avg", s.m, DType::F32, s.opt_numel()});
+  out.push_back({"exp_avg_sq", s.v, DType::F32, s.opt_numel()});
+  return out;
+}
+
+EngineCounters ZeroEngine::counters() const { return {s_->steps, s_->scaler.state()}; }
+
+Status ZeroEngine::restore(const EngineCounters &c) {
+  if (c.steps < 0)
+    return error("zero engine: a checkpoint cannot hold " + std::to_string(c.steps) + " optimizer steps");
+  s_->steps = c.steps;
+  s_->scaler.restore(c.scaler);
+  s_->master_ready = true;
+  s_->micro = 0;
+  return s_->clear_gradients();
+}
+
 Result<StepResult> ZeroEngine::step() {
   State &s = *s_;
   if (s.micro < s.zero.gradient_accumulation_steps) {

@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *Data, size_t Size) {
   if (!L.ok())
     return 0;
   check(L->windows() == (Tokens.size() - 1) / O.seq_len);
-  atp::MicroBatch MB, Again;
+  atp::TokenBatch MB, Again;
   atp::DataPosition Saved;
   std::vector<uint32_t> After;
   for (int T = 0; T < 4; ++T) {

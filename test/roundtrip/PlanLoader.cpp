@@ -64,6 +64,7 @@ void loadZero(const Module &M, const Config &C, const ZeroSettings &Z, LoadedZer
   P.tp_size = int32_t(Z.TpSize);
   P.dp_size = int32_t(Z.DpSize);
   P.gradient_accumulation_steps = int32_t(Z.GradAccum.Value);
+  P.batch = {Z.TrainBatch.Value, Z.MicroBatch.Value, Z.GradAccumGiven.Value};
   P.gradient_clipping = Z.GradientClipping.Value;
   P.reduce_bucket_size = Z.ReduceBucketSize.Value;
   const AdamWSettings &A = Z.AdamW;

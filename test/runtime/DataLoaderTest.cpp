@@ -50,7 +50,7 @@ std::vector<StepRows> run(const std::vector<std::uint32_t> &tokens, std::uint64_
   for (int r = 0; r < dp; ++r) {
     Result<DataLoader> d = DataLoader::from_tokens(tokens, "mem", opts(s, b, r, dp));
     EXPECT_TRUE(d.ok()) << d.status().message();
-    MicroBatch mb;
+    TokenBatch mb;
     for (int k = 0; k < steps; ++k) {
       out[std::size_t(k)].rows_by_rank.resize(std::size_t(dp));
       for (std::uint64_t m = 0; m < gas; ++m) {
@@ -150,7 +150,7 @@ TEST(DataLoader, TpRanksOfOneDpRankReadTheSame) {
   Result<DataLoader> tp1 = DataLoader::open(dir / "t.bin", opts(16, 3, 1, 2));
   Result<DataLoader> other = DataLoader::open(dir / "t.bin", opts(16, 3, 0, 2));
   ASSERT_TRUE(tp0.ok() && tp1.ok() && other.ok()) << tp0.status().message();
-  MicroBatch a, b, c;
+  TokenBatch a, b, c;
   for (int t = 0; t < 10; ++t) {
     ASSERT_TRUE(tp0->next(a).ok() && tp1->next(b).ok() && other->next(c).ok());
     EXPECT_EQ(a.tokens, b.tokens);
@@ -164,7 +164,7 @@ TEST(DataLoader, RestoredPositionContinuesExactly) {
   const std::vector<std::uint32_t> tokens = data(3000);
   Result<DataLoader> a = DataLoader::from_tokens(tokens, "mem", opts(10, 4, 1, 2));
   ASSERT_TRUE(a.ok());
-  MicroBatch mb;
+  TokenBatch mb;
   for (int t = 0; t < 45; ++t) // past the first epoch (299 windows / 8 rows per micro-batch)
     ASSERT_TRUE(a->next(mb).ok());
   DataPosition saved = DataPosition::from_words(a->position().to_words());
@@ -219,7 +219,7 @@ TEST(DataLoader, OutOfVocabIdsAndShortData) {
   o.shuffle = false;
   Result<DataLoader> lie = DataLoader::open(dir / "lie.bin", o);
   ASSERT_TRUE(lie.ok()) << lie.status().message();
-  MicroBatch mb;
+  TokenBatch mb;
   Status st;
   int batches = 0;
   while ((st = lie->next(mb)).ok())
@@ -254,7 +254,7 @@ TEST(DataLoader, PartOfTheDataForEvaluation) {
   ASSERT_TRUE(d.ok()) << d.status().message();
   EXPECT_EQ(d->windows(), 12u);
   EXPECT_EQ(d->tokens(), 100u);
-  MicroBatch mb;
+  TokenBatch mb;
   for (int pass = 0; pass < 2; ++pass) { // rewind() starts the same pass again
     ASSERT_TRUE(d->next(mb).ok());
     ASSERT_TRUE(d->next(mb).ok()); // rows 5..9: windows 5..9

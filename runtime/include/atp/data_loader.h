@@ -60,7 +60,7 @@ struct DataLoaderOptions {
 };
 
 /// B rows of S + 1 tokens, row-major.
-struct MicroBatch {
+struct TokenBatch {
   std::uint64_t rows = 0, seq_len = 0;
   std::uint64_t index = 0;                ///< t: which micro-batch (0-based)
   std::vector<std::uint32_t> tokens;      ///< rows × (seq_len + 1)
@@ -101,7 +101,7 @@ public:
                                         const DataLoaderOptions &options);
 
   /// The next micro-batch of this rank, into `out` (its buffers reused).
-  Status next(MicroBatch &out);
+  Status next(TokenBatch &out);
 
   /// The position before the next micro-batch.
   DataPosition position() const;

@@ -17,6 +17,13 @@
 
 namespace atp {
 
+/// What a checkpoint saves of a LossScaler (its configuration comes from the plan).
+struct LossScalerState {
+  double scale = 1.0;
+  std::int32_t cur_hysteresis = 1;
+  std::int64_t iter = 0, last_overflow_iter = -1;
+};
+
 class LossScaler {
 public:
   /// Precision F32/BF16 use scale 1 and never skip (update() is not called for them).
@@ -26,6 +33,11 @@ public:
   bool dynamic() const { return dynamic_; }
   /// Records one optimizer step: whether it overflowed.
   void update(bool overflow);
+
+  LossScalerState state() const { return {scale_, cur_hysteresis_, iter_, last_overflow_iter_}; }
+  void restore(const LossScalerState &s) {
+    scale_ = s.scale, cur_hysteresis_ = s.cur_hysteresis, iter_ = s.iter, last_overflow_iter_ = s.last_overflow_iter;
+  }
 
 private:
   bool dynamic_;

@@ -76,6 +76,20 @@ struct StepResult {
   double loss_scale = 1.0; ///< the scale these gradients carried
 };
 
+/// One buffer of the engine's state, for checkpoints: in ops' memory.
+struct StateBuffer {
+  const char *name;  ///< "params" (working weights, padded flat layout), "master", "exp_avg", "exp_avg_sq"
+  void *data;
+  DType dtype;
+  std::int64_t numel;
+};
+
+/// The engine's scalar state, for checkpoints.
+struct EngineCounters {
+  std::int64_t steps = 0;
+  LossScalerState scaler;
+};
+
 class ZeroEngine {
 public:
   /// An engine for TP rank `tp_rank` of `model` under `zero`. tp and dp are this process's TP and DP
@@ -111,6 +125,16 @@ public:
 
   /// Optimizer steps taken (skipped ones not counted).
   std::int64_t steps() const;
+
+  /// Checkpoints, between optimizer steps only (no micro-step pending). state_buffers: what a checkpoint
+  /// must hold for an exact resume: the working weights (identical on every DP rank) and this rank's
+  /// optimizer state (fp32 master weights when they are a buffer of their own, and both moments); the fp32
+  /// master weights are brought up to date from the working weights first if no step has done it.
+  Result<std::vector<StateBuffer>> state_buffers();
+  EngineCounters counters() const;
+  /// After writing state_buffers' memory from a checkpoint: takes the counters and treats the master
+  /// weights as current.
+  Status restore(const EngineCounters &c);
   const PaddedLayout &layout() const;
   /// The bytes allocated, by category.
   const ZeroLedger &allocated() const;

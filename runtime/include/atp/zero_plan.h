@@ -128,6 +128,14 @@ struct LossScaleConfig {
   double min_scale = 1.0;
 };
 
+/// The batch keys as the config gives them (0: absent). The trainer completes them at launch, when the DP
+/// size is known, by DeepSpeed's rule (train_batch_size = micro-batch x gradient accumulation x DP).
+struct BatchConfig {
+  std::int64_t train_batch_size = 0;
+  std::int64_t micro_batch_size = 0;            ///< train_micro_batch_size_per_gpu
+  std::int64_t gradient_accumulation_steps = 0; ///< as written; ZeroPlan's own field has the default filled in
+};
+
 /// The whole ZeRO plan.
 struct ZeroPlan {
   std::int32_t stage;     ///< 0, 1 or 2
@@ -135,6 +143,7 @@ struct ZeroPlan {
   std::int32_t tp_size;
   std::int32_t dp_size;   ///< the DP size the config implies; 0 = known only at launch
   std::int32_t gradient_accumulation_steps;
+  BatchConfig batch;
   double gradient_clipping; ///< max global norm; 0 = no clipping
   std::int64_t reduce_bucket_size;
   AdamWConfig adamw;
