@@ -3,3 +3,7 @@
 list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/decoder.cpp)
 # The trainer's entry points; the CPU kernels they call are a stub without OpenBLAS (kernels.cmake).
 list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/loss_and_grads.cpp)
+# The training loop (include/atp/trainer.h: steps, checkpoints, export, generation) and `train`'s command line.
+list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/trainer.cpp
+                                ${CMAKE_CURRENT_LIST_DIR}/src/trainer_checkpoint.cpp
+                                ${CMAKE_CURRENT_LIST_DIR}/src/train_main.cpp)

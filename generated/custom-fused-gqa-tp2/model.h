@@ -11,5 +11,7 @@ namespace gen {
 extern const atp::DecoderShape decoder_shape;
 /// Every parameter's index in gen::plan, per layer.
 extern const atp::DecoderParams decoder_params;
+/// The model's HF config (config.json), written next to an HF export.
+extern const char *const hf_config_json;
 
 } // namespace gen

@@ -561,6 +561,11 @@ const atp::ZeroPlan zero_plan = {
     /*tp_size=*/kTpSize, // tensor_parallel.autotp_size
     /*dp_size=*/4, // train_batch_size / (train_micro_batch_size_per_gpu x gradient_accumulation_steps)
     /*gradient_accumulation_steps=*/2, // gradient_accumulation_steps  [specs/examples/custom-fused-gqa.json:5:34]
+    /*batch=*/{ // the batch keys as written (0: absent), completed at launch
+        /*train_batch_size=*/16, // train_batch_size  [specs/examples/custom-fused-gqa.json:3:23]
+        /*micro_batch_size=*/2, // train_micro_batch_size_per_gpu  [specs/examples/custom-fused-gqa.json:4:37]
+        /*gradient_accumulation_steps=*/2, // gradient_accumulation_steps  [specs/examples/custom-fused-gqa.json:5:34]
+    },
     /*gradient_clipping=*/0.0, // default
     /*reduce_bucket_size=*/kReduceBucketSize, // default
     /*adamw=*/{ // no optimizer section: Adam (DeepSpeed's FusedAdam)

@@ -1251,6 +1251,11 @@ const atp::ZeroPlan zero_plan = {
     /*tp_size=*/kTpSize, // tensor_parallel.autotp_size
     /*dp_size=*/2, // train_batch_size / (train_micro_batch_size_per_gpu x gradient_accumulation_steps)
     /*gradient_accumulation_steps=*/8, // gradient_accumulation_steps  [specs/examples/llama.json:5:34]
+    /*batch=*/{ // the batch keys as written (0: absent), completed at launch
+        /*train_batch_size=*/16, // train_batch_size  [specs/examples/llama.json:3:23]
+        /*micro_batch_size=*/1, // train_micro_batch_size_per_gpu  [specs/examples/llama.json:4:37]
+        /*gradient_accumulation_steps=*/8, // gradient_accumulation_steps  [specs/examples/llama.json:5:34]
+    },
     /*gradient_clipping=*/1.0, // gradient_clipping  [specs/examples/llama.json:12:24]
     /*reduce_bucket_size=*/kReduceBucketSize, // default
     /*adamw=*/{ // optimizer: AdamW (DeepSpeed's FusedAdam)

@@ -83,6 +83,14 @@ struct StepStats {
   std::int64_t tokens = 0;          ///< tokens of the step over all DP ranks
 };
 
+/// The checkpoint folder `path` names: itself when it holds trainer.json, else the folder its `latest` file
+/// names (what `train --save-dir` writes after each complete checkpoint).
+Result<std::string> find_checkpoint(const std::string &path);
+/// Records save_dir/`step_folder` as the latest complete checkpoint (save_dir/latest, written atomically).
+Status write_latest(const std::string &save_dir, const std::string &step_folder);
+/// A 64-bit checksum of a file's bytes (corruption detection, not security).
+Result<std::uint64_t> file_checksum(const std::string &path);
+
 class Trainer {
 public:
   static Result<std::unique_ptr<Trainer>> create(const TrainModel &model, const TrainerOptions &options,
