@@ -251,8 +251,8 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     std::printf("train: %lld rows of %lld tokens per step (micro-batch %lld x accumulation %lld x DP %d); data %s: "
                 "%llu tokens, %llu rows%s\n",
                 (long long)b.train_batch, (long long)t.seq(), (long long)b.micro_batch, (long long)b.grad_accum,
-                dp.size(), t.data().name().c_str(), (unsigned long long)t.data().tokens(),
-                (unsigned long long)t.data().windows(),
+                dp.size(), t.data()->name().c_str(), (unsigned long long)t.data()->tokens(),
+                (unsigned long long)t.data()->windows(),
                 o.eval_fraction > 0 ? (", " + std::to_string(o.eval_fraction) + " held out").c_str() : "");
     if (t.steps_run())
       std::printf("train: resumed at step %lld from %s\n", (long long)t.steps_run(), o.resume.c_str());

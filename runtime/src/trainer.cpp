@@ -5,6 +5,7 @@
 #include "atp/byte_tokenizer.h"
 #include "atp/checkpoint_tools.h"
 #include "atp/loss_and_grads.h"
+#include "atp/safetensors.h"
 #include "atp/safetensors_writer.h"
 #include "atp/shard.h"
 
@@ -99,6 +100,8 @@ bool is_token_file(const std::string &path) {
 /// The training and evaluation loaders over the options' data.
 Status open_data(Trainer::State &s) {
   const TrainerOptions &o = s.options;
+  if (o.data_path.empty() && o.data_tokens.empty())
+    return {}; // generation only
   const std::uint64_t vocab = std::uint64_t(s.model.shape.vocab);
   DataLoaderOptions d;
   d.seq_len = std::uint64_t(o.seq);
@@ -159,7 +162,17 @@ Status load_initial_weights(Trainer::State &s) {
       ATP_TRY(s.engine->load_param(i, w[std::size_t(i)].data(), DType::F32));
     return {};
   }
-  ATP_ASSIGN_OR_RETURN(std::vector<HostTensor> shards, load_sharded(plan, r, s.options.init_from));
+  // The plan states the checkpoint dtypes of its config.json (torch_dtype); a checkpoint of another float
+  // dtype (e.g. an fp32 export of ours) is read with the same boxes over its own element size.
+  ATP_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open(s.options.init_from));
+  std::vector<ParamPlan> retyped(plan.params, plan.params + plan.num_params);
+  auto is_float = [](DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; };
+  for (ParamPlan &p : retyped)
+    if (const TensorInfo *t = ckpt.find(p.name); t && t->dtype != p.dtype && is_float(t->dtype) && is_float(p.dtype))
+      p.dtype = t->dtype;
+  ModelPlan as_stored = plan;
+  as_stored.params = retyped.data();
+  ATP_ASSIGN_OR_RETURN(std::vector<HostTensor> shards, load_sharded(as_stored, r, s.options.init_from));
   for (int i = 0; i < plan.num_params; ++i)
     ATP_TRY(s.engine->load_param(i, shards[std::size_t(i)].data(), shards[std::size_t(i)].dtype()));
   return {};
@@ -200,6 +213,8 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const TrainModel &model, const 
 
 Result<StepStats> Trainer::step() {
   State &s = *s_;
+  if (!s.train)
+    return error("train: no training data (--data)");
   double loss_sum = 0;
   StepResult r;
   for (std::int64_t g = 0; g < s.batch.grad_accum; ++g) {
@@ -390,7 +405,7 @@ Result<std::vector<std::uint32_t>> Trainer::generate(const std::vector<std::uint
 std::int64_t Trainer::steps_run() const { return s_->steps; }
 const BatchSizes &Trainer::batch() const { return s_->batch; }
 std::int64_t Trainer::seq() const { return s_->options.seq; }
-const DataLoader &Trainer::data() const { return *s_->train; }
+const DataLoader *Trainer::data() const { return s_->train ? &*s_->train : nullptr; }
 const ZeroEngine &Trainer::engine() const { return *s_->engine; }
 const Decoder &Trainer::decoder() const { return *s_->decoder; }
 

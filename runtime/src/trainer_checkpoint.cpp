@@ -205,6 +205,8 @@ Status Trainer::save(const std::string &folder) {
                           {"cur_hysteresis", k.scaler.cur_hysteresis},
                           {"iter", k.scaler.iter},
                           {"last_overflow_iter", k.scaler.last_overflow_iter}};
+      if (!s.train)
+        return error("train: a checkpoint needs the training data's position, and this trainer has no data");
       const auto words = s.train->position().to_words();
       j["data"] = {{"name", s.train->name()}, {"position", std::vector<std::uint64_t>(words.begin(), words.end())}};
       nlohmann::json files = nlohmann::json::object();
@@ -294,7 +296,10 @@ Status Trainer::resume(const std::string &path) {
     } catch (const nlohmann::json::exception &e) {
       return error(where + ": trainer.json lacks a field or has one of the wrong type (" + e.what() + ")");
     }
-    return s.train->restore(position).with_context(where);
+    if (!s.train) // generation: the data position does not matter
+      return {};
+    return s.train->restore(position).with_context(
+        where + " (resume with the data options it was saved with: --data, --data-seed, --no-shuffle, --eval-fraction)");
   }();
   ATP_TRY(s.agree(loaded, "train: resume"));
   ATP_TRY(s.engine->restore(counters));

@@ -127,7 +127,8 @@ public:
   double flops_per_token() const;
   /// Parameters of the model (tied weights once).
   std::int64_t num_parameters() const;
-  const DataLoader &data() const;
+  /// The training data; null when the trainer was made without any (generation only).
+  const DataLoader *data() const;
   const ZeroEngine &engine() const;
   const Decoder &decoder() const;
 
