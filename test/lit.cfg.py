@@ -28,6 +28,13 @@ config.substitutions.append(("%srcroot", config.autotpc_src_root))
 config.substitutions.append(("%tiny-gen-tool", os.path.join(config.autotpc_tools_dir, "tiny-gen-tool")))
 config.substitutions.append(("%make-tiny-checkpoint", os.path.join(config.autotpc_tools_dir, "make-tiny-checkpoint")))
 config.substitutions.append(("%python", sys.executable))
+# test/Train/: the `train` of the generated goldens that specs/train/ compiles to (built with this tree), and
+# mpirun as CI runs it (root, more ranks than cores; OpenMPI's own allocations are not ours to leak-check).
+config.substitutions.append(("%tiny-llama-train", os.path.join(config.autotpc_obj_root, "generated", "tiny-llama-train", "train")))
+config.substitutions.append(("%tiny-qwen2-train", os.path.join(config.autotpc_obj_root, "generated", "tiny-qwen2-train", "train")))
+config.substitutions.append(("%mpirun", "env ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe"))
+if os.path.exists(os.path.join(config.autotpc_obj_root, "generated", "tiny-llama-train", "train")):
+    config.available_features.add("cpu-train")
 # Debian's fortunes-min (tools/install-deps.sh): real text for the tokenizer's round trip.
 if os.path.exists("/usr/share/games/fortunes/fortunes"):
     config.available_features.add("fortunes")

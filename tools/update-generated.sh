@@ -18,4 +18,6 @@ while read -r name config; do
 done <<'LIST'
 llama-tp4 specs/examples/llama.json
 custom-fused-gqa-tp2 specs/examples/custom-fused-gqa.json
+tiny-llama-train specs/train/tiny-llama.ds.json
+tiny-qwen2-train specs/train/tiny-qwen2.ds.json
 LIST
