@@ -11,6 +11,8 @@ packages=(
   libgtest-dev libbenchmark-dev
   libopenblas-dev                    # the CPU kernels' GEMMs (runtime/kernels.cmake)
   fortunes-min                       # real text for the tokenizer's tests (/usr/share/games/fortunes)
+  fortunes                           # more of it: what tools/run-example.sh trains the tiny Llama on
+  gnuplot-nox                        # tools/run-example.sh plots the loss curve as a PNG
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -244,6 +244,10 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   }
 
   const BatchSizes &b = t.batch();
+  char held[64] = "";
+  if (o.eval_fraction > 0)
+    std::snprintf(held, sizeof held, ", the last %.3g%% held out for evaluation", 100 * o.eval_fraction);
+  const std::string held_out = held;
   if (lead) {
     std::printf("train: %s parameters, TP %d x DP %d, ZeRO stage %d, %s on %d BLAS thread%s per rank\n",
                 human(double(t.num_parameters())).c_str(), tp.size(), dp.size(), int(model.zero.stage), "fp32 CPU",
@@ -253,7 +257,7 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
                 (long long)b.train_batch, (long long)t.seq(), (long long)b.micro_batch, (long long)b.grad_accum,
                 dp.size(), t.data()->name().c_str(), (unsigned long long)t.data()->tokens(),
                 (unsigned long long)t.data()->windows(),
-                o.eval_fraction > 0 ? (", " + std::to_string(o.eval_fraction) + " held out").c_str() : "");
+                held_out.c_str());
     if (t.steps_run())
       std::printf("train: resumed at step %lld from %s\n", (long long)t.steps_run(), o.resume.c_str());
     std::fflush(stdout);
