@@ -9,6 +9,10 @@ OUT_DIR/<family>.reference.safetensors (`loss`, `grad.<name>`), outside the mode
 tools/hf-parity.sh then runs our oracle on the same folder and compares.
 
 usage: hf_parity.py OUT_DIR [--rows R] [--seq S]
+
+With --exports, OUT_DIR instead holds our HF exports (tools/hf-export-parity.sh prepare): each
+OUT_DIR/<name>/ with model.safetensors, config.json and rows.bin is loaded with from_pretrained (float32),
+and its logits, loss and gradients on rows.bin go to OUT_DIR/<name>.reference.safetensors.
 """
 import argparse
 import json
@@ -28,12 +32,47 @@ FAMILIES = {
 }
 
 
+def reference(model, rows, vocab, with_logits):
+    """transformers' mean cross-entropy of tokens 1..S from 0..S-1, its gradients, and (optionally) logits."""
+    ids = torch.tensor(rows, dtype=torch.long)
+    model.train(False)  # no dropout; attention dropout is 0 in these configs anyway
+    model.zero_grad()
+    logits = model(input_ids=ids[:, :-1]).logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab).float(), ids[:, 1:].reshape(-1))
+    loss.backward()
+    ref = {"loss": loss.detach().reshape(1).float().contiguous()}
+    if with_logits:
+        ref["logits"] = logits.detach().float().contiguous()
+    for name, p in model.named_parameters():
+        ref["grad." + name] = p.grad.detach().float().contiguous()
+    return loss, ref
+
+
+def check_exports(out):
+    for name in sorted(os.listdir(out)):
+        folder = os.path.join(out, name)
+        if not os.path.exists(os.path.join(folder, "rows.bin")):
+            continue
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        raw = open(os.path.join(folder, "rows.bin"), "rb").read()
+        tokens = list(struct.unpack("<%dI" % (len(raw) // 4), raw))
+        rows = [tokens[i:i + 33] for i in range(0, len(tokens), 33)]
+        loss, ref = reference(model, rows, model.config.vocab_size, True)
+        save_file(ref, os.path.join(out, name + ".reference.safetensors"))
+        print("%s: %s loaded by transformers %s, loss %.9g" % (name, type(model).__name__, transformers.__version__,
+                                                                loss.item()))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--rows", type=int, default=4)
     ap.add_argument("--seq", type=int, default=32)
+    ap.add_argument("--exports", action="store_true")
     args = ap.parse_args()
+    if args.exports:
+        check_exports(args.out)
+        return
     here = os.path.dirname(os.path.abspath(__file__))
     specs = os.path.join(here, "..", "specs", "tiny")
     for family, cls_name in FAMILIES.items():
@@ -59,15 +98,7 @@ def main():
         with open(os.path.join(folder, "rows.bin"), "wb") as f:
             for r in rows:
                 f.write(struct.pack("<%dI" % len(r), *r))
-        ids = torch.tensor(rows, dtype=torch.long)
-        model.train(False)  # no dropout; attention dropout is 0 in these configs anyway
-        model.zero_grad()
-        logits = model(input_ids=ids[:, :-1]).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab).float(), ids[:, 1:].reshape(-1))
-        loss.backward()
-        ref = {"loss": loss.detach().reshape(1).float().contiguous()}
-        for name, p in model.named_parameters():
-            ref["grad." + name] = p.grad.detach().float().contiguous()
+        loss, ref = reference(model, rows, vocab, False)
         save_file(ref, os.path.join(args.out, family + ".reference.safetensors"))
         print("%s: transformers %s, loss %.9g, %d gradients" % (family, transformers.__version__, loss.item(), len(ref) - 1))
 

@@ -331,3 +331,20 @@ int consolidate_main(const ModelPlan &plan, int argc, char **argv) {
 }
 
 } // namespace atp
+
+namespace atp {
+
+Result<std::vector<HostTensor>> load_sharded_any_float(const ModelPlan &plan, int tp_rank,
+                                                       const std::string &hf_checkpoint) {
+  ATP_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open(hf_checkpoint));
+  std::vector<ParamPlan> retyped(plan.params, plan.params + plan.num_params);
+  auto is_float = [](DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; };
+  for (ParamPlan &p : retyped) // the same boxes over the stored element size
+    if (const TensorInfo *t = ckpt.find(p.name); t && t->dtype != p.dtype && is_float(t->dtype) && is_float(p.dtype))
+      p.dtype = t->dtype;
+  ModelPlan as_stored = plan;
+  as_stored.params = retyped.data();
+  return load_sharded(as_stored, tp_rank, hf_checkpoint);
+}
+
+} // namespace atp

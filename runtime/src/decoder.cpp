@@ -394,16 +394,17 @@ Result<CrossEntropySum> Decoder::forward_loss(ParamStore &store, const MicroBatc
   return s_->forward(store, mb, /*write_grad=*/false);
 }
 
-Status Decoder::forward_logits(ParamStore &store, const MicroBatch &mb, std::int64_t row, void *host) {
-  if (row < 0 || row >= mb.batch * mb.seq)
-    return error("decoder: token " + std::to_string(row) + " is outside the micro-batch of " +
-                 std::to_string(mb.batch * mb.seq));
+Status Decoder::forward_logits(ParamStore &store, const MicroBatch &mb, std::int64_t first, std::int64_t count,
+                               void *host) {
+  if (first < 0 || count < 0 || first + count > mb.batch * mb.seq)
+    return error("decoder: tokens [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                 ") are outside the micro-batch of " + std::to_string(mb.batch * mb.seq));
   MicroBatch no_targets = mb;
   no_targets.targets = nullptr;
   ATP_TRY(s_->forward(store, no_targets, /*write_grad=*/false).status());
   const std::size_t elem = dtype_size(s_->k->dtype()), n = std::size_t(s_->shape.vocab);
-  return s_->ops->copy_to_host(host, static_cast<const std::byte *>(s_->logits.p) + std::size_t(row) * n * elem,
-                               n * elem);
+  return s_->ops->copy_to_host(host, static_cast<const std::byte *>(s_->logits.p) + std::size_t(first) * n * elem,
+                               std::size_t(count) * n * elem);
 }
 
 std::uint64_t Decoder::activation_bytes() const {

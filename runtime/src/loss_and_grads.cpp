@@ -1,6 +1,7 @@
 /* loss_and_grads.cpp - the trainer's exact oracle: one fp32 forward and backward, the consolidated gradients.
 
    train --loss-and-grads TOKENS --rows R --out FILE.safetensors [--seq S] [--init-from HF_DIR] [--seed N]
+         [--logits]
 
    TOKENS holds R rows of S+1 raw little-endian uint32 tokens (no header); S is --seq, or what the file size
    gives. DP rank d takes a contiguous block of rows; the TP ranks of a group take the same rows. The loss is
@@ -8,7 +9,8 @@
    that mean and summing them over DP gives the full gradient. FILE gets `loss` ([1], F32) and
    `grad.<HF name>` for every parameter, consolidated over TP (the plan's boxes), F32; with tied embeddings
    the embedding's gradient includes the LM head's. Weights come from an HF checkpoint (each rank reads only
-   its shards) or from the seeded init (seeded_init), which is the same for every layout. Written by global
+   its shards) or from the seeded init (seeded_init), which is the same for every layout. --logits adds
+   `logits` ([R, S, vocab], F32): what an HF export is checked against in transformers. Written by global
    rank 0, atomically. */
 #include "atp/loss_and_grads.h"
 
@@ -65,7 +67,7 @@ Status load_weights(const ModelPlan &plan, int tp_rank, const std::string &init_
   }
   if (init_from.empty())
     return seeded_init(plan, tp_rank, seed, hp.w);
-  ATP_ASSIGN_OR_RETURN(std::vector<HostTensor> shards, load_sharded(plan, tp_rank, init_from));
+  ATP_ASSIGN_OR_RETURN(std::vector<HostTensor> shards, load_sharded_any_float(plan, tp_rank, init_from));
   auto ops = make_cpu_ops();
   for (int i = 0; i < plan.num_params; ++i) {
     const HostTensor &t = shards[std::size_t(i)];
@@ -77,7 +79,7 @@ Status load_weights(const ModelPlan &plan, int tp_rank, const std::string &init_
 }
 
 const char *kUsage = "usage: train --loss-and-grads TOKENS --rows R --out FILE.safetensors [--seq S] "
-                     "[--init-from HF_DIR] [--seed N]";
+                     "[--init-from HF_DIR] [--seed N] [--logits]";
 
 } // namespace
 
@@ -112,6 +114,7 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
   std::string tokens, out, init_from;
   std::int64_t rows = 0, seq = 0;
   std::uint64_t seed = 1234;
+  bool with_logits = false;
   for (int a = 1; a < argc; ++a) {
     std::string arg = argv[a];
     auto value = [&]() -> std::string {
@@ -142,6 +145,8 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
       init_from = value();
     else if (arg == "--seed")
       seed = count();
+    else if (arg == "--logits")
+      with_logits = true;
     else {
       std::fprintf(stderr, "train: unknown argument '%s'\n%s\n", arg.c_str(), kUsage);
       return 2;
@@ -187,6 +192,8 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
   HostParams hp;
   ATP_CHECK_OK(load_weights(plan, groups.tp_rank, init_from, seed, hp));
   CrossEntropySum local{};
+  // --logits: this DP rank's rows at their place in [R, S, vocab], the rest zero, summed over DP.
+  std::vector<float> logits(with_logits ? std::size_t(rows * seq * shape.vocab) : 0);
   if (end > begin) {
     auto kernels = ATP_CHECK_OK(make_cpu_kernels(DType::F32));
     auto ops = make_cpu_ops();
@@ -194,8 +201,13 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
     MicroBatch mb;
     mb.inputs = in.data(), mb.targets = tgt.data(), mb.batch = end - begin, mb.seq = seq;
     mb.denominator = rows * seq;
+    if (with_logits)
+      ATP_CHECK_OK(dec->forward_logits(hp, mb, 0, (end - begin) * seq,
+                                       logits.data() + std::size_t(begin * seq * shape.vocab)));
     local = ATP_CHECK_OK(dec->forward_backward(hp, mb));
   }
+  if (with_logits)
+    ATP_CHECK_OK(dp->all_reduce(logits.data(), logits.data(), logits.size(), DType::F32, ReduceOp::Sum));
   // Sum over DP: the loss and every gradient; then gather each parameter over TP on TP rank 0.
   double loss = local.loss_sum;
   ATP_CHECK_OK(dp->all_reduce(&loss, &loss, 1, DType::F64, ReduceOp::Sum));
@@ -216,12 +228,16 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
                   reinterpret_cast<std::byte *>(full[std::size_t(i)].data()));
     decls.push_back({std::string("grad.") + p.name, DType::F32, std::vector<std::int64_t>(p.shape, p.shape + p.ndim)});
   }
+  if (with_logits)
+    decls.push_back({"logits", DType::F32, {rows, seq, shape.vocab}});
   if (world.rank == 0) {
     auto w = ATP_CHECK_OK(SafetensorsWriter::create(out, decls, {{"format", "pt"}}));
     const float l = float(loss);
     ATP_CHECK_OK(w.write("loss", &l, sizeof l));
     for (int i = 0; i < plan.num_params; ++i)
       ATP_CHECK_OK(w.write(decls[std::size_t(i) + 1].name, full[std::size_t(i)].data(), full[std::size_t(i)].size() * 4));
+    if (with_logits) // declared last
+      ATP_CHECK_OK(w.write("logits", logits.data(), logits.size() * 4));
     ATP_CHECK_OK(w.commit());
     std::printf("loss %.9g over %lld x %lld tokens; %d gradients -> %s\n", loss, (long long)rows, (long long)seq,
                 plan.num_params, out.c_str());

@@ -5,7 +5,6 @@
 #include "atp/byte_tokenizer.h"
 #include "atp/checkpoint_tools.h"
 #include "atp/loss_and_grads.h"
-#include "atp/safetensors.h"
 #include "atp/safetensors_writer.h"
 #include "atp/shard.h"
 
@@ -162,17 +161,7 @@ Status load_initial_weights(Trainer::State &s) {
       ATP_TRY(s.engine->load_param(i, w[std::size_t(i)].data(), DType::F32));
     return {};
   }
-  // The plan states the checkpoint dtypes of its config.json (torch_dtype); a checkpoint of another float
-  // dtype (e.g. an fp32 export of ours) is read with the same boxes over its own element size.
-  ATP_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open(s.options.init_from));
-  std::vector<ParamPlan> retyped(plan.params, plan.params + plan.num_params);
-  auto is_float = [](DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; };
-  for (ParamPlan &p : retyped)
-    if (const TensorInfo *t = ckpt.find(p.name); t && t->dtype != p.dtype && is_float(t->dtype) && is_float(p.dtype))
-      p.dtype = t->dtype;
-  ModelPlan as_stored = plan;
-  as_stored.params = retyped.data();
-  ATP_ASSIGN_OR_RETURN(std::vector<HostTensor> shards, load_sharded(as_stored, r, s.options.init_from));
+  ATP_ASSIGN_OR_RETURN(std::vector<HostTensor> shards, load_sharded_any_float(plan, r, s.options.init_from));
   for (int i = 0; i < plan.num_params; ++i)
     ATP_TRY(s.engine->load_param(i, shards[std::size_t(i)].data(), shards[std::size_t(i)].dtype()));
   return {};
@@ -372,7 +361,7 @@ Result<std::vector<std::uint32_t>> Trainer::generate(const std::vector<std::uint
     ids.assign(text.end() - std::ptrdiff_t(ctx), text.end());
     MicroBatch mb;
     mb.inputs = ids.data(), mb.batch = 1, mb.seq = std::int64_t(ctx);
-    ATP_TRY(s.decoder->forward_logits(s.store, mb, std::int64_t(ctx) - 1, logits.data()));
+    ATP_TRY(s.decoder->forward_logits(s.store, mb, std::int64_t(ctx) - 1, 1, logits.data()));
     std::vector<std::int64_t> order(static_cast<std::size_t>(vocab));
     for (std::int64_t v = 0; v < vocab; ++v)
       order[std::size_t(v)] = v;

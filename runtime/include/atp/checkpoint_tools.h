@@ -47,6 +47,12 @@ Status consolidate_checkpoint(const ModelPlan &plan, const std::string &shards_d
 /// checkpoint with pread of exactly the rank's byte ranges.
 Result<std::vector<HostTensor>> load_sharded(const ModelPlan &plan, int tp_rank, const std::string &hf_checkpoint);
 
+/// load_sharded, accepting a checkpoint whose float tensors are stored in another float dtype than the
+/// plan's (F32, BF16, F16; the plan states its config.json's torch_dtype): e.g. an fp32 export of `train`
+/// for a bf16 model. The tensors come back in the stored dtype.
+Result<std::vector<HostTensor>> load_sharded_any_float(const ModelPlan &plan, int tp_rank,
+                                                       const std::string &hf_checkpoint);
+
 /// `shard --in HF_CHECKPOINT --out SHARDS/`
 int shard_main(const ModelPlan &plan, int argc, char **argv);
 /// `consolidate --in SHARDS/ --out HF_CHECKPOINT [--max-shard-bytes N]`

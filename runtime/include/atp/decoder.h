@@ -99,9 +99,10 @@ public:
   Result<CrossEntropySum> forward_backward(ParamStore &store, const MicroBatch &mb);
   /// Forward only (evaluation): the summed loss and count; gradients untouched.
   Result<CrossEntropySum> forward_loss(ParamStore &store, const MicroBatch &mb);
-  /// Forward only, without targets (generation): copies the logits of token `row` (< batch x seq, row-major
-  /// over batch and sequence) to host memory, vocab elements of the kernels' dtype.
-  Status forward_logits(ParamStore &store, const MicroBatch &mb, std::int64_t row, void *host);
+  /// Forward only, without targets (generation, parity checks): copies the logits of tokens [first, first +
+  /// count) (of batch x seq, row-major over batch and sequence) to host memory, count x vocab elements of the
+  /// kernels' dtype.
+  Status forward_logits(ParamStore &store, const MicroBatch &mb, std::int64_t first, std::int64_t count, void *host);
   /// Bytes of activation and scratch buffers this decoder holds.
   std::uint64_t activation_bytes() const;
   /// TP all-reduces issued so far, by kind (tests check one input-gradient all-reduce per block).
