@@ -129,6 +129,9 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
     C.check(false, Tag + ": does not compile:\n" + Diag);
     return false;
   }
+  // reduce_bucket_size 5000 cuts the flat gradients into several buckets, so stage 2 reduces during backward.
+  const int32_t Buckets = Z.FlatLayouts.at(size_t(Comms.tp_rank)).num_buckets;
+  C.check(Buckets >= 4, Tag + ": " + std::to_string(Buckets) + " gradient buckets, expected several");
   const atp::TrainModel Model{P.Plan, Z.Plan, D.Shape, D.Params, D.hfConfigJson()};
   atp::TrainerOptions O;
   O.seq = kSeq;
