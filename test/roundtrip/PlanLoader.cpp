@@ -85,9 +85,10 @@ void loadZero(const Module &M, const Config &C, const ZeroSettings &Z, LoadedZer
   P.layouts = Zero.FlatLayouts.data();
 }
 
-/// compileTiny and compileTinyZero: Zero is null for the former.
+/// compileTiny, compileTinyZero and compileTinyTrain: Zero and Decoder are
+/// null where not asked for.
 std::string compile(const std::string &Family, int Tp, const nlohmann::json *Overrides, LoadedPlan &Out,
-                    LoadedZero *Zero) {
+                    LoadedZero *Zero, LoadedDecoder *Decoder = nullptr) {
   std::ifstream In(tinyDir() + "/" + Family + ".ds.json");
   nlohmann::json Cfg = nlohmann::json::parse(In);
   if (Overrides)
@@ -117,6 +118,14 @@ std::string compile(const std::string &Family, int Tp, const nlohmann::json *Ove
       return DiagOS.str();
     loadZero(*M, C, *Z, *Zero);
   }
+  if (Decoder) { // as Driver.cpp does for code generation
+    if (!M->Dims || !hasDecoderCode(M->Dims->Family))
+      return Family + ": no training code for this family\n";
+    std::optional<DecoderDesc> D = lowerDecoder(*M, *Model, Diags);
+    if (!D || Diags.hasErrors())
+      return DiagOS.str();
+    Decoder->load(std::move(*D));
+  }
   Out.Tables = planTables(*M);
   Out.Fingerprint = planFingerprint(*M);
   for (const PlanTableParam &T : Out.Tables) {
@@ -142,6 +151,44 @@ std::string compile(const std::string &Family, int Tp, const nlohmann::json *Ove
 
 } // namespace
 
+void LoadedDecoder::load(DecoderDesc D) {
+  Desc = std::move(D);
+  Layers.clear();
+  for (const std::array<int, NumDecoderSlots> &L : Desc.LayerParams) {
+    atp::DecoderLayerParams P{};
+    P.input_norm = L[SlotInputNorm], P.q = L[SlotQ], P.k = L[SlotK], P.v = L[SlotV];
+    P.q_bias = L[SlotQBias], P.k_bias = L[SlotKBias], P.v_bias = L[SlotVBias], P.qkv = L[SlotQKV], P.o = L[SlotO];
+    P.post_norm = L[SlotPostNorm], P.gate = L[SlotGate], P.up = L[SlotUp], P.gate_up = L[SlotGateUp];
+    P.down = L[SlotDown];
+    Layers.push_back(P);
+  }
+  atp::DecoderShape &S = Shape;
+  S.hidden = Desc.Hidden, S.layers = Desc.Layers, S.vocab = Desc.Vocab, S.heads = Desc.Heads;
+  S.kv_heads = Desc.KVHeads, S.head_dim = Desc.HeadDim, S.ffn = Desc.Ffn, S.max_positions = Desc.MaxPositions;
+  S.tp_size = int32_t(Desc.Tp), S.attn_split = Desc.AttnSplit, S.mlp_split = Desc.MlpSplit;
+  S.local_heads = Desc.LocalHeads, S.local_kv_heads = Desc.LocalKVHeads, S.local_ffn = Desc.LocalFfn;
+  S.qkv_fused = Desc.QkvFused, S.qkv_bias = Desc.QkvBias, S.gate_up_fused = Desc.GateUpFused;
+  S.tied_embeddings = Desc.Tied, S.rms_eps = Desc.RmsEps, S.sliding_window = Desc.SlidingWindow;
+  S.rope_theta = Desc.RopeTheta, S.rope_factor = Desc.RopeFactor, S.rope_low_freq_factor = Desc.RopeLowFreqFactor;
+  S.rope_high_freq_factor = Desc.RopeHighFreqFactor, S.rope_original_max_positions = Desc.RopeOriginalMaxPositions;
+  Params.embed = Desc.Embed, Params.final_norm = Desc.FinalNorm, Params.lm_head = Desc.Tied ? -1 : Desc.LmHead;
+  bind();
+}
+
+void LoadedDecoder::bind() {
+  Shape.rope_type = Desc.RopeType.c_str(); // a short string lives inside the object: re-point after a move
+  Params.layers = Layers.data();
+}
+
+LoadedDecoder &LoadedDecoder::operator=(LoadedDecoder &&O) noexcept {
+  Desc = std::move(O.Desc);
+  Layers = std::move(O.Layers);
+  Shape = O.Shape;
+  Params = O.Params;
+  bind();
+  return *this;
+}
+
 std::string autotpc::compileTiny(const std::string &Family, int Tp, LoadedPlan &Out) {
   return compile(Family, Tp, nullptr, Out, nullptr);
 }
@@ -149,4 +196,9 @@ std::string autotpc::compileTiny(const std::string &Family, int Tp, LoadedPlan &
 std::string autotpc::compileTinyZero(const std::string &Family, int Tp, const nlohmann::json &Overrides,
                                      LoadedPlan &Out, LoadedZero &Zero) {
   return compile(Family, Tp, &Overrides, Out, &Zero);
+}
+
+std::string autotpc::compileTinyTrain(const std::string &Family, int Tp, const nlohmann::json &Overrides,
+                                      LoadedPlan &Out, LoadedZero &Zero, LoadedDecoder &Decoder) {
+  return compile(Family, Tp, &Overrides, Out, &Zero, &Decoder);
 }

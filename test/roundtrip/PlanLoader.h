@@ -5,17 +5,20 @@
 // slow, so they load the same tables plan.cpp states (autotpc::planTables)
 // in process. compileTinyZero adds the atp::ZeroPlan that zero.cpp states
 // (the same ZeroLayout pass and ZeroSettings lowering) and the ledger of
-// --emit=memory, for the ZeRO engine's tests.
+// --emit=memory, for the ZeRO engine's tests; compileTinyTrain adds the
+// decoder constants that model.cpp states (lowerDecoder), for the trainer's.
 //
 //===----------------------------------------------------------------------===//
 #ifndef AUTOTPC_TEST_PLANLOADER_H
 #define AUTOTPC_TEST_PLANLOADER_H
 
 #include "Emit/Emitter.h"
+#include "Lower/DecoderLowering.h"
 #include "Lower/ZeroLayout.h"
 #include "Lower/ZeroSettings.h"
 #include "Report/Reports.h"
 
+#include "atp/decoder.h"
 #include "atp/plan.h"
 #include "atp/zero_plan.h"
 
@@ -81,6 +84,38 @@ struct LoadedZero {
 /// failure and "" on success.
 std::string compileTinyZero(const std::string &Family, int Tp, const nlohmann::json &Overrides, LoadedPlan &Out,
                             LoadedZero &Zero);
+
+/// Owns what the generated model.cpp states (gen::decoder_shape,
+/// gen::decoder_params, gen::hf_config_json) for one compiled spec. Shape
+/// points into RopeType and Params into Layers, so moves re-point them;
+/// copies are not allowed.
+struct LoadedDecoder {
+  DecoderDesc Desc;
+  std::vector<atp::DecoderLayerParams> Layers;
+  atp::DecoderShape Shape{};
+  atp::DecoderParams Params{};
+
+  /// The HF config.json text (gen::hf_config_json).
+  const char *hfConfigJson() const { return Desc.HFConfigJson.c_str(); }
+  /// Fills Layers, Shape and Params from Desc, as EmitModel.cpp writes them.
+  void load(DecoderDesc D);
+
+  LoadedDecoder() = default;
+  LoadedDecoder(LoadedDecoder &&O) noexcept { *this = std::move(O); }
+  LoadedDecoder &operator=(LoadedDecoder &&O) noexcept;
+  LoadedDecoder(const LoadedDecoder &) = delete;
+  LoadedDecoder &operator=(const LoadedDecoder &) = delete;
+
+private:
+  void bind();
+};
+
+/// compileTinyZero, and the decoder constants of the generated model.cpp
+/// (the same lowerDecoder pass code generation runs) into Decoder. The
+/// family must have training code (llama, mistral, qwen2, phi3). Returns the
+/// diagnostics text on failure and "" on success.
+std::string compileTinyTrain(const std::string &Family, int Tp, const nlohmann::json &Overrides, LoadedPlan &Out,
+                             LoadedZero &Zero, LoadedDecoder &Decoder);
 
 } // namespace autotpc
 
