@@ -3,7 +3,10 @@
 difference relative to the largest absolute element of the reference. Prints the worst tensor; exit 1 if any
 tensor exceeds --tol or the names differ. Plain Python (no numpy), for small files.
 
-usage: compare_safetensors.py REFERENCE OURS [--tol T] [--label TEXT]"""
+--only PREFIX compares only the tensors whose names start with PREFIX (repeatable); --print-worst prints the
+largest relative error alone (for scripts).
+
+usage: compare_safetensors.py REFERENCE OURS [--tol T] [--label TEXT] [--only PREFIX]... [--print-worst]"""
 import argparse
 import json
 import struct
@@ -32,8 +35,14 @@ def main():
     ap.add_argument("ours")
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--label", default="")
+    ap.add_argument("--only", action="append", default=[])
+    ap.add_argument("--print-worst", action="store_true")
     a = ap.parse_args()
     ref, ours = load(a.reference), load(a.ours)
+    losses = "loss %.9g vs %.9g; " % (ref["loss"][0], ours["loss"][0]) if "loss" in ref and "loss" in ours else ""
+    if a.only:
+        keep = lambda d: {k: v for k, v in d.items() if any(k.startswith(p) for p in a.only)}
+        ref, ours = keep(ref), keep(ours)
     if set(ref) != set(ours):
         print("%s: tensor names differ: only in reference %s, only in ours %s"
               % (a.label, sorted(set(ref) - set(ours))[:5], sorted(set(ours) - set(ref))[:5]))
@@ -46,8 +55,10 @@ def main():
         if err > worst:
             worst, worst_name = err, name
     ok = worst <= a.tol
-    print("%s: loss %.9g vs %.9g; largest relative error %.3g (%s) %s"
-          % (a.label, ref["loss"][0], ours["loss"][0], worst, worst_name, "ok" if ok else "FAILED"))
+    if a.print_worst:
+        print("%.3g" % worst)
+        return 0 if ok else 1
+    print("%s: %slargest relative error %.3g (%s) %s" % (a.label, losses, worst, worst_name, "ok" if ok else "FAILED"))
     return 0 if ok else 1
 
 

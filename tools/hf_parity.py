@@ -53,12 +53,14 @@ def check_exports(out):
         folder = os.path.join(out, name)
         if not os.path.exists(os.path.join(folder, "rows.bin")):
             continue
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         raw = open(os.path.join(folder, "rows.bin"), "rb").read()
         tokens = list(struct.unpack("<%dI" % (len(raw) // 4), raw))
         rows = [tokens[i:i + 33] for i in range(0, len(tokens), 33)]
-        loss, ref = reference(model, rows, model.config.vocab_size, True)
-        save_file(ref, os.path.join(out, name + ".reference.safetensors"))
+        # float32 (the reference), and float64 (stored as F32) to tell float32 rounding from a difference
+        for dtype, suffix in ((torch.float32, ""), (torch.float64, "64")):
+            model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            loss, ref = reference(model, rows, model.config.vocab_size, True)
+            save_file(ref, os.path.join(out, name + ".reference" + suffix + ".safetensors"))
         print("%s: %s loaded by transformers %s, loss %.9g" % (name, type(model).__name__, transformers.__version__,
                                                                 loss.item()))
 
