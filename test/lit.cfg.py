@@ -28,7 +28,7 @@ config.substitutions.append(("%srcroot", config.autotpc_src_root))
 config.substitutions.append(("%tiny-gen-tool", os.path.join(config.autotpc_tools_dir, "tiny-gen-tool")))
 config.substitutions.append(("%make-tiny-checkpoint", os.path.join(config.autotpc_tools_dir, "make-tiny-checkpoint")))
 config.substitutions.append(("%python", sys.executable))
-# test/Train/: the `train` of the generated goldens that specs/train/ compiles to (built with this tree), and
+# test/Tools/train-*.test: the `train` of the generated goldens that specs/train/ compiles to (built with this tree), and
 # mpirun as CI runs it (root, more ranks than cores; OpenMPI's own allocations are not ours to leak-check).
 config.substitutions.append(("%tiny-llama-train", os.path.join(config.autotpc_obj_root, "generated", "tiny-llama-train", "train")))
 config.substitutions.append(("%tiny-qwen2-train", os.path.join(config.autotpc_obj_root, "generated", "tiny-qwen2-train", "train")))
