@@ -13,6 +13,7 @@ add_executable(autotpc_runtime_tests
   ${CMAKE_CURRENT_LIST_DIR}/TokenFileTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/ByteTokenizerTest.cpp
   ${CMAKE_CURRENT_LIST_DIR}/DataLoaderTest.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/ResolveBatchTest.cpp
 )
 target_link_libraries(autotpc_runtime_tests PRIVATE autotpc_runtime autotpc_warnings
                       GTest::gtest GTest::gtest_main)
