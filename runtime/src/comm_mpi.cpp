@@ -19,6 +19,8 @@
        (registered by mpi_init) calls MPI_Abort so that the whole job ends. */
 #include "mpi_internal.h"
 
+#include "atp/world.h"
+
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -259,6 +261,28 @@ Result<std::unique_ptr<Comm>> make_mpi_comm(const std::vector<int> &ranks, const
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   return std::unique_ptr<Comm>(new MpiComm(ranks, rank, comm, options.max_chunk));
+}
+
+Result<MpiMesh> make_mpi_mesh(int world_rank, int world_size, int tp_size) {
+  World w;
+  w.rank = world_rank, w.world_size = world_size;
+  ATP_ASSIGN_OR_RETURN(const Groups g, make_groups(w, tp_size));
+  MpiMesh mesh;
+  ATP_ASSIGN_OR_RETURN(const auto tps, all_tp_groups(world_size, tp_size));
+  for (const auto &group : tps)
+    if (group == g.tp_group) {
+      ATP_ASSIGN_OR_RETURN(mesh.tp, make_mpi_comm(group));
+    }
+  ATP_ASSIGN_OR_RETURN(const auto dps, all_dp_groups(world_size, tp_size));
+  for (const auto &group : dps)
+    if (group == g.dp_group) {
+      ATP_ASSIGN_OR_RETURN(mesh.dp, make_mpi_comm(group));
+    }
+  std::vector<int> everyone(static_cast<std::size_t>(world_size));
+  for (int r = 0; r < world_size; ++r)
+    everyone[std::size_t(r)] = r;
+  ATP_ASSIGN_OR_RETURN(mesh.world, make_mpi_comm(everyone));
+  return mesh;
 }
 
 } // namespace atp

@@ -160,14 +160,8 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
   World world = ATP_CHECK_OK(World::from_env());
   set_process_identity(world.rank, world.world_size);
   Groups groups = ATP_CHECK_OK(make_groups(world, plan.tp_size));
-  std::unique_ptr<Comm> tp, dp;
-  for (const auto &g : ATP_CHECK_OK(all_tp_groups(world.world_size, plan.tp_size)))
-    if (g == groups.tp_group)
-      tp = ATP_CHECK_OK(make_mpi_comm(g));
-  for (const auto &g : ATP_CHECK_OK(all_dp_groups(world.world_size, plan.tp_size)))
-    if (g == groups.dp_group)
-      dp = ATP_CHECK_OK(make_mpi_comm(g));
-
+  MpiMesh mesh = ATP_CHECK_OK(make_mpi_mesh(world.rank, world.world_size, plan.tp_size));
+  Comm *tp = mesh.tp.get(), *dp = mesh.dp.get();
   if (seq == 0)
     seq = seq_from_size(tokens, rows);
   if (seq > shape.max_positions) {
@@ -242,8 +236,7 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
     std::printf("loss %.9g over %lld x %lld tokens; %d gradients -> %s\n", loss, (long long)rows, (long long)seq,
                 plan.num_params, out.c_str());
   }
-  tp.reset();
-  dp.reset();
+  mesh = {};
   (void)mpi_finalize();
   return 0;
 }

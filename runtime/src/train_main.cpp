@@ -281,7 +281,6 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     return {};
   };
   const auto start = std::chrono::steady_clock::now();
-  std::int64_t last_saved = -1;
   while (t.steps_run() < o.steps) {
     const auto t0 = std::chrono::steady_clock::now();
     auto st = t.step();
@@ -323,10 +322,8 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     if (o.save_every > 0 && (step % o.save_every == 0 || step == o.steps)) {
       if (Status s = save(step); !s.ok())
         return say_error(s);
-      last_saved = step;
     }
   }
-  (void)last_saved;
   if (csv)
     std::fclose(csv);
   if (lead)
@@ -361,19 +358,9 @@ int train_main(const TrainModel &model, int argc, char **argv) {
   const World world = ATP_CHECK_OK(World::from_env());
   set_process_identity(world.rank, world.world_size);
   const Groups g = ATP_CHECK_OK(make_groups(world, model.plan.tp_size));
-  std::unique_ptr<Comm> tp, dp, all;
-  for (const auto &group : ATP_CHECK_OK(all_tp_groups(world.world_size, model.plan.tp_size)))
-    if (group == g.tp_group)
-      tp = ATP_CHECK_OK(make_mpi_comm(group));
-  for (const auto &group : ATP_CHECK_OK(all_dp_groups(world.world_size, model.plan.tp_size)))
-    if (group == g.dp_group)
-      dp = ATP_CHECK_OK(make_mpi_comm(group));
-  std::vector<int> everyone(std::size_t(world.world_size));
-  for (int r = 0; r < world.world_size; ++r)
-    everyone[std::size_t(r)] = r;
-  all = ATP_CHECK_OK(make_mpi_comm(everyone));
-  const int status = run(model, *o, world, g, *tp, *dp, *all);
-  tp.reset(), dp.reset(), all.reset();
+  MpiMesh mesh = ATP_CHECK_OK(make_mpi_mesh(world.rank, world.world_size, model.plan.tp_size));
+  const int status = run(model, *o, world, g, *mesh.tp, *mesh.dp, *mesh.world);
+  mesh = {};
   (void)mpi_finalize();
   return status;
 }

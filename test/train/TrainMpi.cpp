@@ -284,17 +284,8 @@ int main(int argc, char **argv) {
   C.World = ATP_CHECK_OK(atp::World::from_env());
   C.Groups = ATP_CHECK_OK(atp::make_groups(C.World, std::atoi(argv[1])));
   atp::set_process_identity(C.World.rank, C.World.world_size);
-  std::vector<int> Everyone;
-  for (int R = 0; R < C.World.world_size; ++R)
-    Everyone.push_back(R);
-  // Every rank creates the same communicators in the same order: all TP groups, then all DP groups.
-  std::unique_ptr<atp::Comm> All = ATP_CHECK_OK(atp::make_mpi_comm(Everyone)), Tp, Dp;
-  for (const auto &G : ATP_CHECK_OK(atp::all_tp_groups(C.World.world_size, C.Groups.tp_size)))
-    if (G == C.Groups.tp_group)
-      Tp = ATP_CHECK_OK(atp::make_mpi_comm(G));
-  for (const auto &G : ATP_CHECK_OK(atp::all_dp_groups(C.World.world_size, C.Groups.tp_size)))
-    if (G == C.Groups.dp_group)
-      Dp = ATP_CHECK_OK(atp::make_mpi_comm(G));
+  atp::MpiMesh Mesh = ATP_CHECK_OK(atp::make_mpi_mesh(C.World.rank, C.World.world_size, C.Groups.tp_size));
+  std::unique_ptr<atp::Comm> All = std::move(Mesh.world), Tp = std::move(Mesh.tp), Dp = std::move(Mesh.dp);
   std::unique_ptr<atp::Comm> SelfTp = ATP_CHECK_OK(atp::make_mpi_comm({C.World.rank})),
                              SelfDp = ATP_CHECK_OK(atp::make_mpi_comm({C.World.rank})),
                              SelfAll = ATP_CHECK_OK(atp::make_mpi_comm({C.World.rank}));

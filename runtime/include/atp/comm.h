@@ -112,6 +112,15 @@ struct MpiCommOptions {
 /// the members call it (MPI_Comm_create_group), and each member must create its groups in the same order.
 Result<std::unique_ptr<Comm>> make_mpi_comm(const std::vector<int> &ranks, const MpiCommOptions &options = {});
 
+/// One rank's communicators of the (dp, tp) mesh (world.h's make_groups): its TP group, its DP group, and
+/// the whole world.
+struct MpiMesh {
+  std::unique_ptr<Comm> tp, dp, world;
+};
+/// Every rank creates all TP groups, then all DP groups, then the world, in the same order (each joining
+/// only its own): what a program under mpirun does once at start. world_size and tp_size as make_groups.
+Result<MpiMesh> make_mpi_mesh(int world_rank, int world_size, int tp_size);
+
 // ---------------------------------------------------------------------------------------------------------
 // NCCL backend (device buffers); make_nccl_comm fails with a clear Status in builds without CUDA
 
