@@ -22,8 +22,8 @@ Status cublas_status(cublasStatus_t s, const char *expr) {
 
 namespace {
 
-__global__ void first_bad_kernel(const std::int32_t *values, i64 rows, i64 lo, i64 hi, bool use_skip,
-                                 std::int32_t skip, unsigned long long *first) {
+__global__ void first_bad_kernel(const std::int32_t *values, i64 rows, i64 lo, i64 hi, bool use_skip, std::int32_t skip,
+                                 unsigned long long *first) {
   for (i64 t = blockIdx.x * i64(blockDim.x) + threadIdx.x; t < rows; t += i64(gridDim.x) * blockDim.x) {
     const std::int32_t v = values[t];
     if ((v < lo || v >= hi) && !(use_skip && v == skip))
@@ -33,8 +33,8 @@ __global__ void first_bad_kernel(const std::int32_t *values, i64 rows, i64 lo, i
 
 } // namespace
 
-Result<i64> first_bad_index(const std::int32_t *values, i64 rows, i64 lo, i64 hi, bool use_skip,
-                            std::int32_t skip, std::int32_t *value, cudaStream_t stream) {
+Result<i64> first_bad_index(const std::int32_t *values, i64 rows, i64 lo, i64 hi, bool use_skip, std::int32_t skip,
+                            std::int32_t *value, cudaStream_t stream) {
   unsigned long long *dev = nullptr;
   ATP_CUDA_TRY(cudaMallocAsync(&dev, sizeof(unsigned long long), stream));
   unsigned long long first = ~0ull;
@@ -79,21 +79,21 @@ public:
     return kcuda::gemm(handle_, g, as(a), as(b), as(c));
   }
 
-  Status linear_forward(void *y, const void *x, const void *w, const void *bias, std::int64_t rows,
-                        std::int64_t in, std::int64_t out) override {
+  Status linear_forward(void *y, const void *x, const void *w, const void *bias, std::int64_t rows, std::int64_t in,
+                        std::int64_t out) override {
     ATP_TRY(kcheck::linear_forward(y, x, w, rows, in, out));
     for (std::int64_t v : {rows, in, out})
       ATP_TRY(kcheck::fits_int("linear_forward", "dimension", v));
     return kcuda::linear_forward(handle_, stream_, as(y), as(x), as(w), as(bias), rows, in, out);
   }
 
-  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x,
-                         const void *w, std::int64_t rows, std::int64_t in, std::int64_t out) override {
+  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x, const void *w,
+                         std::int64_t rows, std::int64_t in, std::int64_t out) override {
     ATP_TRY(kcheck::linear_backward(dy, x, w, dx, dw, rows, in, out));
     for (std::int64_t v : {rows, in, out})
       ATP_TRY(kcheck::fits_int("linear_backward", "dimension", v));
-    return kcuda::linear_backward(handle_, stream_, as(dx), dx_mode, as(dw), as(db), as(dy), as(x), as(w), rows,
-                                  in, out);
+    return kcuda::linear_backward(handle_, stream_, as(dx), dx_mode, as(dw), as(db), as(dy), as(x), as(w), rows, in,
+                                  out);
   }
 
   Status embedding_forward(void *out, const void *table, const std::int32_t *ids, std::int64_t rows,
@@ -108,8 +108,8 @@ public:
     return kcuda::embedding_backward(stream_, as(dtable), as(dout), ids, rows, hidden, range);
   }
 
-  Status rmsnorm_forward(void *y, void *rstd, const void *x, const void *w, std::int64_t rows,
-                         std::int64_t hidden, double eps) override {
+  Status rmsnorm_forward(void *y, void *rstd, const void *x, const void *w, std::int64_t rows, std::int64_t hidden,
+                         double eps) override {
     ATP_TRY(kcheck::rmsnorm_forward(y, rstd, x, w, rows, hidden, eps));
     return kcuda::rmsnorm_forward(stream_, as(y), as(rstd), as(x), as(w), rows, hidden, eps);
   }
@@ -117,8 +117,7 @@ public:
   Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x, const void *w,
                           const void *rstd, std::int64_t rows, std::int64_t hidden) override {
     ATP_TRY(kcheck::rmsnorm_backward(dw, dy, x, w, rstd, rows, hidden));
-    return kcuda::rmsnorm_backward(stream_, as(dx), dx_mode, as(dw), as(dy), as(x), as(w), as(rstd), rows,
-                                   hidden);
+    return kcuda::rmsnorm_backward(stream_, as(dx), dx_mode, as(dw), as(dy), as(x), as(w), as(rstd), rows, hidden);
   }
 
   Status rope_table(void *table, const RopeConfig &cfg, std::int64_t head_dim, std::int64_t positions) override {
@@ -142,8 +141,8 @@ public:
     return kcuda::swiglu_forward(stream_, as(out), as(gate), as(up), rows, ffn, in_stride);
   }
 
-  Status swiglu_backward(void *dgate, void *dup, const void *dout, const void *gate, const void *up,
-                         std::int64_t rows, std::int64_t ffn, std::int64_t in_stride) override {
+  Status swiglu_backward(void *dgate, void *dup, const void *dout, const void *gate, const void *up, std::int64_t rows,
+                         std::int64_t ffn, std::int64_t in_stride) override {
     ATP_TRY(kcheck::swiglu("swiglu_backward", dgate, dup, dout, gate, up, rows, ffn, in_stride));
     return kcuda::swiglu_backward(stream_, as(dgate), as(dup), as(dout), as(gate), as(up), rows, ffn, in_stride);
   }
@@ -154,11 +153,11 @@ public:
     return kcuda::attention_forward(stream_, as(out), as(lse), as(q), as(k), as(v), dims);
   }
 
-  Status attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
-                            const void *v, const void *out, const void *lse, const AttentionDims &dims) override {
+  Status attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k, const void *v,
+                            const void *out, const void *lse, const AttentionDims &dims) override {
     ATP_TRY(kcheck::attention("attention_backward", dims, {dq, dk, dv, dout, q, k, v, out, lse}));
-    return kcuda::attention_backward(stream_, as(dq), as(dk), as(dv), as(dout), as(q), as(k), as(v), as(out),
-                                     as(lse), dims);
+    return kcuda::attention_backward(stream_, as(dq), as(dk), as(dv), as(dout), as(q), as(k), as(v), as(out), as(lse),
+                                     dims);
   }
 
   Result<CrossEntropySum> cross_entropy(void *logits, const std::int32_t *targets,

@@ -20,7 +20,7 @@ namespace atp::kcuda {
 
 namespace {
 
-constexpr int kPerLane = 8;      // head_dim <= 32 * kPerLane
+constexpr int kPerLane = 8; // head_dim <= 32 * kPerLane
 constexpr int kWarpsPerBlock = 4;
 
 struct Shape {
@@ -203,8 +203,7 @@ Status attention_forward(cudaStream_t st, float *out, float *lse, const float *q
 }
 
 Status attention_backward(cudaStream_t st, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                          const float *k, const float *v, const float *out, const float *lse,
-                          const AttentionDims &a) {
+                          const float *k, const float *v, const float *out, const float *lse, const AttentionDims &a) {
   ATP_TRY(check_head_dim("attention_backward", a));
   const Shape d = shape_of(a);
   const i64 q_rows = d.batch * d.q_heads * d.seq;
@@ -215,8 +214,8 @@ Status attention_backward(cudaStream_t st, float *dq, float *dk, float *dv, cons
     ATP_CUDA_TRY(cudaGetLastError());
     dq_kernel<<<warp_blocks(q_rows), 32 * kWarpsPerBlock, 0, st>>>(dq, dout, q, k, v, lse, delta, d);
     ATP_CUDA_TRY(cudaGetLastError());
-    dkv_kernel<<<warp_blocks(d.batch * d.kv_heads * d.seq), 32 * kWarpsPerBlock, 0, st>>>(dk, dv, dout, q, k, v,
-                                                                                          lse, delta, d);
+    dkv_kernel<<<warp_blocks(d.batch * d.kv_heads * d.seq), 32 * kWarpsPerBlock, 0, st>>>(dk, dv, dout, q, k, v, lse,
+                                                                                          delta, d);
     ATP_CUDA_TRY(cudaGetLastError());
     return {};
   }();

@@ -17,7 +17,8 @@ namespace atp::kcuda {
 
 namespace {
 
-#define ATP_GRID_STRIDE(i, n) for (i64 i = blockIdx.x * i64(blockDim.x) + threadIdx.x; i < (n); i += i64(gridDim.x) * blockDim.x)
+#define ATP_GRID_STRIDE(i, n)                                                                                          \
+  for (i64 i = blockIdx.x * i64(blockDim.x) + threadIdx.x; i < (n); i += i64(gridDim.x) * blockDim.x)
 
 __global__ void rope_kernel(float *x, i64 batch, i64 seq, i64 heads, i64 head_dim, i64 row_stride, i64 rotary_dim,
                             const float *table, bool transpose) {
@@ -44,8 +45,8 @@ __global__ void swiglu_forward_kernel(float *out, const float *gate, const float
   }
 }
 
-__global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout, const float *gate,
-                                       const float *up, i64 rows, i64 ffn, i64 in_stride) {
+__global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                                       i64 rows, i64 ffn, i64 in_stride) {
   ATP_GRID_STRIDE(n, rows * ffn) {
     const i64 t = n / ffn, j = n % ffn, at = t * in_stride + j;
     const float g = gate[at], u = up[at], s = sigmoidf(g), d = dout[n];
@@ -58,9 +59,7 @@ __global__ void add_kernel(float *out, const float *a, const float *b, i64 n) {
   ATP_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
 
-__global__ void scale_kernel(float *x, float alpha, i64 n) {
-  ATP_GRID_STRIDE(i, n) x[i] *= alpha;
-}
+__global__ void scale_kernel(float *x, float alpha, i64 n) { ATP_GRID_STRIDE(i, n) x[i] *= alpha; }
 
 #undef ATP_GRID_STRIDE
 
@@ -97,10 +96,9 @@ Status swiglu_forward(cudaStream_t st, float *out, const float *gate, const floa
   return {};
 }
 
-Status swiglu_backward(cudaStream_t st, float *dgate, float *dup, const float *dout, const float *gate,
-                       const float *up, i64 rows, i64 ffn, i64 in_stride) {
-  swiglu_backward_kernel<<<blocks_for(rows * ffn), kBlock, 0, st>>>(dgate, dup, dout, gate, up, rows, ffn,
-                                                                    in_stride);
+Status swiglu_backward(cudaStream_t st, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                       i64 rows, i64 ffn, i64 in_stride) {
+  swiglu_backward_kernel<<<blocks_for(rows * ffn), kBlock, 0, st>>>(dgate, dup, dout, gate, up, rows, ffn, in_stride);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }

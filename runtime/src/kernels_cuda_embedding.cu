@@ -26,8 +26,8 @@ Status check_ids(const char *call, const std::int32_t *ids, i64 rows, const Voca
                " is outside the vocabulary [0, " + std::to_string(r.vocab_size) + ")");
 }
 
-__global__ void embedding_forward_kernel(float *out, const float *table, const std::int32_t *ids, i64 rows,
-                                         i64 hidden, i64 begin, i64 end) {
+__global__ void embedding_forward_kernel(float *out, const float *table, const std::int32_t *ids, i64 rows, i64 hidden,
+                                         i64 begin, i64 end) {
   for (i64 i = blockIdx.x * i64(blockDim.x) + threadIdx.x; i < rows * hidden; i += i64(gridDim.x) * blockDim.x) {
     const i64 t = i / hidden, j = i % hidden, id = ids[t];
     out[i] = id >= begin && id < end ? table[(id - begin) * hidden + j] : 0.0f;
@@ -59,11 +59,10 @@ __global__ void embedding_backward_kernel(float *dtable, const float *dout, cons
 
 } // namespace
 
-Status embedding_forward(cudaStream_t st, float *out, const float *table, const std::int32_t *ids, i64 rows,
-                         i64 hidden, const VocabRange &r) {
+Status embedding_forward(cudaStream_t st, float *out, const float *table, const std::int32_t *ids, i64 rows, i64 hidden,
+                         const VocabRange &r) {
   ATP_TRY(check_ids("embedding_forward", ids, rows, r, st));
-  embedding_forward_kernel<<<blocks_for(rows * hidden), kBlock, 0, st>>>(out, table, ids, rows, hidden, r.begin,
-                                                                         r.end);
+  embedding_forward_kernel<<<blocks_for(rows * hidden), kBlock, 0, st>>>(out, table, ids, rows, hidden, r.begin, r.end);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }

@@ -89,8 +89,7 @@ Result<CrossEntropySum> cross_entropy(cudaStream_t st, float *logits, const std:
   Totals host{0.0, 0};
   Status run = [&]() -> Status {
     const unsigned grid = unsigned(a.rows < 65535 * 4 ? a.rows : 65535 * 4);
-    ce_row_kernel<<<grid, kBlock, 0, st>>>(logits, targets, a.rows, a.vocab, a.ignore_index, g, a.write_grad,
-                                           row_loss);
+    ce_row_kernel<<<grid, kBlock, 0, st>>>(logits, targets, a.rows, a.vocab, a.ignore_index, g, a.write_grad, row_loss);
     ATP_CUDA_TRY(cudaGetLastError());
     ce_total_kernel<<<1, kBlock, 0, st>>>(row_loss, targets, a.rows, a.ignore_index, dev_totals);
     ATP_CUDA_TRY(cudaGetLastError());

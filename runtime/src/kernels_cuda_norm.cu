@@ -2,8 +2,8 @@
 
    As the CPU backend: rstd = 1 / sqrt(mean(x^2) + eps) with the sum of squares in double, y = w * (x * rstd)
    in float. Backward, with xhat = x * rstd and g = dy * w: dx = rstd * (g - xhat * mean(g * xhat)), the
-   row's dot in double; one block per row, its sums through block_sum's fixed tree. dw's column sums have one
-   thread per column adding the rows in row order, in double (no atomics: the same bits every run). */
+   row's dot in double; one block per row, its sums through block_sum's fixed tree. dw's column sums go through
+   column_sums_add (fixed row chunks, then the chunks in order, in double; no atomics: the same bits every run). */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_reduce.cuh"
@@ -48,20 +48,19 @@ __global__ void rmsnorm_dx_kernel(float *dx, bool accumulate, const float *dy, c
   }
 }
 
-__global__ void rmsnorm_dw_kernel(float *dw, const float *dy, const float *x, const float *rstd, i64 rows,
-                                  i64 hidden) {
-  for (i64 j = blockIdx.x * i64(blockDim.x) + threadIdx.x; j < hidden; j += i64(gridDim.x) * blockDim.x) {
-    double s = 0.0;
-    for (i64 t = 0; t < rows; ++t)
-      s += double(dy[t * hidden + j]) * (double(x[t * hidden + j]) * double(rstd[t]));
-    dw[j] = float(double(dw[j]) + s);
+/// dy * xhat of one element, for dw's column sums.
+struct DwTerm {
+  const float *dy, *x, *rstd;
+  i64 hidden;
+  __device__ double operator()(i64 t, i64 j) const {
+    return double(dy[t * hidden + j]) * (double(x[t * hidden + j]) * double(rstd[t]));
   }
-}
+};
 
 } // namespace
 
-Status rmsnorm_forward(cudaStream_t st, float *y, float *rstd, const float *x, const float *w, i64 rows,
-                       i64 hidden, double eps) {
+Status rmsnorm_forward(cudaStream_t st, float *y, float *rstd, const float *x, const float *w, i64 rows, i64 hidden,
+                       double eps) {
   rmsnorm_forward_kernel<<<row_grid(rows), kBlock, 0, st>>>(y, rstd, x, w, rows, hidden, eps);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
@@ -70,13 +69,10 @@ Status rmsnorm_forward(cudaStream_t st, float *y, float *rstd, const float *x, c
 Status rmsnorm_backward(cudaStream_t st, float *dx, Write mode, float *dw, const float *dy, const float *x,
                         const float *w, const float *rstd, i64 rows, i64 hidden) {
   if (dx) {
-    rmsnorm_dx_kernel<<<row_grid(rows), kBlock, 0, st>>>(dx, mode == Write::Accumulate, dy, x, w, rstd, rows,
-                                                         hidden);
+    rmsnorm_dx_kernel<<<row_grid(rows), kBlock, 0, st>>>(dx, mode == Write::Accumulate, dy, x, w, rstd, rows, hidden);
     ATP_CUDA_TRY(cudaGetLastError());
   }
-  rmsnorm_dw_kernel<<<blocks_for(hidden), kBlock, 0, st>>>(dw, dy, x, rstd, rows, hidden);
-  ATP_CUDA_TRY(cudaGetLastError());
-  return {};
+  return column_sums_add(st, dw, rows, hidden, DwTerm{dy, x, rstd, hidden});
 }
 
 } // namespace atp::kcuda

@@ -3,15 +3,15 @@
    The references are written here, in double, straight from kernels.h's formulas (not the CPU backend: the
    GPU machine's runtime has no CBLAS, so make_cpu_kernels is a stub there). Small shapes that still reach
    every path: GEMMs in all four transpose modes with padded strides and beta 0 over NaN; the linear layer
-   with and without bias, Overwrite and Accumulate; a vocab-parallel embedding slice with repeated ids;
-   rows wider than a block; RoPE on a fused qkv row with partial rotary; fused SwiGLU, also in place;
-   grouped-query attention (4 query heads on 2 kv heads) on the column blocks of one fused qkv buffer, head
-   dims 16 and 40, plain causal and a sliding window; cross-entropy with ignore_index -100 rows and vocabs
-   below and above a block. Values must agree to 1e-5 of the tensor's largest reference element (plus 1e-5
-   relative); weight gradients start from random values, so accumulation is checked too; padding columns of
-   strided outputs must keep their bytes. Every case runs twice from the same inputs and must give the same
-   bytes (determinism). Bad ids and targets must fail with the row named and write nothing.
-   Prints "kernels_cuda_test: N passed, M failed"; exits 1 on any failure. */
+   with and without bias, Overwrite and Accumulate; weight-gradient column sums over several row chunks; a
+   vocab-parallel embedding slice with repeated ids; rows wider than a block; RoPE on a fused qkv row with partial
+   rotary; fused SwiGLU, also in place; grouped-query attention (4 query heads on 2 kv heads) on the column blocks of
+   one fused qkv buffer, head dims 16 and 40, plain causal and a sliding window; cross-entropy with ignore_index -100
+   rows and vocabs below and above a block. Values must agree to 1e-5 of the tensor's largest reference element (plus
+   1e-5 relative); weight gradients start from random values, so accumulation is checked too; padding columns of strided
+   outputs must keep their bytes. Every case runs twice from the same inputs and must give the same bytes (determinism).
+   Bad ids and targets must fail with the row named and write nothing. Prints "kernels_cuda_test: N passed, M failed";
+   exits 1 on any failure. */
 #include "atp/check_cuda.h"
 #include "atp/kernels.h"
 
@@ -91,8 +91,8 @@ void expect_close(const std::string &what, const Vec &got, const Ref &ref, doubl
   for (std::size_t i = 0; i < got.size(); ++i)
     if (!(std::fabs(double(got[i]) - ref[i]) <= tol * (std::fabs(ref[i]) + scale))) {
       char buf[200];
-      std::snprintf(buf, sizeof buf, ": element %zu is %.9g, reference %.9g (largest %.3g)", i, double(got[i]),
-                    ref[i], scale);
+      std::snprintf(buf, sizeof buf, ": element %zu is %.9g, reference %.9g (largest %.3g)", i, double(got[i]), ref[i],
+                    scale);
       return expect(false, what + buf);
     }
   expect(true, what);
@@ -127,8 +127,7 @@ void test_gemm(bool ta, bool tb, double beta) {
   if (beta == 0)
     for (i64 i = 0; i < m; ++i)
       c0[std::size_t(i * g.ldc)] = std::numeric_limits<float>::quiet_NaN(); // beta 0 must not read C
-  const std::string what = std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " beta " +
-                           std::to_string(beta);
+  const std::string what = std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " beta " + std::to_string(beta);
   auto out = twice(what, [&] {
     DevF da(a), db(b), dc(c0);
     expect_ok(K->gemm(g, da.p(), db.p(), dc.p()), what);
@@ -146,11 +145,11 @@ void test_gemm(bool ta, bool tb, double beta) {
   expect_close(what, out[0], ref); // the padding columns keep c0's values (and are compared)
 }
 
-void test_linear(bool bias, Write mode) {
-  const i64 rows = 6, in = 20, out = 9;
+void test_linear(bool bias, Write mode, i64 rows) {
+  const i64 in = 20, out = 9;
   const Vec x = random_vec(rows * in), w = random_vec(out * in), bv = random_vec(out), dy = random_vec(rows * out);
   const Vec dx0 = random_vec(rows * in), dw0 = random_vec(out * in), db0 = random_vec(out);
-  const std::string what = std::string("linear bias ") + (bias ? "yes" : "no") +
+  const std::string what = std::string("linear rows ") + std::to_string(rows) + " bias " + (bias ? "yes" : "no") +
                            (mode == Write::Accumulate ? " accumulate" : " overwrite");
   auto res = twice(what, [&] {
     DevF X(x), W(w), B(bv), DY(dy), Y{Vec(rows * out, -7.0f)}, DX(dx0), DW(dw0), DB(db0);
@@ -230,12 +229,13 @@ void test_embedding() {
 
 // ---------------------------------------------------------------------------------------------- RMSNorm
 
-void test_rmsnorm(Write mode) {
-  const i64 rows = 7, hidden = 300;
+void test_rmsnorm(Write mode, i64 rows) {
+  const i64 hidden = 300; // wider than a block
   const double eps = 1e-5;
   const Vec x = random_vec(rows * hidden), w = random_vec(hidden, 0.5f, 1.5f), dy = random_vec(rows * hidden);
   const Vec dx0 = random_vec(rows * hidden), dw0 = random_vec(hidden);
-  const std::string what = std::string("rmsnorm") + (mode == Write::Accumulate ? " accumulate" : " overwrite");
+  const std::string what =
+      "rmsnorm rows " + std::to_string(rows) + (mode == Write::Accumulate ? " accumulate" : " overwrite");
   auto res = twice(what, [&] {
     DevF X(x), W(w), DY(dy), Y{Vec(rows * hidden)}, R{Vec(rows)}, DX(dx0), DW(dw0);
     expect_ok(K->rmsnorm_forward(Y.p(), R.p(), X.p(), W.p(), rows, hidden, eps), what + " forward");
@@ -530,10 +530,12 @@ int main() {
         test_gemm(ta, tb, beta);
   for (bool bias : {false, true})
     for (Write mode : {Write::Overwrite, Write::Accumulate})
-      test_linear(bias, mode);
+      test_linear(bias, mode, 6);
+  test_linear(true, Write::Accumulate, 259); // db's column sums over three row chunks
   test_embedding();
-  test_rmsnorm(Write::Overwrite);
-  test_rmsnorm(Write::Accumulate);
+  test_rmsnorm(Write::Overwrite, 7);
+  test_rmsnorm(Write::Accumulate, 7);
+  test_rmsnorm(Write::Accumulate, 300); // dw's column sums over three row chunks
   test_rope();
   test_swiglu();
   test_add_scale();
