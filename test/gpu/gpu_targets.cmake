@@ -61,5 +61,6 @@ atp_gpu_test(zero_engine_cuda_test zero_engine_cuda_test.cpp)
 atp_gpu_test(ops_cuda_test ops_cuda_test.cu)
 atp_gpu_bench(adamw_bench adamw_bench.cu)
 
-# ---- the model's kernels on CUDA (atp/kernels.h, make_cuda_kernels) against double host loops
+# ---- the model's kernels on CUDA (atp/kernels.h, make_cuda_kernels): against double host loops; device times
 atp_gpu_test(kernels_cuda_test kernels_cuda_test.cu)
+atp_gpu_bench(kernels_cuda_bench kernels_cuda_bench.cu)
