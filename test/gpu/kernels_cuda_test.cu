@@ -66,6 +66,7 @@ public:
   void put(const std::vector<T> &host) {
     ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
     ATP_CUDA_CHECK(cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
+    ATP_CUDA_CHECK(cudaDeviceSynchronize()); // a pageable upload may still be in flight; `stream` is non-blocking
   }
   std::vector<T> get() const {
     ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
