@@ -60,3 +60,7 @@ atp_gpu_test(zero_engine_cuda_test zero_engine_cuda_test.cpp)
 # ---- the ZeRO engine's elementwise ops: CUDA against CPU (bit for bit), and their bandwidth (atp/ops.h)
 atp_gpu_test(ops_cuda_test ops_cuda_test.cu)
 atp_gpu_bench(adamw_bench adamw_bench.cu)
+
+# ---- the model's kernels on CUDA (atp/kernels.h, make_cuda_kernels): against double host loops; device times
+atp_gpu_test(kernels_cuda_test kernels_cuda_test.cu)
+atp_gpu_bench(kernels_cuda_bench kernels_cuda_bench.cu)

@@ -27,7 +27,7 @@
        count (no reduction order that depends on threads or timing; on the CPU, GEMMs are cut into blocks
        by their dimensions, not by the thread count: kernels_cpu_gemm.cpp).
      - On the CUDA backend work is enqueued on one stream in call order; calls that return a value to
-       the host (cross_entropy) synchronize.
+       the host (cross_entropy) or must read device data to reject bad input (embedding ids) synchronize.
 
    A Llama decoder layer on one TP rank (this rank's heads and ffn columns; x: the layer's input [T, H],
    kept with h, q, k, v, a, lse, x1, h2, g, u, m and the rstds for backward), forward:
@@ -257,7 +257,10 @@ public:
 Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype = DType::F32, int blas_threads = 0);
 
 /// Device kernels on the current CUDA device, enqueued on `stream` (a cudaStream_t; null: the legacy default
-/// stream). Not built yet: fails in this runtime.
+/// stream): dtype F32 only for now (BF16: issue 10), GEMMs through cuBLAS in fp32 without TF32, attention
+/// memory-linear in seq but not yet flash-fast (runtime/src/kernels_cuda*.cu). Besides cross_entropy,
+/// embedding_* (they check every id first) and rope_table (computed on the host) synchronize the stream.
+/// Built with AUTOTPC_ENABLE_CUDA (runtime/kernels.cmake); elsewhere it fails saying it was not built.
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream = nullptr);
 
 } // namespace atp

@@ -1,0 +1,109 @@
+/* kernels_cuda_loss.cu - token cross-entropy with the softmax backward fused in, on the GPU (kernels.h).
+
+   The CPU backend's math per row: lse = max + log(sum exp(x - max)), the sum in double; loss = lse -
+   x[target]; with write_grad the logits become (softmax - onehot) * grad_scale / denominator, zero on
+   ignored rows. One block per row (block_max and block_sum: fixed trees), each row's loss into a scratch
+   array, then ONE block adds the rows' losses in a fixed order: no atomics, the same sum every run. All
+   targets are checked first (first_bad_index), so a bad one leaves the logits untouched. The call returns
+   the sum to the host, so it synchronizes the stream. */
+#include "atp/check_cuda.h"
+#include "kernels_cuda.h"
+#include "kernels_cuda_reduce.cuh"
+
+#include <string>
+
+namespace atp::kcuda {
+
+namespace {
+
+struct Totals {
+  double loss_sum;
+  long long count;
+};
+
+__global__ void ce_row_kernel(float *logits, const std::int32_t *targets, i64 rows, i64 vocab, std::int32_t ignore,
+                              double g, bool write_grad, double *row_loss) {
+  for (i64 t = blockIdx.x; t < rows; t += gridDim.x) {
+    float *row = logits + t * vocab;
+    const std::int32_t target = targets[t];
+    if (target == ignore) {
+      if (write_grad)
+        for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
+          row[j] = 0.0f;
+      if (threadIdx.x == 0)
+        row_loss[t] = 0.0;
+      continue;
+    }
+    float m = -INFINITY;
+    for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
+      m = fmaxf(m, row[j]);
+    m = block_max(m);
+    const float xt = row[target]; // read by every thread before any write below (block_sum syncs)
+    double sum = 0.0;
+    for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
+      sum += double(expf(row[j] - m));
+    sum = block_sum(sum);
+    const double lse = double(m) + log(sum);
+    if (threadIdx.x == 0)
+      row_loss[t] = lse - double(xt);
+    if (!write_grad)
+      continue;
+    for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
+      row[j] = float(double(expf(float(double(row[j]) - lse))) * g);
+    __syncthreads();
+    if (threadIdx.x == 0)
+      row[target] = float(double(row[target]) - g);
+  }
+}
+
+/// One block: the rows' losses and the non-ignored count, each thread's share in row order, then the tree.
+__global__ void ce_total_kernel(const double *row_loss, const std::int32_t *targets, i64 rows, std::int32_t ignore,
+                                Totals *out) {
+  double s = 0.0;
+  long long c = 0;
+  for (i64 t = threadIdx.x; t < rows; t += blockDim.x) {
+    s += row_loss[t];
+    c += targets[t] != ignore;
+  }
+  s = block_sum(s);
+  c = block_sum(c);
+  if (threadIdx.x == 0)
+    *out = Totals{s, c};
+}
+
+} // namespace
+
+Result<CrossEntropySum> cross_entropy(cudaStream_t st, float *logits, const std::int32_t *targets,
+                                      const CrossEntropyArgs &a) {
+  std::int32_t bad = 0;
+  ATP_ASSIGN_OR_RETURN(const i64 row, first_bad_index(targets, a.rows, 0, a.vocab, true, a.ignore_index, &bad, st));
+  if (row >= 0)
+    return error("cross_entropy: target " + std::to_string(bad) + " at row " + std::to_string(row) +
+                 " is outside the vocabulary [0, " + std::to_string(a.vocab) + ") and is not the ignore_index " +
+                 std::to_string(a.ignore_index));
+  const double g = a.write_grad ? a.grad_scale / double(a.denominator) : 0.0;
+  double *row_loss = nullptr;
+  Totals *dev_totals = nullptr;
+  ATP_CUDA_TRY(cudaMallocAsync(&row_loss, std::size_t(a.rows) * sizeof(double) + sizeof(Totals), st));
+  dev_totals = reinterpret_cast<Totals *>(row_loss + a.rows); // 8-byte aligned: after whole doubles
+  Totals host{0.0, 0};
+  Status run = [&]() -> Status {
+    const unsigned grid = unsigned(a.rows < 65535 * 4 ? a.rows : 65535 * 4);
+    ce_row_kernel<<<grid, kBlock, 0, st>>>(logits, targets, a.rows, a.vocab, a.ignore_index, g, a.write_grad, row_loss);
+    ATP_CUDA_TRY(cudaGetLastError());
+    ce_total_kernel<<<1, kBlock, 0, st>>>(row_loss, targets, a.rows, a.ignore_index, dev_totals);
+    ATP_CUDA_TRY(cudaGetLastError());
+    ATP_CUDA_TRY(cudaMemcpyAsync(&host, dev_totals, sizeof host, cudaMemcpyDeviceToHost, st));
+    ATP_CUDA_TRY(cudaStreamSynchronize(st));
+    return {};
+  }();
+  const cudaError_t freed = cudaFreeAsync(row_loss, st);
+  ATP_TRY(std::move(run));
+  ATP_CUDA_TRY(freed);
+  CrossEntropySum result;
+  result.loss_sum = host.loss_sum;
+  result.count = host.count;
+  return result;
+}
+
+} // namespace atp::kcuda

@@ -1,0 +1,556 @@
+/* kernels_cuda_test.cu - every call of the CUDA kernels (make_cuda_kernels, F32) against naive host loops.
+
+   The references are written here, in double, straight from kernels.h's formulas (not the CPU backend: the
+   GPU machine's runtime has no CBLAS, so make_cpu_kernels is a stub there). Small shapes that still reach
+   every path: GEMMs in all four transpose modes with padded strides and beta 0 over NaN; the linear layer
+   with and without bias, Overwrite and Accumulate; weight-gradient column sums over several row chunks; a
+   vocab-parallel embedding slice with repeated ids; rows wider than a block; RoPE on a fused qkv row with partial
+   rotary; fused SwiGLU, also in place; grouped-query attention (4 query heads on 2 kv heads) on the column blocks of
+   one fused qkv buffer, head dims 16 and 40, plain causal and a sliding window; cross-entropy with ignore_index -100
+   rows and vocabs below and above a block. Values must agree to 1e-5 of the tensor's largest reference element (plus
+   1e-5 relative); weight gradients start from random values, so accumulation is checked too; padding columns of strided
+   outputs must keep their bytes. Every case runs twice from the same inputs and must give the same bytes (determinism).
+   Bad ids and targets must fail with the row named and write nothing. Prints "kernels_cuda_test: N passed, M failed";
+   exits 1 on any failure. */
+#include "atp/check_cuda.h"
+#include "atp/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace atp;
+
+namespace {
+
+using Vec = std::vector<float>;
+using Ref = std::vector<double>;
+using i64 = std::int64_t;
+
+int passed = 0, failed = 0;
+cudaStream_t stream = nullptr;
+Kernels *K = nullptr;
+std::mt19937_64 rng(20261204);
+
+void expect(bool ok, const std::string &what) {
+  ok ? ++passed : ++failed;
+  if (!ok && failed <= 60)
+    std::printf("FAIL %s\n", what.c_str());
+}
+
+Vec random_vec(std::size_t n, float lo = -1.0f, float hi = 1.0f) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  Vec v(n);
+  for (float &x : v)
+    x = u(rng);
+  return v;
+}
+
+/// A device copy of a host vector (float or int32); get() waits for the stream and reads it back.
+template <class T> class Dev {
+public:
+  explicit Dev(const std::vector<T> &host) : n_(host.size()) {
+    ATP_CUDA_CHECK(cudaMalloc(&p_, std::max<std::size_t>(n_, 1) * sizeof(T)));
+    put(host);
+  }
+  ~Dev() { cudaFree(p_); }
+  Dev(const Dev &) = delete;
+  Dev &operator=(const Dev &) = delete;
+  T *p() { return p_; }
+  void put(const std::vector<T> &host) {
+    ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
+    ATP_CUDA_CHECK(cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
+    ATP_CUDA_CHECK(cudaDeviceSynchronize()); // a pageable upload may still be in flight; `stream` is non-blocking
+  }
+  std::vector<T> get() const {
+    ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<T> host(n_);
+    ATP_CUDA_CHECK(cudaMemcpy(host.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+
+private:
+  T *p_ = nullptr;
+  std::size_t n_;
+};
+using DevF = Dev<float>;
+using DevI = Dev<std::int32_t>;
+
+/// got within tol of ref: |got - ref| <= tol * (|ref| + max |ref|), elementwise; the first miss is named.
+void expect_close(const std::string &what, const Vec &got, const Ref &ref, double tol = 1e-5) {
+  if (got.size() != ref.size())
+    return expect(false, what + ": size " + std::to_string(got.size()) + " != " + std::to_string(ref.size()));
+  double scale = 0.0;
+  for (double r : ref)
+    scale = std::max(scale, std::fabs(r));
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (!(std::fabs(double(got[i]) - ref[i]) <= tol * (std::fabs(ref[i]) + scale))) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf, ": element %zu is %.9g, reference %.9g (largest %.3g)", i, double(got[i]), ref[i],
+                    scale);
+      return expect(false, what + buf);
+    }
+  expect(true, what);
+}
+
+bool same_bytes(const Vec &a, const Vec &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// Runs `once` (inputs uploaded fresh, outputs read back) twice; the outputs must be the same bytes.
+std::vector<Vec> twice(const std::string &what, const std::function<std::vector<Vec>()> &once) {
+  std::vector<Vec> a = once(), b = once();
+  bool same = a.size() == b.size();
+  for (std::size_t i = 0; same && i < a.size(); ++i)
+    same = same_bytes(a[i], b[i]);
+  expect(same, what + ": two runs give the same bytes");
+  return a;
+}
+
+void expect_ok(const Status &s, const std::string &what) { expect(s.ok(), what + ": " + s.message()); }
+
+// ---------------------------------------------------------------------------------------------- GEMM, linear
+
+void test_gemm(bool ta, bool tb, double beta) {
+  const i64 m = 5, n = 7, k = 33;
+  GemmArgs g;
+  g.trans_a = ta, g.trans_b = tb, g.m = m, g.n = n, g.k = k, g.alpha = 0.7, g.beta = beta;
+  const i64 a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+  g.lda = a_cols + 3, g.ldb = b_cols + 1, g.ldc = n + 2;
+  const Vec a = random_vec(std::size_t(a_rows * g.lda)), b = random_vec(std::size_t(b_rows * g.ldb));
+  Vec c0 = random_vec(std::size_t(m * g.ldc));
+  if (beta == 0)
+    for (i64 i = 0; i < m; ++i)
+      c0[std::size_t(i * g.ldc)] = std::numeric_limits<float>::quiet_NaN(); // beta 0 must not read C
+  const std::string what = std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " beta " + std::to_string(beta);
+  auto out = twice(what, [&] {
+    DevF da(a), db(b), dc(c0);
+    expect_ok(K->gemm(g, da.p(), db.p(), dc.p()), what);
+    return std::vector<Vec>{dc.get()};
+  });
+  Ref ref(c0.begin(), c0.end());
+  for (i64 i = 0; i < m; ++i)
+    for (i64 j = 0; j < n; ++j) {
+      double s = 0;
+      for (i64 p = 0; p < k; ++p)
+        s += double(ta ? a[p * g.lda + i] : a[i * g.lda + p]) * double(tb ? b[j * g.ldb + p] : b[p * g.ldb + j]);
+      const double old = beta == 0 ? 0.0 : beta * double(c0[i * g.ldc + j]);
+      ref[std::size_t(i * g.ldc + j)] = g.alpha * s + old;
+    }
+  expect_close(what, out[0], ref); // the padding columns keep c0's values (and are compared)
+}
+
+void test_linear(bool bias, Write mode, i64 rows) {
+  const i64 in = 20, out = 9;
+  const Vec x = random_vec(rows * in), w = random_vec(out * in), bv = random_vec(out), dy = random_vec(rows * out);
+  const Vec dx0 = random_vec(rows * in), dw0 = random_vec(out * in), db0 = random_vec(out);
+  const std::string what = std::string("linear rows ") + std::to_string(rows) + " bias " + (bias ? "yes" : "no") +
+                           (mode == Write::Accumulate ? " accumulate" : " overwrite");
+  auto res = twice(what, [&] {
+    DevF X(x), W(w), B(bv), DY(dy), Y{Vec(rows * out, -7.0f)}, DX(dx0), DW(dw0), DB(db0);
+    expect_ok(K->linear_forward(Y.p(), X.p(), W.p(), bias ? B.p() : nullptr, rows, in, out), what + " forward");
+    expect_ok(K->linear_backward(DX.p(), mode, DW.p(), bias ? DB.p() : nullptr, DY.p(), X.p(), W.p(), rows, in, out),
+              what + " backward");
+    return std::vector<Vec>{Y.get(), DX.get(), DW.get(), DB.get()};
+  });
+  Ref y(rows * out), dx(rows * in), dw(dw0.begin(), dw0.end()), db(db0.begin(), db0.end());
+  for (i64 t = 0; t < rows; ++t)
+    for (i64 o = 0; o < out; ++o) {
+      double s = bias ? double(bv[o]) : 0.0;
+      for (i64 i = 0; i < in; ++i)
+        s += double(x[t * in + i]) * double(w[o * in + i]);
+      y[t * out + o] = s;
+    }
+  for (i64 t = 0; t < rows; ++t)
+    for (i64 i = 0; i < in; ++i) {
+      double s = mode == Write::Accumulate ? double(dx0[t * in + i]) : 0.0;
+      for (i64 o = 0; o < out; ++o)
+        s += double(dy[t * out + o]) * double(w[o * in + i]);
+      dx[t * in + i] = s;
+    }
+  for (i64 o = 0; o < out; ++o)
+    for (i64 t = 0; t < rows; ++t) {
+      for (i64 i = 0; i < in; ++i)
+        dw[o * in + i] += double(dy[t * out + o]) * double(x[t * in + i]);
+      if (bias)
+        db[o] += double(dy[t * out + o]);
+    }
+  expect_close(what + " y", res[0], y);
+  expect_close(what + " dx", res[1], dx);
+  expect_close(what + " dw", res[2], dw);
+  expect_close(what + " db", res[3], db); // no bias: untouched
+}
+
+// ---------------------------------------------------------------------------------------------- embedding
+
+void test_embedding() {
+  const i64 rows = 40, hidden = 300;
+  const VocabRange r{11, 3, 9};
+  std::vector<std::int32_t> ids(rows);
+  std::uniform_int_distribution<int> u(0, 10);
+  for (auto &id : ids)
+    id = u(rng);
+  ids[7] = ids[3] = ids[39] = 5; // repeats, also the last row
+  const Vec table = random_vec((r.end - r.begin) * hidden), dout = random_vec(rows * hidden);
+  const Vec dtable0 = random_vec((r.end - r.begin) * hidden);
+  auto res = twice("embedding", [&] {
+    DevI I(ids);
+    DevF T(table), O{Vec(rows * hidden, -3.0f)}, D(dout), DT(dtable0);
+    expect_ok(K->embedding_forward(O.p(), T.p(), I.p(), rows, hidden, r), "embedding_forward");
+    expect_ok(K->embedding_backward(DT.p(), D.p(), I.p(), rows, hidden, r), "embedding_backward");
+    return std::vector<Vec>{O.get(), DT.get()};
+  });
+  Ref out(rows * hidden, 0.0), dt(dtable0.begin(), dtable0.end());
+  for (i64 t = 0; t < rows; ++t)
+    if (ids[t] >= r.begin && ids[t] < r.end)
+      for (i64 j = 0; j < hidden; ++j) {
+        out[t * hidden + j] = table[(ids[t] - r.begin) * hidden + j];
+        dt[(ids[t] - r.begin) * hidden + j] += dout[t * hidden + j];
+      }
+  expect_close("embedding_forward", res[0], out, 0.0);
+  expect_close("embedding_backward", res[1], dt);
+
+  // A bad id: the error names it and its row; nothing is written.
+  ids[17] = 11;
+  DevI I(ids);
+  const Vec poison(rows * hidden, -3.0f);
+  DevF T(table), O(poison), D(dout), DT(dtable0);
+  Status s = K->embedding_forward(O.p(), T.p(), I.p(), rows, hidden, r);
+  expect(s.message().find("token id 11 at row 17") != std::string::npos, "embedding bad id: " + s.message());
+  s = K->embedding_backward(DT.p(), D.p(), I.p(), rows, hidden, r);
+  expect(s.message().find("token id 11 at row 17") != std::string::npos, "embedding_backward bad id: " + s.message());
+  expect(same_bytes(O.get(), poison) && same_bytes(DT.get(), dtable0), "embedding bad id writes nothing");
+}
+
+// ---------------------------------------------------------------------------------------------- RMSNorm
+
+void test_rmsnorm(Write mode, i64 rows) {
+  const i64 hidden = 300; // wider than a block
+  const double eps = 1e-5;
+  const Vec x = random_vec(rows * hidden), w = random_vec(hidden, 0.5f, 1.5f), dy = random_vec(rows * hidden);
+  const Vec dx0 = random_vec(rows * hidden), dw0 = random_vec(hidden);
+  const std::string what =
+      "rmsnorm rows " + std::to_string(rows) + (mode == Write::Accumulate ? " accumulate" : " overwrite");
+  auto res = twice(what, [&] {
+    DevF X(x), W(w), DY(dy), Y{Vec(rows * hidden)}, R{Vec(rows)}, DX(dx0), DW(dw0);
+    expect_ok(K->rmsnorm_forward(Y.p(), R.p(), X.p(), W.p(), rows, hidden, eps), what + " forward");
+    expect_ok(K->rmsnorm_backward(DX.p(), mode, DW.p(), DY.p(), X.p(), W.p(), R.p(), rows, hidden), what + " backward");
+    return std::vector<Vec>{Y.get(), R.get(), DX.get(), DW.get()};
+  });
+  Ref y(rows * hidden), rstd(rows), dx(rows * hidden), dw(dw0.begin(), dw0.end());
+  for (i64 t = 0; t < rows; ++t) {
+    double ss = 0, dot = 0;
+    for (i64 j = 0; j < hidden; ++j)
+      ss += double(x[t * hidden + j]) * x[t * hidden + j];
+    const double r = 1.0 / std::sqrt(ss / hidden + eps);
+    rstd[t] = r;
+    for (i64 j = 0; j < hidden; ++j) {
+      const double xhat = x[t * hidden + j] * r;
+      y[t * hidden + j] = w[j] * xhat;
+      dot += double(dy[t * hidden + j]) * w[j] * xhat;
+      dw[j] += dy[t * hidden + j] * xhat;
+    }
+    for (i64 j = 0; j < hidden; ++j) {
+      const double v = r * (double(dy[t * hidden + j]) * w[j] - x[t * hidden + j] * r * dot / hidden);
+      dx[t * hidden + j] = (mode == Write::Accumulate ? double(dx0[t * hidden + j]) : 0.0) + v;
+    }
+  }
+  expect_close(what + " y", res[0], y);
+  expect_close(what + " rstd", res[1], rstd);
+  expect_close(what + " dx", res[2], dx);
+  expect_close(what + " dw", res[3], dw);
+}
+
+// ---------------------------------------------------------------------------------------------- RoPE
+
+void test_rope() {
+  RopeConfig cfg;
+  cfg.partial_rotary_factor = 0.5;
+  const i64 head_dim = 16, rot = 8, half = rot / 2, positions = 12;
+  RopeDims d;
+  d.batch = 2, d.seq = 5, d.heads = 3, d.head_dim = head_dim, d.row_stride = 3 * head_dim + 5;
+  d.rotary_dim = rot, d.table_positions = positions;
+  const Vec x = random_vec(d.batch * d.seq * d.row_stride);
+  auto res = twice("rope", [&] {
+    DevF T{Vec(positions * rot)}, F(x), B(x);
+    expect_ok(K->rope_table(T.p(), cfg, head_dim, positions), "rope_table");
+    expect_ok(K->rope_forward(F.p(), d, T.p()), "rope_forward");
+    expect_ok(K->rope_backward(B.p(), d, T.p()), "rope_backward");
+    return std::vector<Vec>{T.get(), F.get(), B.get()};
+  });
+  const std::vector<double> inv = ATP_CHECK_OK(rope_inv_freq(cfg, head_dim));
+  Ref table(positions * rot);
+  for (i64 p = 0; p < positions; ++p)
+    for (i64 i = 0; i < half; ++i) {
+      table[p * rot + i] = std::cos(double(p) * inv[i]);
+      table[p * rot + half + i] = std::sin(double(p) * inv[i]);
+    }
+  expect_close("rope_table", res[0], table);
+  Ref fwd(x.begin(), x.end()), bwd(x.begin(), x.end()); // the columns past each head's rotary part pass through
+  for (i64 t = 0; t < d.batch * d.seq; ++t)
+    for (i64 h = 0; h < d.heads; ++h)
+      for (i64 i = 0; i < half; ++i) {
+        const i64 at = t * d.row_stride + h * head_dim + i, p = t % d.seq;
+        const double c = table[p * rot + i], s = table[p * rot + half + i], x1 = x[at], x2 = x[at + half];
+        fwd[at] = x1 * c - x2 * s, fwd[at + half] = x2 * c + x1 * s;
+        bwd[at] = x1 * c + x2 * s, bwd[at + half] = x2 * c - x1 * s;
+      }
+  expect_close("rope_forward", res[1], fwd);
+  expect_close("rope_backward", res[2], bwd);
+}
+
+// ---------------------------------------------------------------------------------------------- SwiGLU, add, scale
+
+double sigmoid(double g) { return 1.0 / (1.0 + std::exp(-g)); }
+
+void test_swiglu() {
+  const i64 rows = 5, ffn = 37, stride = 2 * ffn; // phi3's fused [gate | up]
+  const Vec gu = random_vec(rows * stride, -4.0f, 4.0f), dout = random_vec(rows * ffn);
+  auto res = twice("swiglu", [&] {
+    DevF GU(gu), O{Vec(rows * ffn)}, D(dout), DGU{Vec(rows * stride, 9.0f)}, IN(gu);
+    expect_ok(K->swiglu_forward(O.p(), GU.p(), GU.p() + ffn, rows, ffn, stride), "swiglu_forward");
+    expect_ok(K->swiglu_backward(DGU.p(), DGU.p() + ffn, D.p(), GU.p(), GU.p() + ffn, rows, ffn, stride),
+              "swiglu_backward");
+    expect_ok(K->swiglu_backward(IN.p(), IN.p() + ffn, D.p(), IN.p(), IN.p() + ffn, rows, ffn, stride),
+              "swiglu_backward in place");
+    return std::vector<Vec>{O.get(), DGU.get(), IN.get()};
+  });
+  Ref out(rows * ffn), dgu(rows * stride);
+  for (i64 t = 0; t < rows; ++t)
+    for (i64 j = 0; j < ffn; ++j) {
+      const double g = gu[t * stride + j], u = gu[t * stride + ffn + j], s = sigmoid(g), d = dout[t * ffn + j];
+      out[t * ffn + j] = g * s * u;
+      dgu[t * stride + j] = d * u * s * (1 + g * (1 - s));
+      dgu[t * stride + ffn + j] = d * g * s;
+    }
+  expect_close("swiglu_forward", res[0], out);
+  expect_close("swiglu_backward", res[1], dgu);
+  expect(same_bytes(res[1], res[2]), "swiglu_backward in place gives the same bytes");
+}
+
+void test_add_scale() {
+  const i64 n = 100003;
+  const Vec a = random_vec(n), b = random_vec(n);
+  auto res = twice("add/scale", [&] {
+    DevF A(a), B(b), O{Vec(n)};
+    expect_ok(K->add(O.p(), A.p(), B.p(), n), "add");
+    expect_ok(K->add(A.p(), A.p(), B.p(), n), "add in place");
+    expect_ok(K->scale(B.p(), -0.25, n), "scale");
+    return std::vector<Vec>{O.get(), A.get(), B.get()};
+  });
+  Ref sum(n), scaled(n);
+  for (i64 i = 0; i < n; ++i)
+    sum[i] = double(a[i] + b[i]), scaled[i] = double(b[i] * -0.25f); // one float op each: exact
+  expect_close("add", res[0], sum, 0.0);
+  expect_close("add in place", res[1], sum, 0.0);
+  expect_close("scale", res[2], scaled, 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------- attention
+
+/// Causal GQA reference in double on a fused [T, (Hq + 2 Hkv) D + pad] qkv buffer (q, then k, then v).
+struct AttnRef {
+  Ref out, lse, dq, dk, dv; // dq/dk/dv in the fused layout (padding and unused columns: 0)
+};
+
+AttnRef attention_reference(const Vec &qkv, const Vec &dout, const AttentionDims &d, i64 kv_off, i64 v_off) {
+  const i64 S = d.seq, D = d.head_dim, rep = d.q_heads / d.kv_heads, od = d.q_heads * D, st = d.q_stride;
+  AttnRef r;
+  r.out.assign(d.batch * S * od, 0.0), r.lse.assign(d.batch * d.q_heads * S, 0.0);
+  r.dq.assign(qkv.size(), 0.0), r.dk = r.dq, r.dv = r.dq;
+  auto q = [&](i64 b, i64 i, i64 h, i64 c) { return double(qkv[(b * S + i) * st + h * D + c]); };
+  auto k = [&](i64 b, i64 j, i64 g, i64 c) { return double(qkv[(b * S + j) * st + kv_off + g * D + c]); };
+  auto v = [&](i64 b, i64 j, i64 g, i64 c) { return double(qkv[(b * S + j) * st + v_off + g * D + c]); };
+  for (i64 b = 0; b < d.batch; ++b)
+    for (i64 h = 0; h < d.q_heads; ++h) {
+      const i64 g = h / rep;
+      for (i64 i = 0; i < S; ++i) {
+        const i64 lo = d.sliding_window > 0 ? std::max<i64>(0, i - d.sliding_window + 1) : 0;
+        std::vector<double> p(S, 0.0), dp(S, 0.0);
+        double m = -INFINITY, sum = 0, delta = 0;
+        for (i64 j = lo; j <= i; ++j) {
+          double s = 0;
+          for (i64 c = 0; c < D; ++c)
+            s += q(b, i, h, c) * k(b, j, g, c);
+          p[j] = s * d.scale, m = std::max(m, p[j]);
+        }
+        for (i64 j = lo; j <= i; ++j)
+          sum += std::exp(p[j] - m);
+        for (i64 j = lo; j <= i; ++j)
+          p[j] = std::exp(p[j] - m) / sum;
+        r.lse[(b * d.q_heads + h) * S + i] = m + std::log(sum);
+        for (i64 c = 0; c < D; ++c) {
+          double o = 0;
+          for (i64 j = lo; j <= i; ++j)
+            o += p[j] * v(b, j, g, c);
+          r.out[(b * S + i) * od + h * D + c] = o;
+        }
+        for (i64 j = lo; j <= i; ++j) {
+          for (i64 c = 0; c < D; ++c)
+            dp[j] += double(dout[(b * S + i) * od + h * D + c]) * v(b, j, g, c);
+          delta += p[j] * dp[j];
+        }
+        for (i64 j = lo; j <= i; ++j) {
+          const double ds = p[j] * (dp[j] - delta);
+          for (i64 c = 0; c < D; ++c) {
+            const double doc = dout[(b * S + i) * od + h * D + c];
+            r.dq[(b * S + i) * st + h * D + c] += d.scale * ds * k(b, j, g, c);
+            r.dk[(b * S + j) * st + kv_off + g * D + c] += d.scale * ds * q(b, i, h, c);
+            r.dv[(b * S + j) * st + v_off + g * D + c] += p[j] * doc;
+          }
+        }
+      }
+    }
+  return r;
+}
+
+void test_attention(i64 head_dim, i64 window) {
+  AttentionDims d;
+  d.batch = 2, d.seq = 9, d.q_heads = 4, d.kv_heads = 2, d.head_dim = head_dim;
+  const i64 D = head_dim, kv_off = 4 * D, v_off = 6 * D, stride = 8 * D + 3; // fused qkv with 3 pad columns
+  d.q_stride = d.k_stride = d.v_stride = stride;
+  d.scale = 1.0 / std::sqrt(double(D)), d.sliding_window = window;
+  const i64 T = d.batch * d.seq, od = d.q_heads * D;
+  const Vec qkv = random_vec(T * stride, -2.0f, 2.0f), dout = random_vec(T * od);
+  const Vec fill(T * stride, 5.0f); // dq/dk/dv land in one fused buffer; the pad columns must stay 5
+  const std::string what = "attention head_dim " + std::to_string(D) + " window " + std::to_string(window);
+  auto res = twice(what, [&] {
+    DevF QKV(qkv), O{Vec(T * od)}, L{Vec(d.batch * d.q_heads * d.seq)}, DO(dout), G(fill);
+    float *base = QKV.p(), *gbase = G.p();
+    expect_ok(K->attention_forward(O.p(), L.p(), base, base + kv_off, base + v_off, d), what + " forward");
+    expect_ok(K->attention_backward(gbase, gbase + kv_off, gbase + v_off, DO.p(), base, base + kv_off, base + v_off,
+                                    O.p(), L.p(), d),
+              what + " backward");
+    return std::vector<Vec>{O.get(), L.get(), G.get()};
+  });
+  const AttnRef r = attention_reference(qkv, dout, d, kv_off, v_off);
+  expect_close(what + " out", res[0], r.out);
+  expect_close(what + " lse", res[1], r.lse);
+  Ref grads(T * stride, 5.0);
+  for (i64 t = 0; t < T; ++t)
+    for (i64 c = 0; c < 8 * D; ++c) {
+      const i64 at = t * stride + c;
+      grads[at] = c < kv_off ? r.dq[at] : c < v_off ? r.dk[at] : r.dv[at];
+    }
+  // q, k and v gradients have different magnitudes: compare each block against its own largest element
+  for (int part = 0; part < 3; ++part) {
+    const i64 lo = part == 0 ? 0 : part == 1 ? kv_off : v_off, hi = part == 0 ? kv_off : part == 1 ? v_off : 8 * D;
+    Vec got;
+    Ref ref;
+    for (i64 t = 0; t < T; ++t)
+      for (i64 c = lo; c < hi; ++c)
+        got.push_back(res[2][t * stride + c]), ref.push_back(grads[t * stride + c]);
+    expect_close(what + (part == 0 ? " dq" : part == 1 ? " dk" : " dv"), got, ref);
+  }
+  bool pad_kept = true;
+  for (i64 t = 0; t < T; ++t)
+    for (i64 c = 8 * D; c < stride; ++c)
+      pad_kept = pad_kept && res[2][t * stride + c] == 5.0f;
+  expect(pad_kept, what + ": the padding columns of dqkv keep their bytes");
+}
+
+// ---------------------------------------------------------------------------------------------- cross-entropy
+
+void test_cross_entropy(i64 vocab) {
+  const i64 rows = 6;
+  const std::vector<std::int32_t> targets = {3, -100, 0, std::int32_t(vocab - 1), -100, 7};
+  const Vec logits = random_vec(rows * vocab, -3.0f, 3.0f);
+  CrossEntropyArgs a;
+  a.rows = rows, a.vocab = vocab, a.denominator = 9, a.grad_scale = 2.0;
+  const std::string what = "cross_entropy vocab " + std::to_string(vocab);
+  CrossEntropySum sums[2];
+  int run = 0;
+  auto res = twice(what, [&] {
+    DevI TG(targets);
+    DevF L(logits), E(logits);
+    auto s = K->cross_entropy(L.p(), TG.p(), a);
+    expect_ok(s.status(), what);
+    CrossEntropyArgs eval = a;
+    eval.write_grad = false;
+    auto e = K->cross_entropy(E.p(), TG.p(), eval);
+    expect_ok(e.status(), what + " eval");
+    if (s.ok() && e.ok()) {
+      sums[run] = *s;
+      expect(e->loss_sum == s->loss_sum && e->count == s->count, what + ": eval gives the same loss");
+    }
+    ++run;
+    return std::vector<Vec>{L.get(), E.get()};
+  });
+  double loss = 0;
+  Ref grad(rows * vocab, 0.0);
+  const double g = a.grad_scale / double(a.denominator);
+  for (i64 t = 0; t < rows; ++t) {
+    if (targets[t] == -100)
+      continue;
+    double m = -INFINITY, sum = 0;
+    for (i64 j = 0; j < vocab; ++j)
+      m = std::max(m, double(logits[t * vocab + j]));
+    for (i64 j = 0; j < vocab; ++j)
+      sum += std::exp(logits[t * vocab + j] - m);
+    const double lse = m + std::log(sum);
+    loss += lse - logits[t * vocab + targets[t]];
+    for (i64 j = 0; j < vocab; ++j)
+      grad[t * vocab + j] = g * (std::exp(logits[t * vocab + j] - lse) - (j == targets[t] ? 1.0 : 0.0));
+  }
+  expect(sums[0].count == 4, what + ": count " + std::to_string(sums[0].count) + " == 4");
+  expect(std::fabs(sums[0].loss_sum - loss) <= 1e-5 * std::fabs(loss),
+         what + ": loss " + std::to_string(sums[0].loss_sum) + " vs " + std::to_string(loss));
+  expect(sums[0].loss_sum == sums[1].loss_sum, what + ": the same loss bits twice");
+  expect_close(what + " dlogits", res[0], grad);
+  expect(same_bytes(res[1], logits), what + ": write_grad false leaves the logits");
+
+  std::vector<std::int32_t> bad = targets;
+  bad[2] = std::int32_t(vocab);
+  DevI TG(bad);
+  DevF L(logits);
+  auto s = K->cross_entropy(L.p(), TG.p(), a);
+  const std::string want = "target " + std::to_string(vocab) + " at row 2";
+  expect(!s.ok() && s.status().message().find(want) != std::string::npos,
+         what + " bad target: " + s.status().message());
+  expect(same_bytes(L.get(), logits), what + " bad target writes nothing");
+}
+
+} // namespace
+
+int main() {
+  ATP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::unique_ptr<Kernels> kernels = ATP_CHECK_OK(make_cuda_kernels(DType::F32, stream));
+  K = kernels.get();
+  expect(std::string(K->name()) == "cuda" && K->dtype() == DType::F32 && K->stat_dtype() == DType::F32, "identity");
+  expect(!make_cuda_kernels(DType::BF16, stream).ok(), "BF16 is not there yet");
+
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (double beta : {0.0, 0.3})
+        test_gemm(ta, tb, beta);
+  for (bool bias : {false, true})
+    for (Write mode : {Write::Overwrite, Write::Accumulate})
+      test_linear(bias, mode, 6);
+  test_linear(true, Write::Accumulate, 259); // db's column sums over three row chunks
+  test_embedding();
+  test_rmsnorm(Write::Overwrite, 7);
+  test_rmsnorm(Write::Accumulate, 7);
+  test_rmsnorm(Write::Accumulate, 300); // dw's column sums over three row chunks
+  test_rope();
+  test_swiglu();
+  test_add_scale();
+  for (i64 head_dim : {16, 40})
+    for (i64 window : {0, 3})
+      test_attention(head_dim, window);
+  test_cross_entropy(50);
+  test_cross_entropy(700);
+  // A bad argument is rejected by the shared checks before anything runs.
+  expect(!K->add(nullptr, nullptr, nullptr, 4).ok(), "add with null pointers fails");
+
+  ATP_CUDA_CHECK(cudaStreamSynchronize(stream));
+  kernels.reset();
+  ATP_CUDA_CHECK(cudaStreamDestroy(stream));
+  std::printf("kernels_cuda_test: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
