@@ -5,7 +5,7 @@ find_package(MPI REQUIRED COMPONENTS CXX)
 # The backend-independent parts (element types, group checks, timeout) live beside the MPI backend because
 # both backends use MPI to know who this process is; mpi_internal.h is shared by the mpi_* files only.
 list(APPEND ATP_RUNTIME_SOURCES src/comm_dtypes.cpp src/comm_common.cpp src/mpi_setup.cpp src/mpi_watchdog.cpp
-                                src/comm_mpi.cpp)
+                                src/comm_mpi.cpp src/comm_staged.cpp)
 list(APPEND ATP_RUNTIME_LIBS MPI::MPI_CXX)
 
 set(NCCL_HOME "$ENV{NCCL_HOME}" CACHE PATH "NCCL install prefix (include/nccl.h, lib/libnccl.so)")

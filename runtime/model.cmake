@@ -7,3 +7,5 @@ list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/loss_and_grads.cpp
 list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/trainer.cpp
                                 ${CMAKE_CURRENT_LIST_DIR}/src/trainer_checkpoint.cpp
                                 ${CMAKE_CURRENT_LIST_DIR}/src/train_main.cpp)
+# Where a rank computes (include/atp/backend.h): CPU, or its GPU with NCCL or staged MPI collectives.
+list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/backend.cpp)

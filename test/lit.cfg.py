@@ -1,6 +1,8 @@
 # lit configuration for autotpc: one-behaviour .test files, RUN lines at the
 # top, JSON inputs inline via split-file.
 import os
+import shutil
+import subprocess
 import sys
 
 import lit.formats
@@ -35,6 +37,10 @@ config.substitutions.append(("%tiny-qwen2-train", os.path.join(config.autotpc_ob
 config.substitutions.append(("%mpirun", "env ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe"))
 if os.path.exists(os.path.join(config.autotpc_obj_root, "generated", "tiny-llama-train", "train")):
     config.available_features.add("cpu-train")
+# A visible NVIDIA GPU (the CI and dev machines have none: train --device cuda must say so there).
+if shutil.which("nvidia-smi") and subprocess.call(["nvidia-smi", "-L"], stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL) == 0:
+    config.available_features.add("gpu")
 # Debian's fortunes-min (tools/install-deps.sh): real text for the tokenizer's round trip.
 if os.path.exists("/usr/share/games/fortunes/fortunes"):
     config.available_features.add("fortunes")

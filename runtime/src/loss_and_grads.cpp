@@ -1,7 +1,7 @@
-/* loss_and_grads.cpp - the trainer's exact oracle: one fp32 forward and backward, the consolidated gradients.
+/* loss_and_grads.cpp - the trainer's exact oracle: one forward and backward, the consolidated gradients.
 
    train --loss-and-grads TOKENS --rows R --out FILE.safetensors [--seq S] [--init-from HF_DIR] [--seed N]
-         [--logits]
+         [--logits] [--device auto|cpu|cuda] [--dtype f32|bf16]
 
    TOKENS holds R rows of S+1 raw little-endian uint32 tokens (no header); S is --seq, or what the file size
    gives. DP rank d takes a contiguous block of rows; the TP ranks of a group take the same rows. The loss is
@@ -11,9 +11,11 @@
    the embedding's gradient includes the LM head's. Weights come from an HF checkpoint (each rank reads only
    its shards) or from the seeded init (seeded_init), which is the same for every layout. --logits adds
    `logits` ([R, S, vocab], F32): what an HF export is checked against in transformers. Written by global
-   rank 0, atomically. */
+   rank 0, atomically. It runs on the CPU (fp32) or the GPU (backend.h; fp32 or bf16 weights and activations,
+   the file F32 either way): outside references check both backends through it. */
 #include "atp/loss_and_grads.h"
 
+#include "atp/backend.h"
 #include "atp/checkpoint_tools.h"
 #include "atp/comm.h"
 #include "atp/kernels.h"
@@ -29,6 +31,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace atp {
@@ -36,11 +39,53 @@ namespace atp {
 namespace {
 
 /// Host weights and gradients of this TP rank's shards, F32.
-struct HostParams : ParamStore {
+struct HostParams {
   std::vector<std::vector<float>> w, g;
-  void *param(int i) override { return w[std::size_t(i)].data(); }
-  void *grad(int i) override { return g[std::size_t(i)].data(); }
+};
+
+/// The same weights in the backend's memory and dtype, with zeroed gradients there.
+class BackendParams : public ParamStore {
+public:
+  BackendParams(Ops &ops, DType dtype) : ops_(ops), dtype_(dtype) {}
+  ~BackendParams() override {
+    for (void *p : w_)
+      ops_.free(p);
+    for (void *p : g_)
+      ops_.free(p);
+  }
+  Status upload(const HostParams &hp) {
+    auto host = make_cpu_ops();
+    for (const std::vector<float> &w : hp.w) {
+      const std::size_t bytes = w.size() * dtype_size(dtype_);
+      std::vector<std::byte> staged(bytes);
+      ATP_TRY(host->cast(staged.data(), dtype_, w.data(), DType::F32, w.size()));
+      ATP_ASSIGN_OR_RETURN(void *dw, ops_.alloc(bytes));
+      w_.push_back(dw);
+      ATP_ASSIGN_OR_RETURN(void *dg, ops_.alloc(bytes)); // zero-filled
+      g_.push_back(dg);
+      ATP_TRY(ops_.copy_from_host(dw, staged.data(), bytes));
+    }
+    return {};
+  }
+  /// The gradients as F32 host vectors (hp.g, sized like hp.w).
+  Status download(HostParams &hp) {
+    auto host = make_cpu_ops();
+    for (std::size_t i = 0; i < g_.size(); ++i) {
+      const std::size_t n = hp.w[i].size();
+      std::vector<std::byte> staged(n * dtype_size(dtype_));
+      ATP_TRY(ops_.copy_to_host(staged.data(), g_[i], staged.size()));
+      ATP_TRY(host->cast(hp.g[i].data(), DType::F32, staged.data(), dtype_, n));
+    }
+    return {};
+  }
+  void *param(int i) override { return w_[std::size_t(i)]; }
+  void *grad(int i) override { return g_[std::size_t(i)]; }
   Status grad_ready(int) override { return {}; }
+
+private:
+  Ops &ops_;
+  DType dtype_;
+  std::vector<void *> w_, g_;
 };
 
 /// S from the file size when --seq is not given: the file is rows x (S + 1) uint32 tokens.
@@ -79,7 +124,7 @@ Status load_weights(const ModelPlan &plan, int tp_rank, const std::string &init_
 }
 
 const char *kUsage = "usage: train --loss-and-grads TOKENS --rows R --out FILE.safetensors [--seq S] "
-                     "[--init-from HF_DIR] [--seed N] [--logits]";
+                     "[--init-from HF_DIR] [--seed N] [--logits] [--device auto|cpu|cuda] [--dtype f32|bf16]";
 
 } // namespace
 
@@ -115,6 +160,8 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
   std::int64_t rows = 0, seq = 0;
   std::uint64_t seed = 1234;
   bool with_logits = false;
+  DeviceKind device = DeviceKind::Auto;
+  DType dtype = DType::F32;
   for (int a = 1; a < argc; ++a) {
     std::string arg = argv[a];
     auto value = [&]() -> std::string {
@@ -147,6 +194,21 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
       seed = count();
     else if (arg == "--logits")
       with_logits = true;
+    else if (arg == "--device") {
+      auto kind = parse_device_kind(value());
+      if (!kind.ok()) {
+        std::fprintf(stderr, "train: %s\n%s\n", kind.status().message().c_str(), kUsage);
+        return 2;
+      }
+      device = *kind;
+    } else if (arg == "--dtype") {
+      const std::string d = value();
+      if (d != "f32" && d != "bf16") {
+        std::fprintf(stderr, "train: --dtype %s: expected f32 or bf16\n%s\n", d.c_str(), kUsage);
+        return 2;
+      }
+      dtype = d == "f32" ? DType::F32 : DType::BF16;
+    }
     else {
       std::fprintf(stderr, "train: unknown argument '%s'\n%s\n", arg.c_str(), kUsage);
       return 2;
@@ -162,6 +224,9 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
   Groups groups = ATP_CHECK_OK(make_groups(world, plan.tp_size));
   MpiMesh mesh = ATP_CHECK_OK(make_mpi_mesh(world.rank, world.world_size, plan.tp_size));
   Comm *tp = mesh.tp.get(), *dp = mesh.dp.get();
+  // Every rank makes the backend, also a DP rank without rows: it creates communicators.
+  const int threads = std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, world.local_world_size));
+  Backend backend = ATP_CHECK_OK(make_backend(device, dtype, world, groups, *mesh.world, threads));
   if (seq == 0)
     seq = seq_from_size(tokens, rows);
   if (seq > shape.max_positions) {
@@ -189,16 +254,22 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
   // --logits: this DP rank's rows at their place in [R, S, vocab], the rest zero, summed over DP.
   std::vector<float> logits(with_logits ? std::size_t(rows * seq * shape.vocab) : 0);
   if (end > begin) {
-    auto kernels = ATP_CHECK_OK(make_cpu_kernels(DType::F32));
-    auto ops = make_cpu_ops();
-    auto dec = ATP_CHECK_OK(Decoder::create(shape, params, *kernels, *ops, *tp, end - begin, seq));
+    BackendParams bp(*backend.ops, dtype);
+    ATP_CHECK_OK(bp.upload(hp));
+    Comm &tensor_tp = tensor_comm(backend.tp, *tp);
+    auto dec = ATP_CHECK_OK(Decoder::create(shape, params, *backend.kernels, *backend.ops, tensor_tp, end - begin, seq));
     MicroBatch mb;
     mb.inputs = in.data(), mb.targets = tgt.data(), mb.batch = end - begin, mb.seq = seq;
     mb.denominator = rows * seq;
-    if (with_logits)
-      ATP_CHECK_OK(dec->forward_logits(hp, mb, 0, (end - begin) * seq,
-                                       logits.data() + std::size_t(begin * seq * shape.vocab)));
-    local = ATP_CHECK_OK(dec->forward_backward(hp, mb));
+    if (with_logits) {
+      const std::size_t n = std::size_t((end - begin) * seq * shape.vocab);
+      std::vector<std::byte> raw(n * dtype_size(dtype));
+      ATP_CHECK_OK(dec->forward_logits(bp, mb, 0, (end - begin) * seq, raw.data()));
+      ATP_CHECK_OK(make_cpu_ops()->cast(logits.data() + std::size_t(begin * seq * shape.vocab), DType::F32, raw.data(),
+                                        dtype, n));
+    }
+    local = ATP_CHECK_OK(dec->forward_backward(bp, mb));
+    ATP_CHECK_OK(bp.download(hp));
   }
   if (with_logits)
     ATP_CHECK_OK(dp->all_reduce(logits.data(), logits.data(), logits.size(), DType::F32, ReduceOp::Sum));
@@ -236,6 +307,7 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
     std::printf("loss %.9g over %lld x %lld tokens; %d gradients -> %s\n", loss, (long long)rows, (long long)seq,
                 plan.num_params, out.c_str());
   }
+  backend = {};
   mesh = {};
   (void)mpi_finalize();
   return 0;

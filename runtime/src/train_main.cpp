@@ -5,6 +5,7 @@
    bad input leaves every file as it was. */
 #include "atp/train_main.h"
 
+#include "atp/backend.h"
 #include "atp/byte_tokenizer.h"
 #include "atp/loss_and_grads.h"
 #include "atp/world.h"
@@ -42,12 +43,14 @@ training options:
   --export DIR         at the end, write DIR/model.safetensors (F32) and DIR/config.json
   --log FILE           CSV log of every step (default train_log.csv; appended to when resuming; '' for none)
   --peak-tflops X      per-rank peak for the MFU column (default: no MFU)
-  --threads N          BLAS threads per rank (default: cores / ranks on this host)
+  --device D           auto (default: cuda where this build has CUDA and every rank sees a GPU), cpu or cuda
+  --threads N          BLAS threads per rank on the CPU (default: cores / ranks on this host)
   --log-every N        print every N-th step (default 1)
 )";
 
 struct Options {
   std::string data, resume, export_dir, save_dir = "checkpoints", log = "train_log.csv", init_from, generate;
+  DeviceKind device = DeviceKind::Auto;
   std::int64_t steps = 100, seq = 0, eval_every = 0, eval_batches = 8, save_every = 0, threads = 0, log_every = 1;
   std::int64_t max_new = 200, top_k = 0;
   double eval_fraction = -1, peak_tflops = 0, temperature = 1.0;
@@ -138,6 +141,18 @@ std::optional<Options> parse(int argc, char **argv, bool &help) {
       ok = real(o.peak_tflops);
     else if (arg == "--threads")
       ok = integer(o.threads, 1);
+    else if (arg == "--device") {
+      std::string d;
+      ok = text(d);
+      if (ok) {
+        auto kind = parse_device_kind(d);
+        if (!kind.ok())
+          std::fprintf(stderr, "train: %s\n", kind.status().message().c_str());
+        ok = kind.ok();
+        if (ok)
+          o.device = *kind;
+      }
+    }
     else if (arg == "--log-every")
       ok = integer(o.log_every, 1);
     else if (arg == "--generate")
@@ -209,10 +224,14 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   const int threads = o.threads ? int(o.threads)
                                 : std::max(1, int(std::thread::hardware_concurrency()) /
                                                   std::max(1, world.local_world_size));
-  auto kernels = make_cpu_kernels(DType::F32, threads);
-  if (!kernels.ok())
-    return say_error(kernels.status());
-  auto ops = make_cpu_ops();
+  const DType working = model.zero.precision == Precision::F32    ? DType::F32
+                        : model.zero.precision == Precision::BF16 ? DType::BF16
+                                                                  : DType::F16;
+  auto made = make_backend(o.device, working, world, g, all, threads);
+  std::int32_t no_backend = made.ok() ? 0 : 1;
+  if (!all.all_reduce(&no_backend, &no_backend, 1, DType::I32, ReduceOp::Max).ok() || no_backend)
+    return made.ok() ? 1 : say_error(made.status());
+  Backend &backend = *made;
   TrainerOptions to;
   to.seq = o.seq ? o.seq : std::min<std::int64_t>(model.shape.max_positions, 1024);
   to.init_from = o.init_from;
@@ -221,8 +240,8 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   to.data_seed = o.data_seed;
   to.shuffle = o.shuffle;
   to.eval_fraction = o.eval_fraction;
-  const TrainComms comms{tp, dp, all, g.tp_rank, g.dp_rank, world.rank};
-  auto created = Trainer::create(model, to, comms, **kernels, *ops);
+  const TrainComms comms{tp, dp, all, g.tp_rank, g.dp_rank, world.rank, backend.tp.get(), backend.dp.get()};
+  auto created = Trainer::create(model, to, comms, *backend.kernels, *backend.ops);
   std::int32_t failed = created.ok() ? 0 : 1;
   if (!all.all_reduce(&failed, &failed, 1, DType::I32, ReduceOp::Max).ok() || failed)
     return created.ok() ? 1 : say_error(created.status());
@@ -249,9 +268,8 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     std::snprintf(held, sizeof held, ", the last %.3g%% held out for evaluation", 100 * o.eval_fraction);
   const std::string held_out = held;
   if (lead) {
-    std::printf("train: %s parameters, TP %d x DP %d, ZeRO stage %d, %s on %d BLAS thread%s per rank\n",
-                human(double(t.num_parameters())).c_str(), tp.size(), dp.size(), int(model.zero.stage), "fp32 CPU",
-                threads, threads == 1 ? "" : "s");
+    std::printf("train: %s parameters, TP %d x DP %d, ZeRO stage %d, %s\n", human(double(t.num_parameters())).c_str(),
+                tp.size(), dp.size(), int(model.zero.stage), backend.description.c_str());
     std::printf("train: %lld rows of %lld tokens per step (micro-batch %lld x accumulation %lld x DP %d); data %s: "
                 "%llu tokens, %llu rows%s\n",
                 (long long)b.train_batch, (long long)t.seq(), (long long)b.micro_batch, (long long)b.grad_accum,
@@ -281,11 +299,14 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     return {};
   };
   const auto start = std::chrono::steady_clock::now();
+  std::int64_t peak_device = 0;
   while (t.steps_run() < o.steps) {
     const auto t0 = std::chrono::steady_clock::now();
     auto st = t.step();
     if (!st.ok())
       return say_error(st.status());
+    if (Status done = backend.ops->synchronize(); !done.ok()) // the step's time includes its optimizer kernels
+      return say_error(done);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::int64_t step = st->step;
     std::optional<double> eval;
@@ -295,7 +316,14 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
         return say_error(e.status());
       eval = *e;
     }
+    // Peak memory: the process's resident set on the CPU; on a GPU the device memory in use after the step
+    // (cudaMemGetInfo: the CUDA context and, where ranks share a card, theirs too).
     std::int64_t mem = peak_rss();
+    if (backend.device) {
+      auto used = backend.device->memory_used();
+      peak_device = std::max<std::int64_t>(peak_device, used.ok() ? std::int64_t(*used) : 0);
+      mem = peak_device;
+    }
     if (!all.all_reduce(&mem, &mem, 1, DType::I64, ReduceOp::Max).ok())
       return 1;
     const double tps = double(st->tokens) / secs;

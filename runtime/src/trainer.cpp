@@ -189,9 +189,11 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const TrainModel &model, const 
   ATP_ASSIGN_OR_RETURN(s->batch, resolve_batch(model.zero.batch, comms.dp.size()));
   s->zero.gradient_accumulation_steps = std::int32_t(s->batch.grad_accum);
   ATP_TRY(open_data(*s));
-  ATP_ASSIGN_OR_RETURN(s->engine, ZeroEngine::create(model.plan, s->zero, comms.tp_rank, comms.tp, comms.dp, ops));
+  Comm &tensor_tp = comms.tensor_tp ? *comms.tensor_tp : comms.tp;
+  Comm &tensor_dp = comms.tensor_dp ? *comms.tensor_dp : comms.dp;
+  ATP_ASSIGN_OR_RETURN(s->engine, ZeroEngine::create(model.plan, s->zero, comms.tp_rank, tensor_tp, tensor_dp, ops));
   s->store.engine = s->engine.get();
-  ATP_ASSIGN_OR_RETURN(s->decoder, Decoder::create(model.shape, model.params, kernels, ops, comms.tp,
+  ATP_ASSIGN_OR_RETURN(s->decoder, Decoder::create(model.shape, model.params, kernels, ops, tensor_tp,
                                                    s->batch.micro_batch, options.seq));
   ATP_TRY(load_initial_weights(*s));
   return std::unique_ptr<Trainer>(new Trainer(std::move(s)));

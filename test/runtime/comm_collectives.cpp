@@ -4,11 +4,13 @@
    rank makes its TP group (contiguous ranks) and its DP group (strided ranks) with make_groups and runs the
    Checker of comm_check.h over both: all_reduce, reduce_scatter, all_gather, broadcast (every root) and
    barrier, on every dtype comms move, with sum/max/min (and avg on float types), counts 0, 1, 5, 131 and a
-   big one, in and out of place, with inputs computed from (seed, global rank, index). Two more layouts: the
-   world listed backwards (group ranks are not global ranks) and the TP=2 DP groups with the MPI backend's
-   split path forced (max_chunk 3). Each rank prints its first failures; rank 0 prints a one-line summary;
+   big one, in and out of place, with inputs computed from (seed, global rank, index). Three more layouts:
+   the world listed backwards (group ranks are not global ranks), the TP=2 DP groups with the MPI backend's
+   split path forced (max_chunk 3), and the TP=2 TP groups through the staged comm (comm_staged.h). Each rank prints its first failures; rank 0 prints a one-line summary;
    the exit status is 1 on any mismatch or error on any rank. */
 #include "atp/comm.h"
+#include "atp/comm_staged.h"
+#include "atp/ops.h"
 #include "atp/world.h"
 
 #include "comm_check.h"
@@ -76,6 +78,18 @@ int main(int argc, char **argv) {
     small.max_chunk = 3;
     std::unique_ptr<Comm> comm = ATP_CHECK_OK(make_mpi_comm(g.dp_group, small));
     test::Checker(*comm, host, "tp=2 dp-group, chunks of 3", report, {1, 5, 131}, 1000).run_all();
+    ++layouts;
+  }
+
+  // The staged comm (comm_staged.h) over the TP=2 TP groups: every collective through its host copies (the
+  // CPU ops stand in for a device's; on a GPU the same wrapper serves ranks that share one card).
+  if (world.world_size % 2 == 0) {
+    Groups g = ATP_CHECK_OK(make_groups(world, 2));
+    std::unique_ptr<Ops> ops = make_cpu_ops();
+    std::unique_ptr<Comm> comm = make_staged_comm(ATP_CHECK_OK(make_mpi_comm(g.tp_group)), *ops);
+    std::string name = "tp=2 tp-group, staged";
+    check_groups(*comm, g.tp_group, g.tp_rank, report, name);
+    test::Checker(*comm, host, name, report, counts, big).run_all();
     ++layouts;
   }
 

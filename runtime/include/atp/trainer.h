@@ -57,8 +57,11 @@ Result<BatchSizes> resolve_batch(const BatchConfig &batch, int dp);
 
 /// This rank's place and communicators.
 struct TrainComms {
-  Comm &tp, &dp, &world;
+  Comm &tp, &dp, &world;            ///< host buffers (MPI): scalars, agreement, consolidated weights
   int tp_rank = 0, dp_rank = 0, world_rank = 0;
+  /// The TP and DP collectives over the kernels' buffers (the decoder's and the ZeRO engine's) when those
+  /// are not host memory: NCCL, or MPI staged through the host (backend.h). Null: tp and dp serve them too.
+  Comm *tensor_tp = nullptr, *tensor_dp = nullptr;
 };
 
 struct TrainerOptions {

@@ -1,0 +1,47 @@
+/* cuda_device.h - one rank's GPU: which device it runs on, its stream, how much memory is in use.
+
+   The trainer picks device local_rank % count (one process per GPU under mpirun / srun / torchrun, or
+   several ranks sharing one card for tests), makes it current and creates one non-blocking stream that the
+   kernels, the ops and the NCCL comms share, so their work is ordered without events. Builds without CUDA
+   get a stub: cuda_device_count() is 0 and open_cuda_device says CUDA was not built. */
+#pragma once
+
+#include "atp/status.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace atp {
+
+class CudaDevice {
+public:
+  ~CudaDevice();
+  CudaDevice(const CudaDevice &) = delete;
+  CudaDevice &operator=(const CudaDevice &) = delete;
+
+  int index() const { return index_; }
+  /// A cudaStream_t (non-blocking), owned.
+  void *stream() const { return stream_; }
+  /// "NVIDIA H200"
+  const std::string &name() const { return name_; }
+  /// The GPU's 16-byte UUID (the same GPU seen from two processes has the same one).
+  const std::string &uuid() const { return uuid_; }
+  /// Bytes in use on the device now (total - free: every process's, the CUDA context included).
+  Result<std::uint64_t> memory_used() const;
+
+  /// Device `local_rank % cuda_device_count()`, made current, with a new stream.
+  static Result<std::unique_ptr<CudaDevice>> open(int local_rank);
+
+private:
+  CudaDevice(int index, void *stream, std::string name, std::string uuid)
+      : index_(index), stream_(stream), name_(std::move(name)), uuid_(std::move(uuid)) {}
+  int index_;
+  void *stream_;
+  std::string name_, uuid_;
+};
+
+/// GPUs this process can see; 0 in builds without CUDA or when the driver reports none.
+int cuda_device_count();
+
+} // namespace atp

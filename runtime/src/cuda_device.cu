@@ -1,0 +1,43 @@
+/* cuda_device.cu - one rank's GPU and stream (cuda_device.h). */
+#include "atp/check_cuda.h"
+#include "atp/cuda_device.h"
+
+namespace atp {
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError(); // no driver or no device: not an error for a caller that only asks
+    return 0;
+  }
+  return n;
+}
+
+Result<std::unique_ptr<CudaDevice>> CudaDevice::open(int local_rank) {
+  const int n = cuda_device_count();
+  if (n == 0)
+    return error("no CUDA device is visible (CUDA_VISIBLE_DEVICES, driver)");
+  const int index = (local_rank < 0 ? 0 : local_rank) % n;
+  ATP_CUDA_TRY(cudaSetDevice(index));
+  cudaDeviceProp prop{};
+  ATP_CUDA_TRY(cudaGetDeviceProperties(&prop, index));
+  cudaStream_t stream = nullptr;
+  ATP_CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  return std::unique_ptr<CudaDevice>(
+      new CudaDevice(index, stream, prop.name, std::string(prop.uuid.bytes, sizeof prop.uuid.bytes)));
+}
+
+CudaDevice::~CudaDevice() {
+  if (stream_) {
+    (void)cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+    (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+  }
+}
+
+Result<std::uint64_t> CudaDevice::memory_used() const {
+  std::size_t free_bytes = 0, total = 0;
+  ATP_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total));
+  return std::uint64_t(total - free_bytes);
+}
+
+} // namespace atp

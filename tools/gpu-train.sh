@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# train on CUDA: HF parity of the oracle and training trajectories against the CPU, on the GPU machine.
+#   bash tools/gpu-train.sh prepare [DIR] [BUILD]   # here (autotpc needs LLVM): DIR (default gpu-train)
+#       projects/   generated projects: the tiny llama/qwen2/phi3/mistral of specs/tiny at TP 1 and 2 (the
+#                   configs tools/hf_parity.py builds its models from), and tiny-llama-bf16 (specs/train's
+#                   tiny Llama with bf16 on, TP 1)
+#       data/fortunes.bin, cpu/loss.csv   the training data and the fp32 CPU trajectory to compare with:
+#                   BUILD's golden tiny-llama-train (TP 2, ZeRO-1) under mpirun -np 2, STEPS steps
+#   run(command="bash tools/gpu-train.sh check", carry=["gpu-train", ".deps"])   # there (tools/stage-gpu-deps.sh first)
+#       builds test/gpu with the projects (tools/gpu-check.sh's build), then
+#       1. transformers (tools/hf_parity.py) writes the random-init models, token rows and its fp32 loss and
+#          gradients; our oracle on CUDA reads the same models: fp32 at TP 1 (NCCL) and TP 2 (2 ranks on one
+#          GPU: staged MPI) within 1e-4, bf16 at TP 1 and TP 2 within 2e-2 (compare_safetensors.py: each
+#          gradient's largest difference over its largest element);
+#       2. training: the golden tiny-llama-train on CUDA in fp32 at TP 2 (2 ranks on one GPU) and
+#          tiny-llama-bf16 at TP 1, STEPS steps on the same data and seed: every step's loss within 2 % of the
+#          CPU trajectory's.
+#       Logs and the CSVs go to $OUT when set (the device tool fetches them), else DIR/out.
+#   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral")
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+dir=$(realpath -m "${2:-gpu-train}")
+build=${3:-build}
+steps=${STEPS:-200}
+families=${FAMILIES:-llama qwen2 phi3 mistral}
+mpirun=(mpirun --allow-run-as-root --oversubscribe)
+
+prepare() {
+  set -e
+  local autotpc="$build/bin/autotpc" cpu_train="$PWD/$build/generated/tiny-llama-train/train"
+  [ -x "$autotpc" ] && [ -x "$cpu_train" ] || { echo "gpu-train: build autotpc and the goldens' train first ($build)"; exit 2; }
+  rm -rf "$dir" && mkdir -p "$dir/projects" "$dir/models" "$dir/data" "$dir/cpu"
+  for family in $families; do
+    # The model folder holds the config hf_parity.py builds its model from (mistral: a window of 8).
+    mkdir -p "$dir/models/$family"
+    python3 - "specs/tiny/$family.json" "$dir/models/$family/config.json" "$family" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+if sys.argv[3] == "mistral":
+    c["sliding_window"] = 8
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+    for tp in 1 2; do
+      cfg="$dir/models/parity-$family-tp$tp.json"
+      # phi3: DeepSpeed's preset splits qkv_proj in equal thirds, wrong for GQA; state [q, kv, kv] (hf-parity.sh).
+      python3 - "$dir/models/$family" "$tp" "$family" "$cfg" <<'PY'
+import json, sys
+src, tp, family, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+tpc = {"autotp_size": tp, "preset_model": family}
+if family == "phi3":
+    c = json.load(open(src + "/config.json"))
+    d = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    q, kv = c["num_attention_heads"] * d, c["num_key_value_heads"] * d
+    tpc = {"autotp_size": tp, "partition_config": {"use_default_specs": False, "layer_specs": [
+        {"patterns": [r".*\.self_attn\.o_proj\.weight$", r".*\.mlp\.down_proj\.weight$"], "partition_type": "row"},
+        {"patterns": [r".*\.self_attn\.qkv_proj\.weight$"], "partition_type": "column",
+         "shape": [[q, kv, kv], -1], "partition_dim": 0},
+        {"patterns": [r".*\.mlp\.gate_up_proj\.weight$"], "partition_type": "column", "shape": [2, -1],
+         "partition_dim": 0}]}}
+json.dump({"model": src, "train_micro_batch_size_per_gpu": 1, "tensor_parallel": tpc}, open(out, "w"), indent=1)
+PY
+      "$autotpc" "$cfg" -o "$dir/projects/parity-$family-tp$tp" >/dev/null
+    done
+  done
+  # The bf16 tiny Llama: specs/train/tiny-llama.ds.json at TP 1 with bf16 on.
+  python3 - specs/train/tiny-llama.ds.json "$dir/models/tiny-llama-bf16.json" <<'PY'
+import json, os, sys
+c = json.load(open(sys.argv[1]))
+c["model"] = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), c["model"])
+c["tensor_parallel"]["autotp_size"] = 1
+c["bf16"] = {"enabled": True}
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+  "$autotpc" "$dir/models/tiny-llama-bf16.json" -o "$dir/projects/tiny-llama-bf16" >/dev/null
+  mapfile -t texts < <(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
+  "$build/bin/autotpc-tokenize" --in "${texts[@]}" --out "$dir/data/fortunes.bin" --no-eot --doc-sep % >/dev/null
+  (cd "$dir/cpu" && "${mpirun[@]}" -np 2 "$cpu_train" --data ../data/fortunes.bin --seq 256 --steps "$steps" \
+    --log loss.csv --log-every 50 --device cpu)
+  echo "gpu-train: prepared $dir ($(du -sh "$dir" | cut -f1)); carry it with .deps to the GPU machine"
+}
+
+# Every step's loss of CSV $2 within $3 (relative) of CSV $1's; prints the largest difference.
+compare_losses() {
+  python3 - "$@" <<'PY'
+import csv, sys
+ref = {r["step"]: float(r["loss"]) for r in csv.DictReader(open(sys.argv[1]))}
+ours = {r["step"]: float(r["loss"]) for r in csv.DictReader(open(sys.argv[2]))}
+tol, label = float(sys.argv[3]), sys.argv[4]
+if set(ref) != set(ours):
+    sys.exit("%s: FAIL: the logs have different steps (%d vs %d)" % (label, len(ref), len(ours)))
+worst = max(ref, key=lambda s: abs(ours[s] - ref[s]) / abs(ref[s]))
+rel = abs(ours[worst] - ref[worst]) / abs(ref[worst])
+last = max(ref, key=int)
+print("%s: %s: largest loss difference %.3e relative at step %s (%.6f vs %.6f); last step %s: %.6f vs %.6f"
+      % (label, "PASS" if rel <= tol else "FAIL", rel, worst, ours[worst], ref[worst], last, ours[last], ref[last]))
+sys.exit(0 if rel <= tol else 1)
+PY
+}
+
+check() {
+  local out=${OUT:-$dir/out} status=0
+  mkdir -p "$out"
+  exec > >(tee "$out/gpu-train.log") 2>&1
+  command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+  nvidia-smi -L
+  local gpu_build=${BUILD:-build-gpu}
+  cmake -S test/gpu -B "$gpu_build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
+    -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m .deps/nlohmann-include)" \
+    -DAUTOTPC_GPU_EXTRA_PROJECTS="$dir/projects" >"$out/cmake.log" 2>&1 &&
+    cmake --build "$gpu_build" -j"$(nproc)" >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; echo "gpu-train: FAIL: build"; exit 1; }
+  echo "== 1. oracle on CUDA vs transformers (fp32 reference)"
+  python3 tools/hf_parity.py "$dir/parity" || { echo "gpu-train: FAIL: hf_parity.py"; exit 1; }
+  for family in $families; do
+    for run in "1 f32 1e-4" "2 f32 1e-4" "1 bf16 2e-2" "2 bf16 2e-2"; do
+      set -- $run
+      local tp=$1 dtype=$2 tol=$3 res="$out/$family-tp$1-$2.safetensors"
+      if "${mpirun[@]}" -np "$tp" "$gpu_build/extra/parity-$family-tp$tp/train" --loss-and-grads "$dir/parity/$family/rows.bin" \
+        --rows 4 --init-from "$dir/parity/$family" --device cuda --dtype "$dtype" --out "$res" >"$out/$family-tp$tp-$dtype.log" 2>&1; then
+        python3 tools/compare_safetensors.py "$dir/parity/$family.reference.safetensors" "$res" --tol "$tol" \
+          --label "$family tp=$tp $dtype cuda" || status=1
+      else
+        tail -5 "$out/$family-tp$tp-$dtype.log"; echo "$family tp=$tp $dtype: FAIL: the oracle failed"; status=1
+      fi
+    done
+  done
+  echo "== 2. training on CUDA vs the fp32 CPU trajectory ($steps steps)"
+  local data="$dir/data/fortunes.bin"
+  mkdir -p "$out/f32-tp2" "$out/bf16-tp1"
+  (cd "$out/f32-tp2" && "${mpirun[@]}" -np 2 "$OLDPWD/$gpu_build/generated/tiny-llama-train/train" --data "$data" \
+    --seq 256 --steps "$steps" --log loss.csv --log-every 50 --device cuda) && \
+    compare_losses "$dir/cpu/loss.csv" "$out/f32-tp2/loss.csv" 0.02 "train fp32 cuda tp=2 (2 ranks, 1 GPU)" || status=1
+  (cd "$out/bf16-tp1" && "${mpirun[@]}" -np 1 "$OLDPWD/$gpu_build/extra/tiny-llama-bf16/train" --data "$data" \
+    --seq 256 --steps "$steps" --log loss.csv --log-every 50 --device cuda) && \
+    compare_losses "$dir/cpu/loss.csv" "$out/bf16-tp1/loss.csv" 0.02 "train bf16 cuda tp=1" || status=1
+  cp "$dir/cpu/loss.csv" "$out/cpu-loss.csv"
+  echo "gpu-train: $([ $status = 0 ] && echo PASS || echo FAIL)"
+  exit $status
+}
+
+case "$mode" in
+  prepare) prepare ;;
+  check) check ;;
+  *) echo "usage: $0 prepare|check [DIR] [BUILD]" >&2; exit 2 ;;
+esac
