@@ -16,7 +16,10 @@
 #          tiny-llama-bf16 at TP 1, STEPS steps on the same data and seed: every step's loss within 2 % of the
 #          CPU trajectory's.
 #       Logs and the CSVs go to $OUT when set (the device tool fetches them), else DIR/out.
-#   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral")
+#   run(command="bash tools/gpu-train.sh bench", carry=["gpu-train", ".deps"])   # there: the speed benchmark
+#       our train on the Llama-3.2-1B shape (specs/bench), seq 2048, micro-batch 4, one GPU, bf16 and fp32:
+#       the median tokens/s and MFU (989 TFLOP/s) of steps 3..BENCH_STEPS, and the device memory in use.
+#   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral"); BENCH_STEPS (default 10)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -73,6 +76,16 @@ c["bf16"] = {"enabled": True}
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
   "$autotpc" "$dir/models/tiny-llama-bf16.json" -o "$dir/projects/tiny-llama-bf16" >/dev/null
+  # The speed benchmark's Llama-3.2-1B shape (specs/bench), bf16 and an fp32 copy.
+  "$autotpc" specs/bench/llama-3.2-1b.ds.json -o "$dir/projects/bench-llama-1b" >/dev/null
+  python3 - specs/bench/llama-3.2-1b.ds.json "$dir/models/bench-llama-1b-f32.json" <<'PY'
+import json, os, sys
+c = json.load(open(sys.argv[1]))
+c["model"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), c["model"]))
+c["bf16"] = {"enabled": False}
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+  "$autotpc" "$dir/models/bench-llama-1b-f32.json" -o "$dir/projects/bench-llama-1b-f32" >/dev/null
   mapfile -t texts < <(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
   "$build/bin/autotpc-tokenize" --in "${texts[@]}" --out "$dir/data/fortunes.bin" --no-eot --doc-sep % >/dev/null
   (cd "$dir/cpu" && "${mpirun[@]}" -np 2 "$cpu_train" --data ../data/fortunes.bin --seq 256 --steps "$steps" \
@@ -99,16 +112,11 @@ PY
 }
 
 check() {
-  local out=${OUT:-$dir/out} status=0
+  local status=0
   mkdir -p "$out"
   exec > >(tee "$out/gpu-train.log") 2>&1
-  command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
   nvidia-smi -L
-  local gpu_build=${BUILD:-build-gpu}
-  cmake -S test/gpu -B "$gpu_build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
-    -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m .deps/nlohmann-include)" \
-    -DAUTOTPC_GPU_EXTRA_PROJECTS="$dir/projects" >"$out/cmake.log" 2>&1 &&
-    cmake --build "$gpu_build" -j"$(nproc)" >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; echo "gpu-train: FAIL: build"; exit 1; }
+  build_gpu
   echo "== 1. oracle on CUDA vs transformers (fp32 reference)"
   python3 tools/hf_parity.py "$dir/parity" || { echo "gpu-train: FAIL: hf_parity.py"; exit 1; }
   for family in $families; do
@@ -138,8 +146,43 @@ check() {
   exit $status
 }
 
+# Builds test/gpu with DIR's projects (the check's and the benchmark's build).
+build_gpu() {
+  command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+  cmake -S test/gpu -B "$gpu_build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
+    -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m .deps/nlohmann-include)" \
+    -DAUTOTPC_GPU_EXTRA_PROJECTS="$dir/projects" >"$out/cmake.log" 2>&1 &&
+    cmake --build "$gpu_build" -j"$(nproc)" >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; echo "gpu-train: FAIL: build"; exit 1; }
+}
+
+bench() {
+  mkdir -p "$out"
+  exec > >(tee "$out/gpu-bench.log") 2>&1
+  nvidia-smi -L
+  build_gpu
+  local text="$out/bench-text.txt" n=${BENCH_STEPS:-10}
+  cat runtime/src/*.cpp runtime/src/*.cu compiler/*/*.cpp README.md > "$text" # any text: only the speed counts
+  for project in bench-llama-1b bench-llama-1b-f32; do
+    mkdir -p "$out/$project"
+    (cd "$out/$project" && "$OLDPWD/$gpu_build/extra/$project/train" --data "$text" --seq 2048 --steps "$n" \
+      --peak-tflops 989 --log loss.csv --device cuda) || { echo "gpu-train: $project failed"; continue; }
+    python3 - "$out/$project/loss.csv" "$project" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))[2:]  # steps 1-2 warm up (allocation, cuBLASLt plans)
+tps = statistics.median(float(r["tokens_per_s"]) for r in rows)
+mfu = statistics.median(float(r["mfu"]) for r in rows)
+mem = max(int(r["peak_mem_bytes"]) for r in rows)
+print("%s: %.0f tokens/s (median of steps 3..%d), MFU %.2f%%, device memory in use %.1f GiB"
+      % (sys.argv[2], tps, len(rows) + 2, 100 * mfu, mem / 2**30))
+PY
+  done
+}
+
+out=${OUT:-$dir/out}
+gpu_build=${BUILD:-build-gpu}
 case "$mode" in
   prepare) prepare ;;
   check) check ;;
-  *) echo "usage: $0 prepare|check [DIR] [BUILD]" >&2; exit 2 ;;
+  bench) bench ;;
+  *) echo "usage: $0 prepare|check|bench [DIR] [BUILD]" >&2; exit 2 ;;
 esac
