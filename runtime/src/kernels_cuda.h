@@ -87,7 +87,17 @@ public:
   static constexpr std::size_t kWorkspaceBytes = std::size_t(32) << 20;
 
 private:
-  using Key = std::tuple<bool, bool, i64, i64, i64, i64, i64, i64, bool, bool, unsigned, unsigned, unsigned, unsigned>;
+  /// What a plan depends on (alignments: of the pointers, in bytes, at most 256).
+  struct Key {
+    bool trans_a, trans_b;
+    i64 m, n, k, lda, ldb, ldc;
+    bool beta_zero, bias;
+    unsigned align_a, align_b, align_c, align_bias;
+    auto fields() const {
+      return std::tie(trans_a, trans_b, m, n, k, lda, ldb, ldc, beta_zero, bias, align_a, align_b, align_c, align_bias);
+    }
+    bool operator<(const Key &o) const { return fields() < o.fields(); }
+  };
   struct Plan {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;

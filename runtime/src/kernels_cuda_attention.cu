@@ -71,8 +71,7 @@ template <class T> __device__ void store_row(T *row, const float (&a)[kPerLane],
 
 __device__ i64 first_key(i64 i, i64 window) { return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; }
 
-template <class T>
-__global__ void forward_kernel(T *out, float *lse, const T *q, const T *k, const T *v, Shape d) {
+template <class T> __global__ void forward_kernel(T *out, float *lse, const T *q, const T *k, const T *v, Shape d) {
   const i64 w = global_warp();
   if (w >= d.batch * d.q_heads * d.seq)
     return;
@@ -234,9 +233,9 @@ Status attention_backward(cudaStream_t st, T *dq, T *dk, T *dv, const T *dout, c
 }
 
 #define ATP_INSTANTIATE(T)                                                                                             \
-  template Status attention_forward<T>(cudaStream_t, T *, float *, const T *, const T *, const T *,                   \
+  template Status attention_forward<T>(cudaStream_t, T *, float *, const T *, const T *, const T *,                    \
                                        const AttentionDims &);                                                         \
-  template Status attention_backward<T>(cudaStream_t, T *, T *, T *, const T *, const T *, const T *, const T *,      \
+  template Status attention_backward<T>(cudaStream_t, T *, T *, T *, const T *, const T *, const T *, const T *,       \
                                         const T *, const float *, const AttentionDims &);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
 #undef ATP_INSTANTIATE

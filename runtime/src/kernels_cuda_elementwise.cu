@@ -129,9 +129,9 @@ template <class T> Status scale(cudaStream_t st, T *x, double alpha, i64 n) {
 
 #define ATP_INSTANTIATE(T)                                                                                             \
   template Status rope_table<T>(cudaStream_t, T *, const RopeConfig &, i64, i64);                                      \
-  template Status rope_apply<T>(cudaStream_t, T *, const RopeDims &, const T *, bool);                                \
-  template Status swiglu_forward<T>(cudaStream_t, T *, const T *, const T *, i64, i64, i64);                          \
-  template Status swiglu_backward<T>(cudaStream_t, T *, T *, const T *, const T *, const T *, i64, i64, i64);         \
+  template Status rope_apply<T>(cudaStream_t, T *, const RopeDims &, const T *, bool);                                 \
+  template Status swiglu_forward<T>(cudaStream_t, T *, const T *, const T *, i64, i64, i64);                           \
+  template Status swiglu_backward<T>(cudaStream_t, T *, T *, const T *, const T *, const T *, i64, i64, i64);          \
   template Status add<T>(cudaStream_t, T *, const T *, const T *, i64);                                                \
   template Status scale<T>(cudaStream_t, T *, double, i64);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)

@@ -83,9 +83,9 @@ Status embedding_backward(cudaStream_t st, T *dtable, const T *dout, const std::
 }
 
 #define ATP_INSTANTIATE(T)                                                                                             \
-  template Status embedding_forward<T>(cudaStream_t, T *, const T *, const std::int32_t *, i64, i64,                  \
+  template Status embedding_forward<T>(cudaStream_t, T *, const T *, const std::int32_t *, i64, i64,                   \
                                        const VocabRange &);                                                            \
-  template Status embedding_backward<T>(cudaStream_t, T *, const T *, const std::int32_t *, i64, i64,                 \
+  template Status embedding_backward<T>(cudaStream_t, T *, const T *, const std::int32_t *, i64, i64,                  \
                                         const VocabRange &);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
 #undef ATP_INSTANTIATE

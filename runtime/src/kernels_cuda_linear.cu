@@ -56,13 +56,13 @@ template <class T> struct DbTerm {
 } // namespace
 
 Status gemm(const Gemms &g, const GemmArgs &a, const float *pa, const float *pb, float *pc) {
-  return gemm_rm(g, a.trans_a, a.trans_b, a.m, a.n, a.k, float(a.alpha), pa, a.lda, pb, a.ldb, float(a.beta), pc,
-                 a.ldc, nullptr);
+  return gemm_rm(g, a.trans_a, a.trans_b, a.m, a.n, a.k, float(a.alpha), pa, a.lda, pb, a.ldb, float(a.beta), pc, a.ldc,
+                 nullptr);
 }
 
 Status gemm(const Gemms &g, const GemmArgs &a, const bf16 *pa, const bf16 *pb, bf16 *pc) {
-  return gemm_rm(g, a.trans_a, a.trans_b, a.m, a.n, a.k, float(a.alpha), pa, a.lda, pb, a.ldb, float(a.beta), pc,
-                 a.ldc, nullptr);
+  return gemm_rm(g, a.trans_a, a.trans_b, a.m, a.n, a.k, float(a.alpha), pa, a.lda, pb, a.ldb, float(a.beta), pc, a.ldc,
+                 nullptr);
 }
 
 template <class T>
@@ -87,7 +87,8 @@ Status linear_backward(const Gemms &g, T *dx, Write mode, T *dw, T *db, const T 
     ATP_TRY(gemm_rm(g, false, false, rows, in, out, 1.0f, dy, out, w, in, mode == Write::Accumulate ? 1.0f : 0.0f, dx,
                     in, static_cast<const T *>(nullptr)));
   if (dw)
-    ATP_TRY(gemm_rm(g, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in, static_cast<const T *>(nullptr)));
+    ATP_TRY(
+        gemm_rm(g, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in, static_cast<const T *>(nullptr)));
   if (db)
     ATP_TRY(column_sums_add(g.stream, db, rows, out, DbTerm<T>{dy, out}));
   return {};
@@ -95,7 +96,7 @@ Status linear_backward(const Gemms &g, T *dx, Write mode, T *dw, T *db, const T 
 
 #define ATP_INSTANTIATE(T)                                                                                             \
   template Status linear_forward<T>(const Gemms &, T *, const T *, const T *, const T *, i64, i64, i64);               \
-  template Status linear_backward<T>(const Gemms &, T *, Write, T *, T *, const T *, const T *, const T *, i64, i64,  \
+  template Status linear_backward<T>(const Gemms &, T *, Write, T *, T *, const T *, const T *, const T *, i64, i64,   \
                                      i64);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
 #undef ATP_INSTANTIATE

@@ -27,8 +27,8 @@ struct Totals {
 };
 
 template <class T>
-__global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, i64 vocab, std::int32_t ignore, double g,
-                              bool write_grad, double *row_loss) {
+__global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, i64 vocab, std::int32_t ignore,
+                              double g, bool write_grad, double *row_loss) {
   for (i64 t = blockIdx.x; t < rows; t += gridDim.x) {
     T *row = logits + t * vocab;
     const std::int32_t target = targets[t];

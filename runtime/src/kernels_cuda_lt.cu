@@ -45,7 +45,8 @@ template <class V> Status set_desc(cublasLtMatmulDesc_t d, cublasLtMatmulDescAtt
   return {};
 }
 
-template <class V> Status set_pref(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr, const V &v) {
+template <class V>
+Status set_pref(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr, const V &v) {
   ATP_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(p, attr, &v, sizeof v));
   return {};
 }
@@ -86,10 +87,20 @@ LtMatmul::~LtMatmul() {
 }
 
 Result<const LtMatmul::Plan *> LtMatmul::plan_for(const LtProduct &p) {
-  const Key key{p.trans_a,         p.trans_b,         p.m,           p.n,
-                p.k,               p.lda,             p.ldb,         p.ldc,
-                p.beta == 0.0f,    p.bias != nullptr, alignment_of(p.a), alignment_of(p.b),
-                alignment_of(p.c), p.bias ? alignment_of(p.bias) : 0u};
+  const Key key{p.trans_a,
+                p.trans_b,
+                p.m,
+                p.n,
+                p.k,
+                p.lda,
+                p.ldb,
+                p.ldc,
+                p.beta == 0.0f,
+                p.bias != nullptr,
+                alignment_of(p.a),
+                alignment_of(p.b),
+                alignment_of(p.c),
+                p.bias ? alignment_of(p.bias) : 0u};
   if (auto it = plans_.find(key); it != plans_.end())
     return &it->second;
 
@@ -115,15 +126,16 @@ Result<const LtMatmul::Plan *> LtMatmul::plan_for(const LtProduct &p) {
     ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, std::uint64_t(kWorkspaceBytes)));
     ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
                      std::uint32_t(CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE))); // and NONE: see the top of this file
-    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, std::uint32_t(std::get<11>(key))));
-    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, std::uint32_t(std::get<10>(key))));
-    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, std::uint32_t(std::get<12>(key))));
-    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, std::uint32_t(std::get<12>(key))));
+    // the alignments we have, so that the algorithm never assumes more (cuBLASLt's A is our B)
+    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, std::uint32_t(key.align_b)));
+    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, std::uint32_t(key.align_a)));
+    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, std::uint32_t(key.align_c)));
+    ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, std::uint32_t(key.align_c)));
 
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    ATP_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result,
-                                                  &found));
+    ATP_CUBLAS_TRY(
+        cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found));
     if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS)
       return error("cuBLASLt has no algorithm for the bf16 product m " + std::to_string(p.m) + " n " +
                    std::to_string(p.n) + " k " + std::to_string(p.k) + " (lda " + std::to_string(p.lda) + ", ldb " +

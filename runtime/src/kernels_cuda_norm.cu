@@ -45,8 +45,7 @@ __global__ void rmsnorm_dx_kernel(T *dx, bool accumulate, const T *dy, const T *
     const double mean = block_sum(dot) / double(hidden);
     T *dxr = dx + t * hidden;
     for (i64 j = threadIdx.x; j < hidden; j += blockDim.x) {
-      const double v =
-          r * (double(to_f32(dyr[j])) * double(to_f32(w[j])) - double(to_f32(xr[j])) * r * mean);
+      const double v = r * (double(to_f32(dyr[j])) * double(to_f32(w[j])) - double(to_f32(xr[j])) * r * mean);
       dxr[j] = accumulate ? round_to<T>(double(to_f32(dxr[j])) + v) : round_to<T>(v);
     }
   }
@@ -82,8 +81,8 @@ Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, 
 }
 
 #define ATP_INSTANTIATE(T)                                                                                             \
-  template Status rmsnorm_forward<T>(cudaStream_t, T *, float *, const T *, const T *, i64, i64, double);             \
-  template Status rmsnorm_backward<T>(cudaStream_t, T *, Write, T *, const T *, const T *, const T *, const float *,  \
+  template Status rmsnorm_forward<T>(cudaStream_t, T *, float *, const T *, const T *, i64, i64, double);              \
+  template Status rmsnorm_backward<T>(cudaStream_t, T *, Write, T *, const T *, const T *, const T *, const float *,   \
                                       i64, i64);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
 #undef ATP_INSTANTIATE
