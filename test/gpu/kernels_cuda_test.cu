@@ -188,19 +188,21 @@ void expect_ok(const Status &s, const std::string &what) { expect(s.ok(), what +
 
 // ---------------------------------------------------------------------------------------------- GEMM, linear
 
-void test_gemm(bool ta, bool tb, double beta) {
-  const i64 m = 5, n = 7, k = 33;
+/// pad: odd shapes with padded strides; otherwise dense, with 16-byte multiples (the tensor-core algorithms' case).
+void test_gemm(bool ta, bool tb, double beta, i64 m = 5, i64 n = 7, i64 k = 33, bool pad = true) {
   GemmArgs g;
   g.trans_a = ta, g.trans_b = tb, g.m = m, g.n = n, g.k = k, g.alpha = 0.7, g.beta = beta;
   const i64 a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
-  g.lda = a_cols + 3, g.ldb = b_cols + 1, g.ldc = n + 2;
+  g.lda = a_cols + (pad ? 3 : 0), g.ldb = b_cols + (pad ? 1 : 0), g.ldc = n + (pad ? 2 : 0);
   const Vec a = random_vec(std::size_t(a_rows * g.lda)), b = random_vec(std::size_t(b_rows * g.ldb));
   Vec c0 = random_vec(std::size_t(m * g.ldc));
   if (beta == 0)
     for (i64 i = 0; i < m; ++i)
       c0[std::size_t(i * g.ldc)] =
           std::numeric_limits<float>::quiet_NaN(); // beta 0 must not read C (a NaN in bf16 too)
-  const std::string what = std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " beta " + std::to_string(beta);
+  const std::string what = std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " beta " +
+                           std::to_string(beta) + " m " + std::to_string(m) + " n " + std::to_string(n) + " k " +
+                           std::to_string(k);
   auto out = twice(what, [&] {
     DevX da(a), db(b), dc(c0);
     expect_ok(K->gemm(g, da.p(), db.p(), dc.p()), what);
@@ -218,11 +220,11 @@ void test_gemm(bool ta, bool tb, double beta) {
   expect_close(what, out[0], ref); // the padding columns keep c0's values (and are compared)
 }
 
-void test_linear(bool bias, Write mode, i64 rows) {
-  const i64 in = 20, out = 9;
+void test_linear(bool bias, Write mode, i64 rows, i64 in = 20, i64 out = 9) {
   const Vec x = random_vec(rows * in), w = random_vec(out * in), bv = random_vec(out), dy = random_vec(rows * out);
   const Vec dx0 = random_vec(rows * in), dw0 = random_vec(out * in), db0 = random_vec(out);
-  const std::string what = std::string("linear rows ") + std::to_string(rows) + " bias " + (bias ? "yes" : "no") +
+  const std::string what = std::string("linear rows ") + std::to_string(rows) + " in " + std::to_string(in) + " out " +
+                           std::to_string(out) + " bias " + (bias ? "yes" : "no") +
                            (mode == Write::Accumulate ? " accumulate" : " overwrite");
   auto res = twice(what, [&] {
     DevX X(x), W(w), B(bv), DY(dy), Y{Vec(rows * out, -7.0f)}, DX(dx0), DW(dw0), DB(db0);
@@ -598,11 +600,13 @@ void run_suite() {
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (double beta : {0.0, 0.3})
-        test_gemm(ta, tb, beta);
+        test_gemm(ta, tb, beta), test_gemm(ta, tb, beta, 64, 128, 256, false);
   for (bool bias : {false, true})
     for (Write mode : {Write::Overwrite, Write::Accumulate})
       test_linear(bias, mode, 6);
-  test_linear(true, Write::Accumulate, 259); // db's column sums over three row chunks
+  test_linear(true, Write::Accumulate, 259);          // db's column sums over three row chunks
+  test_linear(true, Write::Accumulate, 256, 128, 64); // aligned: tensor-core algorithms with the bias epilogue
+  test_linear(false, Write::Overwrite, 256, 128, 64);
   test_embedding();
   test_rmsnorm(Write::Overwrite, 7);
   test_rmsnorm(Write::Accumulate, 7);
