@@ -3,20 +3,20 @@
 # a CBLAS: OpenBLAS (Debian libopenblas-dev, threaded), found with pkg-config. Without it (the GPU machine's
 # runtime) make_cpu_kernels is a stub that says so, and the rest of the runtime builds as before.
 # AUTOTPC_CPU_KERNELS: unset = use OpenBLAS when found; ON = require it; OFF = never.
-# The CUDA kernels (kernels_cuda*.cu, F32, GEMMs through cuBLAS) are built as ops_cuda.cu is
-# (runtime/ops.cmake): with AUTOTPC_ENABLE_CUDA and the CUDA language enabled (comm.cmake); otherwise
-# kernels_cuda_stub.cpp's make_cuda_kernels says they were not built.
+# The CUDA kernels (kernels_cuda*.cu, F32 and BF16; GEMMs through cuBLAS for F32, cuBLASLt for BF16) are
+# built as ops_cuda.cu is (runtime/ops.cmake): with AUTOTPC_ENABLE_CUDA and the CUDA language enabled
+# (comm.cmake); otherwise kernels_cuda_stub.cpp's make_cuda_kernels says they were not built.
 list(APPEND ATP_RUNTIME_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/src/kernels_check.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/kernels_rope.cpp
 )
 get_property(_atp_kernel_languages GLOBAL PROPERTY ENABLED_LANGUAGES)
 if(AUTOTPC_ENABLE_CUDA AND "CUDA" IN_LIST _atp_kernel_languages)
-  message(STATUS "autotpc runtime: CUDA kernels on (F32, cuBLAS)")
-  foreach(part "" _linear _embedding _norm _elementwise _attention _loss)
+  message(STATUS "autotpc runtime: CUDA kernels on (F32 through cuBLAS, BF16 through cuBLASLt)")
+  foreach(part "" _lt _linear _embedding _norm _elementwise _attention _loss)
     list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda${part}.cu)
   endforeach()
-  list(APPEND ATP_RUNTIME_LIBS CUDA::cublas)
+  list(APPEND ATP_RUNTIME_LIBS CUDA::cublas CUDA::cublasLt)
 else()
   list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_stub.cpp)
 endif()

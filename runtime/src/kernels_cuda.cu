@@ -1,15 +1,19 @@
 /* kernels_cuda.cu - make_cuda_kernels: the Kernels interface over the CUDA launchers of kernels_cuda.h.
 
-   CudaKernels checks every call's arguments with the CPU backend's checks (kernels_check.h, the same words
-   for the same bad call), then enqueues the work on its stream. F32 only for now (BF16: issue 10). It owns
-   one cuBLAS handle bound to the stream, in pedantic math mode (no TF32), so GEMMs stay close to the CPU's
-   fp32 results and give the same bits on every run. Built with AUTOTPC_ENABLE_CUDA (runtime/kernels.cmake);
-   otherwise kernels_cuda_stub.cpp defines make_cuda_kernels. */
+   CudaKernels<T> checks every call's arguments with the CPU backend's checks (kernels_check.h, the same words
+   for the same bad call), then enqueues the work on its stream; T is the element type, float (F32) or bf16
+   (BF16), and saved statistics are float for both. F32 owns one cuBLAS handle bound to the stream, in
+   pedantic math mode (no TF32), so GEMMs stay close to the CPU's fp32 results and give the same bits on
+   every run. BF16 owns an LtMatmul (cuBLASLt, fp32 accumulation, a cached plan per product shape and a
+   32 MiB workspace). Built with AUTOTPC_ENABLE_CUDA (runtime/kernels.cmake); otherwise kernels_cuda_stub.cpp
+   defines make_cuda_kernels. */
 #include "atp/check_cuda.h"
 #include "kernels_check.h"
 #include "kernels_cuda.h"
 
+#include <memory>
 #include <string>
+#include <type_traits>
 
 namespace atp {
 
@@ -60,23 +64,35 @@ Result<i64> first_bad_index(const std::int32_t *values, i64 rows, i64 lo, i64 hi
 
 namespace {
 
-float *as(void *p) { return static_cast<float *>(p); }
-const float *as(const void *p) { return static_cast<const float *>(p); }
+/// The GEMM engine of a Kernels object, owned: a cuBLAS handle (F32) or a cuBLASLt plan cache (BF16).
+struct OwnedGemms {
+  cublasHandle_t blas = nullptr;
+  std::unique_ptr<kcuda::LtMatmul> lt;
+  OwnedGemms() = default;
+  OwnedGemms(OwnedGemms &&o) noexcept : blas(o.blas), lt(std::move(o.lt)) { o.blas = nullptr; }
+  OwnedGemms(const OwnedGemms &) = delete;
+  OwnedGemms &operator=(const OwnedGemms &) = delete;
+  ~OwnedGemms() {
+    if (blas)
+      cublasDestroy(blas);
+  }
+};
 
-class CudaKernels final : public Kernels {
+template <class T> class CudaKernels final : public Kernels {
 public:
-  CudaKernels(cudaStream_t stream, cublasHandle_t handle) : stream_(stream), handle_(handle) {}
-  ~CudaKernels() override { cublasDestroy(handle_); }
+  CudaKernels(cudaStream_t stream, OwnedGemms gemms) : stream_(stream), owned_(std::move(gemms)) {
+    gemms_.blas = owned_.blas, gemms_.lt = owned_.lt.get(), gemms_.stream = stream;
+  }
   CudaKernels(const CudaKernels &) = delete;
   CudaKernels &operator=(const CudaKernels &) = delete;
 
   const char *name() const override { return "cuda"; }
-  DType dtype() const override { return DType::F32; }
+  DType dtype() const override { return std::is_same_v<T, float> ? DType::F32 : DType::BF16; }
   DType stat_dtype() const override { return DType::F32; }
 
   Status gemm(const GemmArgs &g, const void *a, const void *b, void *c) override {
     ATP_TRY(kcheck::gemm(g, a, b, c));
-    return kcuda::gemm(handle_, g, as(a), as(b), as(c));
+    return kcuda::gemm(gemms_, g, as(a), as(b), as(c));
   }
 
   Status linear_forward(void *y, const void *x, const void *w, const void *bias, std::int64_t rows, std::int64_t in,
@@ -84,7 +100,7 @@ public:
     ATP_TRY(kcheck::linear_forward(y, x, w, rows, in, out));
     for (std::int64_t v : {rows, in, out})
       ATP_TRY(kcheck::fits_int("linear_forward", "dimension", v));
-    return kcuda::linear_forward(handle_, stream_, as(y), as(x), as(w), as(bias), rows, in, out);
+    return kcuda::linear_forward(gemms_, as(y), as(x), as(w), as(bias), rows, in, out);
   }
 
   Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x, const void *w,
@@ -92,8 +108,7 @@ public:
     ATP_TRY(kcheck::linear_backward(dy, x, w, dx, dw, rows, in, out));
     for (std::int64_t v : {rows, in, out})
       ATP_TRY(kcheck::fits_int("linear_backward", "dimension", v));
-    return kcuda::linear_backward(handle_, stream_, as(dx), dx_mode, as(dw), as(db), as(dy), as(x), as(w), rows, in,
-                                  out);
+    return kcuda::linear_backward(gemms_, as(dx), dx_mode, as(dw), as(db), as(dy), as(x), as(w), rows, in, out);
   }
 
   Status embedding_forward(void *out, const void *table, const std::int32_t *ids, std::int64_t rows,
@@ -111,13 +126,13 @@ public:
   Status rmsnorm_forward(void *y, void *rstd, const void *x, const void *w, std::int64_t rows, std::int64_t hidden,
                          double eps) override {
     ATP_TRY(kcheck::rmsnorm_forward(y, rstd, x, w, rows, hidden, eps));
-    return kcuda::rmsnorm_forward(stream_, as(y), as(rstd), as(x), as(w), rows, hidden, eps);
+    return kcuda::rmsnorm_forward(stream_, as(y), stat(rstd), as(x), as(w), rows, hidden, eps);
   }
 
   Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x, const void *w,
                           const void *rstd, std::int64_t rows, std::int64_t hidden) override {
     ATP_TRY(kcheck::rmsnorm_backward(dw, dy, x, w, rstd, rows, hidden));
-    return kcuda::rmsnorm_backward(stream_, as(dx), dx_mode, as(dw), as(dy), as(x), as(w), as(rstd), rows, hidden);
+    return kcuda::rmsnorm_backward(stream_, as(dx), dx_mode, as(dw), as(dy), as(x), as(w), stat(rstd), rows, hidden);
   }
 
   Status rope_table(void *table, const RopeConfig &cfg, std::int64_t head_dim, std::int64_t positions) override {
@@ -150,13 +165,13 @@ public:
   Status attention_forward(void *out, void *lse, const void *q, const void *k, const void *v,
                            const AttentionDims &dims) override {
     ATP_TRY(kcheck::attention("attention_forward", dims, {out, lse, q, k, v}));
-    return kcuda::attention_forward(stream_, as(out), as(lse), as(q), as(k), as(v), dims);
+    return kcuda::attention_forward(stream_, as(out), stat(lse), as(q), as(k), as(v), dims);
   }
 
   Status attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k, const void *v,
                             const void *out, const void *lse, const AttentionDims &dims) override {
     ATP_TRY(kcheck::attention("attention_backward", dims, {dq, dk, dv, dout, q, k, v, out, lse}));
-    return kcuda::attention_backward(stream_, as(dq), as(dk), as(dv), as(dout), as(q), as(k), as(v), as(out), as(lse),
+    return kcuda::attention_backward(stream_, as(dq), as(dk), as(dv), as(dout), as(q), as(k), as(v), as(out), stat(lse),
                                      dims);
   }
 
@@ -182,16 +197,23 @@ public:
   }
 
 private:
+  static T *as(void *p) { return static_cast<T *>(p); }
+  static const T *as(const void *p) { return static_cast<const T *>(p); }
+  static float *stat(void *p) { return static_cast<float *>(p); }
+  static const float *stat(const void *p) { return static_cast<const float *>(p); }
+
   cudaStream_t stream_;
-  cublasHandle_t handle_;
+  OwnedGemms owned_;
+  kcuda::Gemms gemms_;
 };
 
 } // namespace
 
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream) {
-  if (dtype != DType::F32)
+  if (dtype != DType::F32 && dtype != DType::BF16)
     return error(std::string("make_cuda_kernels: dtype ") + dtype_name(dtype) +
-                 " is not supported on CUDA yet (F32; BF16 is issue 10)");
+                 " is not supported on CUDA (F32 or BF16)");
+  const auto cuda_stream = static_cast<cudaStream_t>(stream);
   Status st = [&]() -> Status {
     int device = 0;
     ATP_CUDA_TRY(cudaGetDevice(&device));
@@ -199,21 +221,25 @@ Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream) {
   }();
   if (!st.ok())
     return error("make_cuda_kernels: no usable CUDA device: " + st.message());
-  cublasHandle_t handle = nullptr;
+  OwnedGemms gemms;
+  if (dtype == DType::BF16) {
+    auto lt = kcuda::LtMatmul::create(cuda_stream);
+    if (!lt.ok())
+      return error("make_cuda_kernels: " + lt.status().message());
+    gemms.lt = std::move(*lt);
+    return std::unique_ptr<Kernels>(new CudaKernels<kcuda::bf16>(cuda_stream, std::move(gemms)));
+  }
   st = [&]() -> Status {
-    ATP_CUBLAS_TRY(cublasCreate(&handle));
-    ATP_CUBLAS_TRY(cublasSetStream(handle, static_cast<cudaStream_t>(stream)));
+    ATP_CUBLAS_TRY(cublasCreate(&gemms.blas));
+    ATP_CUBLAS_TRY(cublasSetStream(gemms.blas, cuda_stream));
     // fp32 products in fp32 (no TF32 or other reduced-precision shortcuts); no atomics in cuBLAS reductions
-    ATP_CUBLAS_TRY(cublasSetMathMode(handle, CUBLAS_PEDANTIC_MATH));
-    ATP_CUBLAS_TRY(cublasSetAtomicsMode(handle, CUBLAS_ATOMICS_NOT_ALLOWED));
+    ATP_CUBLAS_TRY(cublasSetMathMode(gemms.blas, CUBLAS_PEDANTIC_MATH));
+    ATP_CUBLAS_TRY(cublasSetAtomicsMode(gemms.blas, CUBLAS_ATOMICS_NOT_ALLOWED));
     return {};
   }();
-  if (!st.ok()) {
-    if (handle)
-      cublasDestroy(handle);
-    return error("make_cuda_kernels: " + st.message());
-  }
-  return std::unique_ptr<Kernels>(new CudaKernels(static_cast<cudaStream_t>(stream), handle));
+  if (!st.ok())
+    return error("make_cuda_kernels: " + st.message()); // gemms' destructor frees the handle
+  return std::unique_ptr<Kernels>(new CudaKernels<float>(cuda_stream, std::move(gemms)));
 }
 
 } // namespace atp

@@ -10,9 +10,12 @@
      dq_i = scale * sum_j p_ij (dout_i . v_j - D_i) k_j                     one warp per query row
      dv_j = sum_(h, i) p_ij dout_i,  dk_j = scale * sum_(h, i) ds_ij q_i      one warp per key row,
    the (h, i) sums running over the kv group's query heads in head order, then its queries in order. Each
-   output row has one owner that adds in a fixed order: no atomics, the same bits on every run. */
+   output row has one owner that adds in a fixed order: no atomics, the same bits on every run. BF16: q, k,
+   v, dout and out are widened to float as they are read (registers hold floats), every output row is
+   rounded once to bf16 as it is stored; lse and D stay float. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
+#include "kernels_cuda_elem.cuh"
 
 #include <string>
 
@@ -38,37 +41,37 @@ template <class T> __device__ T warp_sum(T v) {
 }
 
 /// The dot of a row held in registers (a[r] = row[lane + 32 r]) with a row in memory.
-__device__ float dot_row(const float (&a)[kPerLane], const float *row, i64 D) {
+template <class T> __device__ float dot_row(const float (&a)[kPerLane], const T *row, i64 D) {
   float s = 0.0f;
 #pragma unroll
   for (int r = 0; r < kPerLane; ++r) {
     const i64 c = lane() + 32 * r;
     if (c < D)
-      s += a[r] * row[c];
+      s += a[r] * to_f32(row[c]);
   }
   return warp_sum(s);
 }
 
-__device__ void load_row(float (&a)[kPerLane], const float *row, i64 D) {
+template <class T> __device__ void load_row(float (&a)[kPerLane], const T *row, i64 D) {
 #pragma unroll
   for (int r = 0; r < kPerLane; ++r) {
     const i64 c = lane() + 32 * r;
-    a[r] = c < D ? row[c] : 0.0f;
+    a[r] = c < D ? to_f32(row[c]) : 0.0f;
   }
 }
 
-__device__ void store_row(float *row, const float (&a)[kPerLane], i64 D, float mul) {
+template <class T> __device__ void store_row(T *row, const float (&a)[kPerLane], i64 D, float mul) {
 #pragma unroll
   for (int r = 0; r < kPerLane; ++r) {
     const i64 c = lane() + 32 * r;
     if (c < D)
-      row[c] = a[r] * mul;
+      row[c] = round_to<T>(a[r] * mul);
   }
 }
 
 __device__ i64 first_key(i64 i, i64 window) { return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0; }
 
-__global__ void forward_kernel(float *out, float *lse, const float *q, const float *k, const float *v, Shape d) {
+template <class T> __global__ void forward_kernel(T *out, float *lse, const T *q, const T *k, const T *v, Shape d) {
   const i64 w = global_warp();
   if (w >= d.batch * d.q_heads * d.seq)
     return;
@@ -84,12 +87,12 @@ __global__ void forward_kernel(float *out, float *lse, const float *q, const flo
     const float s = dot_row(qv, k + (b * S + j) * d.k_stride + g * D, D) * d.scale;
     const float m_new = fmaxf(m, s), corr = expf(m - m_new), p = expf(s - m_new);
     l = l * corr + p;
-    const float *vr = v + (b * S + j) * d.v_stride + g * D;
+    const T *vr = v + (b * S + j) * d.v_stride + g * D;
 #pragma unroll
     for (int r = 0; r < kPerLane; ++r) {
       const i64 c = lane() + 32 * r;
       if (c < D)
-        acc[r] = acc[r] * corr + p * vr[c];
+        acc[r] = acc[r] * corr + p * to_f32(vr[c]);
     }
     m = m_new;
   }
@@ -99,7 +102,7 @@ __global__ void forward_kernel(float *out, float *lse, const float *q, const flo
 }
 
 /// D_i = dout_i . out_i, [batch, q_heads, seq] like lse.
-__global__ void delta_kernel(float *delta, const float *dout, const float *out, Shape d) {
+template <class T> __global__ void delta_kernel(float *delta, const T *dout, const T *out, Shape d) {
   const i64 w = global_warp();
   if (w >= d.batch * d.q_heads * d.seq)
     return;
@@ -107,14 +110,15 @@ __global__ void delta_kernel(float *delta, const float *dout, const float *out, 
   const i64 at = (b * S + i) * (d.q_heads * D) + h * D;
   double s = 0.0;
   for (i64 c = lane(); c < D; c += 32)
-    s += double(dout[at + c]) * double(out[at + c]);
+    s += double(to_f32(dout[at + c])) * double(to_f32(out[at + c]));
   s = warp_sum(s);
   if (lane() == 0)
     delta[(b * d.q_heads + h) * S + i] = float(s);
 }
 
-__global__ void dq_kernel(float *dq, const float *dout, const float *q, const float *k, const float *v,
-                          const float *lse, const float *delta, Shape d) {
+template <class T>
+__global__ void dq_kernel(T *dq, const T *dout, const T *q, const T *k, const T *v, const float *lse,
+                          const float *delta, Shape d) {
   const i64 w = global_warp();
   if (w >= d.batch * d.q_heads * d.seq)
     return;
@@ -128,21 +132,22 @@ __global__ void dq_kernel(float *dq, const float *dout, const float *q, const fl
     acc[r] = 0.0f;
   const float li = lse[stat], di = delta[stat];
   for (i64 j = first_key(i, d.window); j <= i; ++j) {
-    const float *kr = k + (b * S + j) * d.k_stride + g * D;
+    const T *kr = k + (b * S + j) * d.k_stride + g * D;
     const float p = expf(dot_row(qv, kr, D) * d.scale - li);
     const float ds = p * (dot_row(dov, v + (b * S + j) * d.v_stride + g * D, D) - di);
 #pragma unroll
     for (int r = 0; r < kPerLane; ++r) {
       const i64 c = lane() + 32 * r;
       if (c < D)
-        acc[r] += ds * kr[c];
+        acc[r] += ds * to_f32(kr[c]);
     }
   }
   store_row(dq + (b * S + i) * d.q_stride + h * D, acc, D, d.scale);
 }
 
-__global__ void dkv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
-                           const float *lse, const float *delta, Shape d) {
+template <class T>
+__global__ void dkv_kernel(T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v, const float *lse,
+                           const float *delta, Shape d) {
   const i64 w = global_warp();
   if (w >= d.batch * d.kv_heads * d.seq)
     return;
@@ -159,16 +164,16 @@ __global__ void dkv_kernel(float *dk, float *dv, const float *dout, const float 
     const i64 h = g * rep + hr;
     for (i64 i = j; i <= last; ++i) {
       const i64 stat = (b * d.q_heads + h) * S + i;
-      const float *qr = q + (b * S + i) * d.q_stride + h * D;
-      const float *dor = dout + (b * S + i) * (d.q_heads * D) + h * D;
+      const T *qr = q + (b * S + i) * d.q_stride + h * D;
+      const T *dor = dout + (b * S + i) * (d.q_heads * D) + h * D;
       const float p = expf(dot_row(kv, qr, D) * d.scale - lse[stat]);
       const float ds = p * (dot_row(vv, dor, D) - delta[stat]);
 #pragma unroll
       for (int r = 0; r < kPerLane; ++r) {
         const i64 c = lane() + 32 * r;
         if (c < D) {
-          dva[r] += p * dor[c];
-          dka[r] += ds * qr[c];
+          dva[r] += p * to_f32(dor[c]);
+          dka[r] += ds * to_f32(qr[c]);
         }
       }
     }
@@ -193,7 +198,8 @@ unsigned warp_blocks(i64 warps) { return unsigned((warps + kWarpsPerBlock - 1) /
 
 } // namespace
 
-Status attention_forward(cudaStream_t st, float *out, float *lse, const float *q, const float *k, const float *v,
+template <class T>
+Status attention_forward(cudaStream_t st, T *out, float *lse, const T *q, const T *k, const T *v,
                          const AttentionDims &a) {
   ATP_TRY(check_head_dim("attention_forward", a));
   const Shape d = shape_of(a);
@@ -202,8 +208,9 @@ Status attention_forward(cudaStream_t st, float *out, float *lse, const float *q
   return {};
 }
 
-Status attention_backward(cudaStream_t st, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                          const float *k, const float *v, const float *out, const float *lse, const AttentionDims &a) {
+template <class T>
+Status attention_backward(cudaStream_t st, T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v,
+                          const T *out, const float *lse, const AttentionDims &a) {
   ATP_TRY(check_head_dim("attention_backward", a));
   const Shape d = shape_of(a);
   const i64 q_rows = d.batch * d.q_heads * d.seq;
@@ -224,5 +231,13 @@ Status attention_backward(cudaStream_t st, float *dq, float *dk, float *dv, cons
   ATP_CUDA_TRY(freed);
   return {};
 }
+
+#define ATP_INSTANTIATE(T)                                                                                             \
+  template Status attention_forward<T>(cudaStream_t, T *, float *, const T *, const T *, const T *,                    \
+                                       const AttentionDims &);                                                         \
+  template Status attention_backward<T>(cudaStream_t, T *, T *, T *, const T *, const T *, const T *, const T *,       \
+                                        const T *, const float *, const AttentionDims &);
+ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
+#undef ATP_INSTANTIATE
 
 } // namespace atp::kcuda

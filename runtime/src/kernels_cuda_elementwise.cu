@@ -6,11 +6,15 @@
    table; that copy waits for the stream (a start-up call). The rotation pairs element i with i + h of the
    first rotary_dim elements of each head (HF's rotate_half); backward applies the transpose. SwiGLU, with
    s = sigmoid(g): out = g * s * u; dg = dout * u * s * (1 + g * (1 - s)), du = dout * g * s (both inputs
-   read before the gradients are written, which may overwrite them). */
+   read before the gradients are written, which may overwrite them). BF16: the same float arithmetic on
+   widened elements, each output rounded once to bf16; the rotary table is the float table rounded to bf16
+   (as HF casts its fp32 cos/sin to the activations' dtype). */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
+#include "kernels_cuda_elem.cuh"
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 namespace atp::kcuda {
@@ -20,99 +24,117 @@ namespace {
 #define ATP_GRID_STRIDE(i, n)                                                                                          \
   for (i64 i = blockIdx.x * i64(blockDim.x) + threadIdx.x; i < (n); i += i64(gridDim.x) * blockDim.x)
 
-__global__ void rope_kernel(float *x, i64 batch, i64 seq, i64 heads, i64 head_dim, i64 row_stride, i64 rotary_dim,
-                            const float *table, bool transpose) {
+template <class T>
+__global__ void rope_kernel(T *x, i64 batch, i64 seq, i64 heads, i64 head_dim, i64 row_stride, i64 rotary_dim,
+                            const T *table, bool transpose) {
   const i64 half = rotary_dim / 2;
   ATP_GRID_STRIDE(n, batch * seq * heads * half) {
     const i64 i = n % half, h = (n / half) % heads, t = n / (half * heads), s = t % seq;
-    const float c = table[s * rotary_dim + i], sn = table[s * rotary_dim + half + i];
+    const float c = to_f32(table[s * rotary_dim + i]), sn = to_f32(table[s * rotary_dim + half + i]);
     const float si = transpose ? -sn : sn;
-    float *e = x + t * row_stride + h * head_dim;
-    const float x1 = e[i], x2 = e[i + half];
-    e[i] = x1 * c - x2 * si;
-    e[i + half] = x2 * c + x1 * si;
+    T *e = x + t * row_stride + h * head_dim;
+    const float x1 = to_f32(e[i]), x2 = to_f32(e[i + half]);
+    e[i] = round_to<T>(x1 * c - x2 * si);
+    e[i + half] = round_to<T>(x2 * c + x1 * si);
   }
 }
 
 __device__ float sigmoidf(float g) { return 1.0f / (1.0f + expf(-g)); }
 
-__global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, i64 rows, i64 ffn,
-                                      i64 in_stride) {
+template <class T>
+__global__ void swiglu_forward_kernel(T *out, const T *gate, const T *up, i64 rows, i64 ffn, i64 in_stride) {
   ATP_GRID_STRIDE(n, rows * ffn) {
     const i64 t = n / ffn, j = n % ffn;
-    const float g = gate[t * in_stride + j];
-    out[n] = g * sigmoidf(g) * up[t * in_stride + j];
+    const float g = to_f32(gate[t * in_stride + j]);
+    out[n] = round_to<T>(g * sigmoidf(g) * to_f32(up[t * in_stride + j]));
   }
 }
 
-__global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
-                                       i64 rows, i64 ffn, i64 in_stride) {
+template <class T>
+__global__ void swiglu_backward_kernel(T *dgate, T *dup, const T *dout, const T *gate, const T *up, i64 rows, i64 ffn,
+                                       i64 in_stride) {
   ATP_GRID_STRIDE(n, rows * ffn) {
     const i64 t = n / ffn, j = n % ffn, at = t * in_stride + j;
-    const float g = gate[at], u = up[at], s = sigmoidf(g), d = dout[n];
-    dup[at] = d * (g * s);
-    dgate[at] = d * u * s * (1.0f + g * (1.0f - s));
+    const float g = to_f32(gate[at]), u = to_f32(up[at]), s = sigmoidf(g), d = to_f32(dout[n]);
+    dup[at] = round_to<T>(d * (g * s));
+    dgate[at] = round_to<T>(d * u * s * (1.0f + g * (1.0f - s)));
   }
 }
 
-__global__ void add_kernel(float *out, const float *a, const float *b, i64 n) {
-  ATP_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+template <class T> __global__ void add_kernel(T *out, const T *a, const T *b, i64 n) {
+  ATP_GRID_STRIDE(i, n) out[i] = round_to<T>(to_f32(a[i]) + to_f32(b[i]));
 }
 
-__global__ void scale_kernel(float *x, float alpha, i64 n) { ATP_GRID_STRIDE(i, n) x[i] *= alpha; }
+template <class T> __global__ void scale_kernel(T *x, float alpha, i64 n) {
+  ATP_GRID_STRIDE(i, n) x[i] = round_to<T>(to_f32(x[i]) * alpha);
+}
 
 #undef ATP_GRID_STRIDE
 
 } // namespace
 
-Status rope_table(cudaStream_t st, float *table, const RopeConfig &cfg, i64 head_dim, i64 positions) {
+template <class T> Status rope_table(cudaStream_t st, T *table, const RopeConfig &cfg, i64 head_dim, i64 positions) {
   ATP_ASSIGN_OR_RETURN(const std::vector<double> inv, rope_inv_freq(cfg, head_dim));
   const i64 half = static_cast<i64>(inv.size());
-  std::vector<float> host(static_cast<std::size_t>(positions * 2 * half));
+  std::vector<T> host(static_cast<std::size_t>(positions * 2 * half));
   for (i64 p = 0; p < positions; ++p) {
-    float *row = host.data() + p * 2 * half;
+    T *row = host.data() + p * 2 * half;
     for (i64 i = 0; i < half; ++i) {
       const float angle = float(p) * float(inv[static_cast<std::size_t>(i)]); // as the CPU backend's
-      row[i] = float(std::cos(double(angle)));
-      row[half + i] = float(std::sin(double(angle)));
+      const float c = float(std::cos(double(angle))), s = float(std::sin(double(angle)));
+      if constexpr (std::is_same_v<T, float>)
+        row[i] = c, row[half + i] = s;
+      else // HF: fp32 cos/sin, then cast to the activations' dtype
+        row[i] = __float2bfloat16_rn(c), row[half + i] = __float2bfloat16_rn(s);
     }
   }
-  ATP_CUDA_TRY(cudaMemcpyAsync(table, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice, st));
+  ATP_CUDA_TRY(cudaMemcpyAsync(table, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, st));
   ATP_CUDA_TRY(cudaStreamSynchronize(st)); // `host` dies on return
   return {};
 }
 
-Status rope_apply(cudaStream_t st, float *x, const RopeDims &d, const float *table, bool transpose) {
+template <class T> Status rope_apply(cudaStream_t st, T *x, const RopeDims &d, const T *table, bool transpose) {
   rope_kernel<<<blocks_for(d.batch * d.seq * d.heads * (d.rotary_dim / 2)), kBlock, 0, st>>>(
       x, d.batch, d.seq, d.heads, d.head_dim, d.row_stride, d.rotary_dim, table, transpose);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
 
-Status swiglu_forward(cudaStream_t st, float *out, const float *gate, const float *up, i64 rows, i64 ffn,
-                      i64 in_stride) {
+template <class T>
+Status swiglu_forward(cudaStream_t st, T *out, const T *gate, const T *up, i64 rows, i64 ffn, i64 in_stride) {
   swiglu_forward_kernel<<<blocks_for(rows * ffn), kBlock, 0, st>>>(out, gate, up, rows, ffn, in_stride);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
 
-Status swiglu_backward(cudaStream_t st, float *dgate, float *dup, const float *dout, const float *gate, const float *up,
-                       i64 rows, i64 ffn, i64 in_stride) {
+template <class T>
+Status swiglu_backward(cudaStream_t st, T *dgate, T *dup, const T *dout, const T *gate, const T *up, i64 rows, i64 ffn,
+                       i64 in_stride) {
   swiglu_backward_kernel<<<blocks_for(rows * ffn), kBlock, 0, st>>>(dgate, dup, dout, gate, up, rows, ffn, in_stride);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
 
-Status add(cudaStream_t st, float *out, const float *a, const float *b, i64 n) {
+template <class T> Status add(cudaStream_t st, T *out, const T *a, const T *b, i64 n) {
   add_kernel<<<blocks_for(n), kBlock, 0, st>>>(out, a, b, n);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
 
-Status scale(cudaStream_t st, float *x, double alpha, i64 n) {
+template <class T> Status scale(cudaStream_t st, T *x, double alpha, i64 n) {
   scale_kernel<<<blocks_for(n), kBlock, 0, st>>>(x, float(alpha), n);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
+
+#define ATP_INSTANTIATE(T)                                                                                             \
+  template Status rope_table<T>(cudaStream_t, T *, const RopeConfig &, i64, i64);                                      \
+  template Status rope_apply<T>(cudaStream_t, T *, const RopeDims &, const T *, bool);                                 \
+  template Status swiglu_forward<T>(cudaStream_t, T *, const T *, const T *, i64, i64, i64);                           \
+  template Status swiglu_backward<T>(cudaStream_t, T *, T *, const T *, const T *, const T *, i64, i64, i64);          \
+  template Status add<T>(cudaStream_t, T *, const T *, const T *, i64);                                                \
+  template Status scale<T>(cudaStream_t, T *, double, i64);
+ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
+#undef ATP_INSTANTIATE
 
 } // namespace atp::kcuda

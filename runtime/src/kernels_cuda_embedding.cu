@@ -5,10 +5,12 @@
    nothing is written. Backward has no atomics: one block per token row t, and only the block of an id's
    FIRST row works; it walks every later row in row order and adds the rows of the same id into a register
    per column, then adds that to the table once. So each table element has one writer that sums in row order,
-   in float as the CPU does: the same bits as the CPU backend, on every run. Cost: a scan over the ids per
+   in float as the CPU does: the same bits as the CPU backend, on every run (BF16: the same float sum from the
+   widened table element, rounded once to bf16). Cost: a scan over the ids per
    row (O(rows^2) int compares, from cache), fine for a first version; a sort by id would make it linear. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
+#include "kernels_cuda_elem.cuh"
 #include "kernels_cuda_reduce.cuh"
 
 #include <string>
@@ -26,17 +28,19 @@ Status check_ids(const char *call, const std::int32_t *ids, i64 rows, const Voca
                " is outside the vocabulary [0, " + std::to_string(r.vocab_size) + ")");
 }
 
-__global__ void embedding_forward_kernel(float *out, const float *table, const std::int32_t *ids, i64 rows, i64 hidden,
+template <class T>
+__global__ void embedding_forward_kernel(T *out, const T *table, const std::int32_t *ids, i64 rows, i64 hidden,
                                          i64 begin, i64 end) {
   for (i64 i = blockIdx.x * i64(blockDim.x) + threadIdx.x; i < rows * hidden; i += i64(gridDim.x) * blockDim.x) {
     const i64 t = i / hidden, j = i % hidden, id = ids[t];
-    out[i] = id >= begin && id < end ? table[(id - begin) * hidden + j] : 0.0f;
+    out[i] = id >= begin && id < end ? table[(id - begin) * hidden + j] : round_to<T>(0.0f);
   }
 }
 
 /// One block per row (grid-stride over rows); blockDim.x == kBlock.
-__global__ void embedding_backward_kernel(float *dtable, const float *dout, const std::int32_t *ids, i64 rows,
-                                          i64 hidden, i64 begin, i64 end) {
+template <class T>
+__global__ void embedding_backward_kernel(T *dtable, const T *dout, const std::int32_t *ids, i64 rows, i64 hidden,
+                                          i64 begin, i64 end) {
   for (i64 t = blockIdx.x; t < rows; t += gridDim.x) {
     const std::int32_t id = ids[t];
     if (id < begin || id >= end)
@@ -46,20 +50,21 @@ __global__ void embedding_backward_kernel(float *dtable, const float *dout, cons
       earlier |= ids[u] == id;
     if (block_sum(earlier) != 0)
       continue; // an earlier row of this id owns it
-    float *dst = dtable + (id - begin) * hidden;
+    T *dst = dtable + (id - begin) * hidden;
     for (i64 j = threadIdx.x; j < hidden; j += blockDim.x) {
-      float acc = dst[j];
+      float acc = to_f32(dst[j]);
       for (i64 u = t; u < rows; ++u)
         if (ids[u] == id)
-          acc += dout[u * hidden + j];
-      dst[j] = acc;
+          acc += to_f32(dout[u * hidden + j]);
+      dst[j] = round_to<T>(acc);
     }
   }
 }
 
 } // namespace
 
-Status embedding_forward(cudaStream_t st, float *out, const float *table, const std::int32_t *ids, i64 rows, i64 hidden,
+template <class T>
+Status embedding_forward(cudaStream_t st, T *out, const T *table, const std::int32_t *ids, i64 rows, i64 hidden,
                          const VocabRange &r) {
   ATP_TRY(check_ids("embedding_forward", ids, rows, r, st));
   embedding_forward_kernel<<<blocks_for(rows * hidden), kBlock, 0, st>>>(out, table, ids, rows, hidden, r.begin, r.end);
@@ -67,13 +72,22 @@ Status embedding_forward(cudaStream_t st, float *out, const float *table, const 
   return {};
 }
 
-Status embedding_backward(cudaStream_t st, float *dtable, const float *dout, const std::int32_t *ids, i64 rows,
-                          i64 hidden, const VocabRange &r) {
+template <class T>
+Status embedding_backward(cudaStream_t st, T *dtable, const T *dout, const std::int32_t *ids, i64 rows, i64 hidden,
+                          const VocabRange &r) {
   ATP_TRY(check_ids("embedding_backward", ids, rows, r, st));
   const unsigned grid = unsigned(rows < 65535 * 4 ? rows : 65535 * 4);
   embedding_backward_kernel<<<grid, kBlock, 0, st>>>(dtable, dout, ids, rows, hidden, r.begin, r.end);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
+
+#define ATP_INSTANTIATE(T)                                                                                             \
+  template Status embedding_forward<T>(cudaStream_t, T *, const T *, const std::int32_t *, i64, i64,                   \
+                                       const VocabRange &);                                                            \
+  template Status embedding_backward<T>(cudaStream_t, T *, const T *, const std::int32_t *, i64, i64,                  \
+                                        const VocabRange &);
+ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
+#undef ATP_INSTANTIATE
 
 } // namespace atp::kcuda

@@ -5,12 +5,17 @@
    ignored rows. One block per row (block_max and block_sum: fixed trees), each row's loss into a scratch
    array, then ONE block adds the rows' losses in a fixed order: no atomics, the same sum every run. All
    targets are checked first (first_bad_index), so a bad one leaves the logits untouched. The call returns
-   the sum to the host, so it synchronizes the stream. */
+   the sum to the host, so it synchronizes the stream. BF16: the logits are widened as they are read and the
+   dlogits rounded once to bf16 as they are written, in place (no fp32 [rows, vocab] copy); the target's
+   element is computed whole, (softmax - 1) * scale, from the target logit kept in a register, rather than
+   corrected after the store as F32 does (that would round twice). */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
+#include "kernels_cuda_elem.cuh"
 #include "kernels_cuda_reduce.cuh"
 
 #include <string>
+#include <type_traits>
 
 namespace atp::kcuda {
 
@@ -21,27 +26,28 @@ struct Totals {
   long long count;
 };
 
-__global__ void ce_row_kernel(float *logits, const std::int32_t *targets, i64 rows, i64 vocab, std::int32_t ignore,
+template <class T>
+__global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, i64 vocab, std::int32_t ignore,
                               double g, bool write_grad, double *row_loss) {
   for (i64 t = blockIdx.x; t < rows; t += gridDim.x) {
-    float *row = logits + t * vocab;
+    T *row = logits + t * vocab;
     const std::int32_t target = targets[t];
     if (target == ignore) {
       if (write_grad)
         for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
-          row[j] = 0.0f;
+          row[j] = round_to<T>(0.0f);
       if (threadIdx.x == 0)
         row_loss[t] = 0.0;
       continue;
     }
     float m = -INFINITY;
     for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
-      m = fmaxf(m, row[j]);
+      m = fmaxf(m, to_f32(row[j]));
     m = block_max(m);
-    const float xt = row[target]; // read by every thread before any write below (block_sum syncs)
+    const float xt = to_f32(row[target]); // read by every thread before any write below (block_sum syncs)
     double sum = 0.0;
     for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
-      sum += double(expf(row[j] - m));
+      sum += double(expf(to_f32(row[j]) - m));
     sum = block_sum(sum);
     const double lse = double(m) + log(sum);
     if (threadIdx.x == 0)
@@ -49,10 +55,14 @@ __global__ void ce_row_kernel(float *logits, const std::int32_t *targets, i64 ro
     if (!write_grad)
       continue;
     for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
-      row[j] = float(double(expf(float(double(row[j]) - lse))) * g);
+      row[j] = round_to<T>(double(expf(float(double(to_f32(row[j])) - lse))) * g);
     __syncthreads();
-    if (threadIdx.x == 0)
-      row[target] = float(double(row[target]) - g);
+    if (threadIdx.x == 0) {
+      if constexpr (std::is_same_v<T, float>)
+        row[target] = float(double(row[target]) - g);
+      else
+        row[target] = round_to<T>(double(expf(float(double(xt) - lse))) * g - g);
+    }
   }
 }
 
@@ -73,7 +83,8 @@ __global__ void ce_total_kernel(const double *row_loss, const std::int32_t *targ
 
 } // namespace
 
-Result<CrossEntropySum> cross_entropy(cudaStream_t st, float *logits, const std::int32_t *targets,
+template <class T>
+Result<CrossEntropySum> cross_entropy(cudaStream_t st, T *logits, const std::int32_t *targets,
                                       const CrossEntropyArgs &a) {
   std::int32_t bad = 0;
   ATP_ASSIGN_OR_RETURN(const i64 row, first_bad_index(targets, a.rows, 0, a.vocab, true, a.ignore_index, &bad, st));
@@ -105,5 +116,10 @@ Result<CrossEntropySum> cross_entropy(cudaStream_t st, float *logits, const std:
   result.count = host.count;
   return result;
 }
+
+#define ATP_INSTANTIATE(T)                                                                                             \
+  template Result<CrossEntropySum> cross_entropy<T>(cudaStream_t, T *, const std::int32_t *, const CrossEntropyArgs &);
+ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
+#undef ATP_INSTANTIATE
 
 } // namespace atp::kcuda

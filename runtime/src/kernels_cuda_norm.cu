@@ -3,9 +3,11 @@
    As the CPU backend: rstd = 1 / sqrt(mean(x^2) + eps) with the sum of squares in double, y = w * (x * rstd)
    in float. Backward, with xhat = x * rstd and g = dy * w: dx = rstd * (g - xhat * mean(g * xhat)), the
    row's dot in double; one block per row, its sums through block_sum's fixed tree. dw's column sums go through
-   column_sums_add (fixed row chunks, then the chunks in order, in double; no atomics: the same bits every run). */
+   column_sums_add (fixed row chunks, then the chunks in order, in double; no atomics: the same bits every run).
+   BF16: the same arithmetic on widened elements, each output rounded once to bf16; rstd stays float. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
+#include "kernels_cuda_elem.cuh"
 #include "kernels_cuda_reduce.cuh"
 
 namespace atp::kcuda {
@@ -14,65 +16,75 @@ namespace {
 
 unsigned row_grid(i64 rows) { return unsigned(rows < 65535 * 4 ? rows : 65535 * 4); }
 
-__global__ void rmsnorm_forward_kernel(float *y, float *rstd, const float *x, const float *w, i64 rows, i64 hidden,
-                                       double eps) {
+template <class T>
+__global__ void rmsnorm_forward_kernel(T *y, float *rstd, const T *x, const T *w, i64 rows, i64 hidden, double eps) {
   for (i64 t = blockIdx.x; t < rows; t += gridDim.x) {
-    const float *xr = x + t * hidden;
+    const T *xr = x + t * hidden;
     double ss = 0.0;
     for (i64 j = threadIdx.x; j < hidden; j += blockDim.x)
-      ss += double(xr[j]) * double(xr[j]);
+      ss += double(to_f32(xr[j])) * double(to_f32(xr[j]));
     ss = block_sum(ss);
     const float r = float(1.0 / sqrt(ss / double(hidden) + eps));
     if (threadIdx.x == 0)
       rstd[t] = r;
-    float *yr = y + t * hidden; // y may equal x: each element is read before its own write
+    T *yr = y + t * hidden; // y may equal x: each element is read before its own write
     for (i64 j = threadIdx.x; j < hidden; j += blockDim.x)
-      yr[j] = w[j] * (xr[j] * r);
+      yr[j] = round_to<T>(to_f32(w[j]) * (to_f32(xr[j]) * r));
   }
 }
 
-__global__ void rmsnorm_dx_kernel(float *dx, bool accumulate, const float *dy, const float *x, const float *w,
-                                  const float *rstd, i64 rows, i64 hidden) {
+template <class T>
+__global__ void rmsnorm_dx_kernel(T *dx, bool accumulate, const T *dy, const T *x, const T *w, const float *rstd,
+                                  i64 rows, i64 hidden) {
   for (i64 t = blockIdx.x; t < rows; t += gridDim.x) {
-    const float *xr = x + t * hidden, *dyr = dy + t * hidden;
+    const T *xr = x + t * hidden, *dyr = dy + t * hidden;
     const double r = double(rstd[t]);
     double dot = 0.0;
     for (i64 j = threadIdx.x; j < hidden; j += blockDim.x)
-      dot += double(dyr[j]) * double(w[j]) * (double(xr[j]) * r);
+      dot += double(to_f32(dyr[j])) * double(to_f32(w[j])) * (double(to_f32(xr[j])) * r);
     const double mean = block_sum(dot) / double(hidden);
-    float *dxr = dx + t * hidden;
+    T *dxr = dx + t * hidden;
     for (i64 j = threadIdx.x; j < hidden; j += blockDim.x) {
-      const double v = r * (double(dyr[j]) * double(w[j]) - double(xr[j]) * r * mean);
-      dxr[j] = accumulate ? float(double(dxr[j]) + v) : float(v);
+      const double v = r * (double(to_f32(dyr[j])) * double(to_f32(w[j])) - double(to_f32(xr[j])) * r * mean);
+      dxr[j] = accumulate ? round_to<T>(double(to_f32(dxr[j])) + v) : round_to<T>(v);
     }
   }
 }
 
 /// dy * xhat of one element, for dw's column sums.
-struct DwTerm {
-  const float *dy, *x, *rstd;
+template <class T> struct DwTerm {
+  const T *dy, *x;
+  const float *rstd;
   i64 hidden;
   __device__ double operator()(i64 t, i64 j) const {
-    return double(dy[t * hidden + j]) * (double(x[t * hidden + j]) * double(rstd[t]));
+    return double(to_f32(dy[t * hidden + j])) * (double(to_f32(x[t * hidden + j])) * double(rstd[t]));
   }
 };
 
 } // namespace
 
-Status rmsnorm_forward(cudaStream_t st, float *y, float *rstd, const float *x, const float *w, i64 rows, i64 hidden,
-                       double eps) {
+template <class T>
+Status rmsnorm_forward(cudaStream_t st, T *y, float *rstd, const T *x, const T *w, i64 rows, i64 hidden, double eps) {
   rmsnorm_forward_kernel<<<row_grid(rows), kBlock, 0, st>>>(y, rstd, x, w, rows, hidden, eps);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
 
-Status rmsnorm_backward(cudaStream_t st, float *dx, Write mode, float *dw, const float *dy, const float *x,
-                        const float *w, const float *rstd, i64 rows, i64 hidden) {
+template <class T>
+Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w,
+                        const float *rstd, i64 rows, i64 hidden) {
   if (dx) {
     rmsnorm_dx_kernel<<<row_grid(rows), kBlock, 0, st>>>(dx, mode == Write::Accumulate, dy, x, w, rstd, rows, hidden);
     ATP_CUDA_TRY(cudaGetLastError());
   }
-  return column_sums_add(st, dw, rows, hidden, DwTerm{dy, x, rstd, hidden});
+  return column_sums_add(st, dw, rows, hidden, DwTerm<T>{dy, x, rstd, hidden});
 }
+
+#define ATP_INSTANTIATE(T)                                                                                             \
+  template Status rmsnorm_forward<T>(cudaStream_t, T *, float *, const T *, const T *, i64, i64, double);              \
+  template Status rmsnorm_backward<T>(cudaStream_t, T *, Write, T *, const T *, const T *, const T *, const float *,   \
+                                      i64, i64);
+ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
+#undef ATP_INSTANTIATE
 
 } // namespace atp::kcuda

@@ -3,11 +3,13 @@
    A fixed tree over shared memory for a block of exactly kBlock threads: the bits depend on the values and
    on kBlock only, never on timing. The result is returned to every thread. Column sums over many rows (the
    weight gradients of RMSNorm and of a bias) go in two passes with no atomics: fixed chunks of kRowChunk
-   rows, each (chunk, column) summed in row order by one thread, then the chunks in chunk order per column. */
+   rows, each (chunk, column) summed in row order by one thread, then the chunks in chunk order per column,
+   in double, and rounded once into the output's element type (float or bf16). */
 #pragma once
 
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
+#include "kernels_cuda_elem.cuh"
 
 namespace atp::kcuda {
 
@@ -62,12 +64,12 @@ template <class T> __global__ void column_finish(T *out, const double *partial, 
     double s = 0.0;
     for (i64 c = 0; c < chunks; ++c)
       s += partial[c * cols + j];
-    out[j] = T(double(out[j]) + s);
+    out[j] = round_to<T>(double(to_f32(out[j])) + s);
   }
 }
 
 /// out[j] += sum over rows t < rows of term(t, j) (a __device__ functor returning double), deterministic.
-template <class Term> Status column_sums_add(cudaStream_t st, float *out, i64 rows, i64 cols, Term term) {
+template <class T, class Term> Status column_sums_add(cudaStream_t st, T *out, i64 rows, i64 cols, Term term) {
   const i64 chunks = (rows + kRowChunk - 1) / kRowChunk;
   double *partial = nullptr;
   ATP_CUDA_TRY(cudaMallocAsync(&partial, std::size_t(chunks * cols) * sizeof(double), st));

@@ -1,5 +1,5 @@
-/* kernels_cuda_stub.cpp - make_cuda_kernels before the CUDA kernels exist (issue 10). Callers get an error
-   Status, so generated code can ask for the CUDA backend and report why it is missing. */
+/* kernels_cuda_stub.cpp - make_cuda_kernels in a runtime built without the CUDA kernels (runtime/kernels.cmake).
+   Callers get an error Status, so generated code can ask for the CUDA backend and report why it is missing. */
 #include "atp/kernels.h"
 
 namespace atp {

@@ -2,7 +2,7 @@
 
    The generated model (model.cpp) holds its shapes as constants and calls these kernels in order; it never
    touches a buffer itself. One interface, several backends: make_cpu_kernels (host memory, exact, fp32 or
-   fp64, GEMMs through a threaded CBLAS) and make_cuda_kernels (device memory; issue 10). A backend is fixed
+   fp64, GEMMs through a threaded CBLAS) and make_cuda_kernels (device memory, fp32 or bf16). A backend is fixed
    at creation to one activation dtype, dtype(): every "void *" tensor below (activations, weights, weight
    and input gradients, logits) holds elements of that dtype. Saved statistics (RMSNorm's rstd, attention's
    logsumexp) hold stat_dtype() elements: F64 for F64 kernels, F32 otherwise.
@@ -148,8 +148,8 @@ public:
   virtual ~Kernels() = default;
   /// "cpu" or "cuda".
   virtual const char *name() const = 0;
-  /// The dtype of every tensor argument: F32 (training), F64 (CPU only: finite-difference checks); BF16 on
-  /// CUDA later.
+  /// The dtype of every tensor argument: F32 (training), F64 (CPU only: finite-difference checks), BF16
+  /// (CUDA only).
   virtual DType dtype() const = 0;
   /// The dtype of saved statistics (rstd, lse): F64 for F64 kernels, else F32.
   virtual DType stat_dtype() const = 0;
@@ -257,8 +257,13 @@ public:
 Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype = DType::F32, int blas_threads = 0);
 
 /// Device kernels on the current CUDA device, enqueued on `stream` (a cudaStream_t; null: the legacy default
-/// stream): dtype F32 only for now (BF16: issue 10), GEMMs through cuBLAS in fp32 without TF32, attention
-/// memory-linear in seq but not yet flash-fast (runtime/src/kernels_cuda*.cu). Besides cross_entropy,
+/// stream), dtype F32 or BF16 (others are an error). F32: GEMMs through cuBLAS in fp32 without TF32. BF16:
+/// bf16 tensors, fp32 math (bf16 loads widened, fp32 accumulation, one round-to-nearest-even to bf16 per
+/// stored value; cross_entropy works on the bf16 logits in place), GEMMs through cuBLASLt (bf16 A/B/C, fp32
+/// compute, the bias as an epilogue, one heuristic query per distinct product shape, cached, and a 32 MiB
+/// workspace; split-K only with fp32 partials reduced in a separate step). Both deterministic; saved
+/// statistics F32 for both. Attention is memory-linear in seq but not yet flash-fast
+/// (runtime/src/kernels_cuda*.cu). Besides cross_entropy,
 /// embedding_* (they check every id first) and rope_table (computed on the host) synchronize the stream.
 /// Built with AUTOTPC_ENABLE_CUDA (runtime/kernels.cmake); elsewhere it fails saying it was not built.
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream = nullptr);
