@@ -307,7 +307,7 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
     std::printf("loss %.9g over %lld x %lld tokens; %d gradients -> %s\n", loss, (long long)rows, (long long)seq,
                 plan.num_params, out.c_str());
   }
-  backend = {};
+  backend.reset();
   mesh = {};
   (void)mpi_finalize();
   return 0;

@@ -25,8 +25,19 @@ enum class DeviceKind { Auto, Cpu, Cuda };
 /// "auto", "cpu" or "cuda" -> the kind; anything else is an error listing them.
 Result<DeviceKind> parse_device_kind(const std::string &text);
 
-/// One rank's backend. Members are destroyed in reverse order: comms, ops, kernels, then the device's stream.
+/// One rank's backend. The parts depend on each other (the comms on the ops, everything on the device's
+/// stream), so they are freed in that order, and a Backend is never assigned to: a move assignment would
+/// replace the device first.
 struct Backend {
+  Backend() = default;
+  Backend(Backend &&) = default;
+  Backend &operator=(Backend &&) = delete;
+  ~Backend() { reset(); }
+  /// Frees the comms, the ops, the kernels, then the device (its stream).
+  void reset() {
+    dp.reset(), tp.reset(), ops.reset(), kernels.reset(), device.reset();
+  }
+
   DeviceKind kind = DeviceKind::Cpu;     ///< Cpu or Cuda (never Auto)
   std::unique_ptr<CudaDevice> device;    ///< null on the CPU
   std::unique_ptr<Kernels> kernels;
