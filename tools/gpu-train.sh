@@ -105,15 +105,19 @@ if set(ref) != set(ours):
 worst = max(ref, key=lambda s: abs(ours[s] - ref[s]) / abs(ref[s]))
 rel = abs(ours[worst] - ref[worst]) / abs(ref[worst])
 last = max(ref, key=int)
-print("%s: %s: largest loss difference %.3e relative at step %s (%.6f vs %.6f); last step %s: %.6f vs %.6f"
-      % (label, "PASS" if rel <= tol else "FAIL", rel, worst, ours[worst], ref[worst], last, ours[last], ref[last]))
+tail = sorted(ref, key=int)[-20:]
+mo, mr = sum(ours[s] for s in tail) / len(tail), sum(ref[s] for s in tail) / len(tail)
+print("%s: %s: largest loss difference %.3e relative at step %s (%.6f vs %.6f); last step %s: %.6f vs %.6f; "
+      "mean of the last 20 steps %.4f vs %.4f (%+.2f%%)"
+      % (label, "PASS" if rel <= tol else "FAIL", rel, worst, ours[worst], ref[worst], last, ours[last], ref[last],
+         mo, mr, 100 * (mo - mr) / mr))
 sys.exit(0 if rel <= tol else 1)
 PY
 }
 
 check() {
-  local status=0
-  mkdir -p "$out"
+  local status=0 work="$dir/work"
+  mkdir -p "$out" "$work"
   exec > >(tee "$out/gpu-train.log") 2>&1
   nvidia-smi -L
   build_gpu
@@ -122,26 +126,32 @@ check() {
   for family in $families; do
     for run in "1 f32 1e-4" "2 f32 1e-4" "1 bf16 2e-2" "2 bf16 2e-2"; do
       set -- $run
-      local tp=$1 dtype=$2 tol=$3 res="$out/$family-tp$1-$2.safetensors"
+      local tp=$1 dtype=$2 tol=$3 res="$work/$family-tp$1-$2.safetensors" log="$work/$family-tp$1-$2.log"
       if "${mpirun[@]}" -np "$tp" "$gpu_build/extra/parity-$family-tp$tp/train" --loss-and-grads "$dir/parity/$family/rows.bin" \
-        --rows 4 --init-from "$dir/parity/$family" --device cuda --dtype "$dtype" --out "$res" >"$out/$family-tp$tp-$dtype.log" 2>&1; then
+        --rows 4 --init-from "$dir/parity/$family" --device cuda --dtype "$dtype" --out "$res" >"$log" 2>&1; then
         python3 tools/compare_safetensors.py "$dir/parity/$family.reference.safetensors" "$res" --tol "$tol" \
           --label "$family tp=$tp $dtype cuda" || status=1
       else
-        tail -5 "$out/$family-tp$tp-$dtype.log"; echo "$family tp=$tp $dtype: FAIL: the oracle failed"; status=1
+        tail -5 "$log"; echo "$family tp=$tp $dtype: FAIL: the oracle failed"; status=1
       fi
     done
   done
   echo "== 2. training on CUDA vs the fp32 CPU trajectory ($steps steps)"
   local data="$dir/data/fortunes.bin"
-  mkdir -p "$out/f32-tp2" "$out/bf16-tp1"
-  (cd "$out/f32-tp2" && "${mpirun[@]}" -np 2 "$OLDPWD/$gpu_build/generated/tiny-llama-train/train" --data "$data" \
+  mkdir -p "$work/f32-tp2" "$work/bf16-tp1"
+  (cd "$work/f32-tp2" && "${mpirun[@]}" -np 2 "$OLDPWD/$gpu_build/generated/tiny-llama-train/train" --data "$data" \
     --seq 256 --steps "$steps" --log loss.csv --log-every 50 --device cuda) && \
-    compare_losses "$dir/cpu/loss.csv" "$out/f32-tp2/loss.csv" 0.02 "train fp32 cuda tp=2 (2 ranks, 1 GPU)" || status=1
-  (cd "$out/bf16-tp1" && "${mpirun[@]}" -np 1 "$OLDPWD/$gpu_build/extra/tiny-llama-bf16/train" --data "$data" \
+    compare_losses "$dir/cpu/loss.csv" "$work/f32-tp2/loss.csv" 0.02 "train fp32 cuda tp=2 (2 ranks, 1 GPU)" || status=1
+  (cd "$work/bf16-tp1" && "${mpirun[@]}" -np 1 "$OLDPWD/$gpu_build/extra/tiny-llama-bf16/train" --data "$data" \
     --seq 256 --steps "$steps" --log loss.csv --log-every 50 --device cuda) && \
-    compare_losses "$dir/cpu/loss.csv" "$out/bf16-tp1/loss.csv" 0.02 "train bf16 cuda tp=1" || status=1
+    compare_losses "$dir/cpu/loss.csv" "$work/bf16-tp1/loss.csv" 0.02 "train bf16 cuda tp=1" || status=1
   cp "$dir/cpu/loss.csv" "$out/cpu-loss.csv"
+  cp "$work/f32-tp2/loss.csv" "$out/f32-tp2-loss.csv" 2>/dev/null
+  cp "$work/bf16-tp1/loss.csv" "$out/bf16-tp1-loss.csv" 2>/dev/null
+  if python3 -c 'import torch, transformers' 2>/dev/null; then
+    echo "== 3. the same drift in PyTorch (transformers' Llama, same model, data and schedule): tools/bf16_drift.py"
+    python3 tools/bf16_drift.py --data "$data" --steps "$steps"
+  fi
   echo "gpu-train: $([ $status = 0 ] && echo PASS || echo FAIL)"
   exit $status
 }
