@@ -9,3 +9,5 @@ list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/trainer.cpp
                                 ${CMAKE_CURRENT_LIST_DIR}/src/train_main.cpp)
 # Where a rank computes (include/atp/backend.h): CPU, or its GPU with NCCL or staged MPI collectives.
 list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/backend.cpp)
+# The per-kernel time breakdown of `train --profile` (include/atp/kernels_profile.h).
+list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_profile.cpp)

@@ -7,6 +7,7 @@
 
 #include "atp/backend.h"
 #include "atp/byte_tokenizer.h"
+#include "atp/kernels_profile.h"
 #include "atp/loss_and_grads.h"
 #include "atp/world.h"
 
@@ -43,6 +44,9 @@ training options:
   --export DIR         at the end, write DIR/model.safetensors (F32) and DIR/config.json
   --log FILE           CSV log of every step (default train_log.csv; appended to when resuming; '' for none)
   --peak-tflops X      per-rank peak for the MFU column (default: no MFU)
+  --profile STEP       time every kernel call of step STEP and print the breakdown (with --peak-tflops and
+                       --peak-gbps, each kernel's share of the peak)
+  --peak-gbps X        per-rank memory bandwidth for --profile's table (default: not shown)
   --device D           auto (default: cuda where this build has CUDA and every rank sees a GPU), cpu or cuda
   --threads N          BLAS threads per rank on the CPU (default: cores / ranks on this host)
   --log-every N        print every N-th step (default 1)
@@ -52,8 +56,8 @@ struct Options {
   std::string data, resume, export_dir, save_dir = "checkpoints", log = "train_log.csv", init_from, generate;
   DeviceKind device = DeviceKind::Auto;
   std::int64_t steps = 100, seq = 0, eval_every = 0, eval_batches = 8, save_every = 0, threads = 0, log_every = 1;
-  std::int64_t max_new = 200, top_k = 0;
-  double eval_fraction = -1, peak_tflops = 0, temperature = 1.0;
+  std::int64_t max_new = 200, top_k = 0, profile = 0;
+  double eval_fraction = -1, peak_tflops = 0, peak_gbps = 0, temperature = 1.0;
   std::uint64_t seed = 1234, data_seed = 0;
   bool shuffle = true;
 };
@@ -139,6 +143,10 @@ std::optional<Options> parse(int argc, char **argv, bool &help) {
       ok = text(o.log);
     else if (arg == "--peak-tflops")
       ok = real(o.peak_tflops);
+    else if (arg == "--peak-gbps")
+      ok = real(o.peak_gbps);
+    else if (arg == "--profile")
+      ok = integer(o.profile, 1);
     else if (arg == "--threads")
       ok = integer(o.threads, 1);
     else if (arg == "--device") {
@@ -241,7 +249,8 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   to.shuffle = o.shuffle;
   to.eval_fraction = o.eval_fraction;
   const TrainComms comms{tp, dp, all, g.tp_rank, g.dp_rank, world.rank, backend.tp.get(), backend.dp.get()};
-  auto created = Trainer::create(model, to, comms, *backend.kernels, *backend.ops);
+  ProfilingKernels profiler(*backend.kernels); // forwards only, until --profile's step
+  auto created = Trainer::create(model, to, comms, profiler, *backend.ops);
   std::int32_t failed = created.ok() ? 0 : 1;
   if (!all.all_reduce(&failed, &failed, 1, DType::I32, ReduceOp::Max).ok() || failed)
     return created.ok() ? 1 : say_error(created.status());
@@ -301,6 +310,8 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   const auto start = std::chrono::steady_clock::now();
   std::int64_t peak_device = 0;
   while (t.steps_run() < o.steps) {
+    const bool profiled = o.profile == t.steps_run() + 1;
+    profiler.enable(profiled);
     const auto t0 = std::chrono::steady_clock::now();
     auto st = t.step();
     if (!st.ok())
@@ -308,6 +319,10 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     if (Status done = backend.ops->synchronize(); !done.ok()) // the step's time includes its optimizer kernels
       return say_error(done);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    profiler.enable(false);
+    if (profiled && lead)
+      std::printf("train: the kernels of step %lld on rank 0 (%s), each call synchronized:\n%s", (long long)st->step,
+                  backend.description.c_str(), profiler.table(secs, o.peak_tflops, o.peak_gbps).c_str());
     const std::int64_t step = st->step;
     std::optional<double> eval;
     if (o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {
