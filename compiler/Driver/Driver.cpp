@@ -74,7 +74,8 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
     return Finish();
   // The training code: for a family that has it, its constants or errors naming what it cannot run.
   std::optional<DecoderDesc> Decoder;
-  if (Codegen && M->Dims && hasDecoderCode(M->Dims->Family)) {
+  const bool WantsDecoder = Codegen || Opts.What == Options::Emit::Memory;
+  if (WantsDecoder && M->Dims && hasDecoderCode(M->Dims->Family)) {
     Decoder = lowerDecoder(*M, *Model, Diags);
     if (!Decoder)
       return Finish();
@@ -84,7 +85,9 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
   case Options::Emit::Summary: printSummary(*M, C, Topo, Diags, Out); break;
   case Options::Emit::IR: printIR(*M, SM, Out); break;
   case Options::Emit::Plan: printPlan(*M, Out); break;
-  case Options::Emit::Memory: printMemory(*M, C, Topo, Out); break;
+  case Options::Emit::Memory:
+    printMemory(*M, C, Topo, Dec, Opts.Seq.value_or(Dec ? std::min<int64_t>(Dec->MaxPositions, 1024) : 1024), Out);
+    break;
   case Options::Emit::Zero: printZero(*M, *Zero, Out); break;
   case Options::Emit::Cpp:
     for (const EmittedFile &F : emitProject(*M, *Zero, SM, EmitOptions{Opts.OriginComments}, Dec))

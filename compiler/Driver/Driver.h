@@ -27,6 +27,9 @@ struct Options {
   std::optional<std::string> ConfigText;
   std::string ModelPath;                  ///< --model; overrides the config's "model" key
   std::optional<int64_t> WorldSize;       ///< --world-size
+  /// --seq: tokens per row for --emit=memory's activations (default: max_position_embeddings, at most 1024,
+  /// as train's --seq)
+  std::optional<int64_t> Seq;
   Emit What = Emit::Summary;
   bool WarningsAsErrors = false;
   std::vector<std::string> DisabledWarnings;

@@ -19,10 +19,15 @@
 // 1/2 is 4Φ + 16Φ/dp, the formula of DeepSpeed's
 // estimate_zero2_model_states_mem_needs without offload (which DeepSpeed's
 // stage 1 shares: both are stage_1_and_2.py); stage 0 is its dp = 1 value.
-// Activations and communication scratch are not included.
+// With the decoder's constants, the activations of one micro-batch follow
+// (runtime/include/atp/decoder_memory.h, the rule the trainer's decoder
+// allocates by): per layer, all layers, the LM head's logits, backward's
+// scratch. Communication scratch is not included.
 //
 //===----------------------------------------------------------------------===//
 #include "Report/Reports.h"
+
+#include "atp/decoder_memory.h"
 
 #include "llvm/Support/Format.h"
 
@@ -64,7 +69,28 @@ static std::string gib(int64_t Bytes) {
   return OS.str();
 }
 
-void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo, llvm::raw_ostream &OS) {
+/// The activations of one micro-batch on the largest TP rank (every rank has the same shares: the decoder
+/// needs even splits); returns their total bytes.
+static int64_t printActivations(const Config &C, const DecoderDesc &D, int64_t Seq, llvm::raw_ostream &OS) {
+  const int64_t Mb = C.MicroBatch.Value.value_or(1);
+  const int64_t E = C.Prec == Precision::FP32 ? 4 : 2, Tokens = saturatingMul(Mb, Seq);
+  atp::DecoderMemorySizes Sizes;
+  Sizes.hidden = D.Hidden, Sizes.layers = D.Layers, Sizes.vocab = D.Vocab;
+  Sizes.local_heads = D.LocalHeads, Sizes.local_kv_heads = D.LocalKVHeads, Sizes.head_dim = D.HeadDim;
+  Sizes.local_ffn = D.LocalFfn, Sizes.rotary_dim = D.HeadDim;
+  const atp::DecoderMemory A = atp::decoder_memory(Sizes, Tokens, Seq, E, 4);
+  OS << "activations of one micro-batch: " << Mb << " x " << Seq << " tokens"
+     << (C.MicroBatch.Value ? "" : " (train_micro_batch_size_per_gpu not set: 1 assumed)")
+     << " (--seq; train's default: max_position_embeddings, at most 1024), " << E << "-byte elements, kept for "
+     << "backward (runtime/include/atp/decoder_memory.h)\n";
+  OS << "  per_layer  layers  lm_head_and_final_norm  backward_scratch  total_bytes  total\n";
+  OS << "  " << A.per_layer << "  " << A.layers << "  " << A.head << "  " << A.scratch << "  " << A.total << "  "
+     << gib(A.total) << "\n";
+  return A.total;
+}
+
+void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo, const DecoderDesc *Dec, int64_t Seq,
+                          llvm::raw_ostream &OS) {
   int64_t Dp = Topo.Dp.value_or(1);
   const bool SixteenBit = C.Prec != Precision::FP32;
   OS << "// autotpc memory report of " << M.ConfigPath << "\n";
@@ -100,4 +126,9 @@ void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo
   }
   OS << "per GPU (largest TP rank): " << Max << " bytes (" << gib(Max) << ")\n";
   OS << "all " << mul(M.TpSize, Dp) << " GPUs: " << mul(Sum, Dp) << " bytes (" << gib(mul(Sum, Dp)) << ")\n";
+  if (Dec) {
+    const int64_t Act = printActivations(C, *Dec, Seq, OS);
+    OS << "per GPU with activations (largest TP rank): " << add(Max, Act) << " bytes (" << gib(add(Max, Act))
+       << ")\n";
+  }
 }

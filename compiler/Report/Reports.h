@@ -3,6 +3,7 @@
 #define AUTOTPC_REPORT_REPORTS_H
 
 #include "IR/Module.h"
+#include "Lower/DecoderLowering.h"
 #include "Lower/ZeroLayout.h"
 #include "Lower/ZeroSettings.h"
 #include "Verify/Verifier.h"
@@ -33,8 +34,12 @@ MemoryLedger memoryLedger(const ZeroRankLayout &L, const Config &C, int64_t Dp);
 /// The same for TP rank R of M (its layout with C's reduce_bucket_size).
 MemoryLedger memoryLedger(const Module &M, const Config &C, int64_t Dp, size_t TpRank);
 
-/// Prints the ledger of every TP rank with the formula and totals.
-void printMemory(const Module &M, const Config &C, const Topology &Topo, llvm::raw_ostream &OS);
+/// Prints the ledger of every TP rank with the formula and totals; with the
+/// model's decoder constants (a family with training code), also the
+/// activations of one micro-batch of Seq tokens per row (atp/decoder_memory.h:
+/// what the trainer's decoder allocates).
+void printMemory(const Module &M, const Config &C, const Topology &Topo, const DecoderDesc *Dec, int64_t Seq,
+                 llvm::raw_ostream &OS);
 
 /// --emit=zero: the ZeRO settings, then for every TP rank its flat layout
 /// and buckets and, when the DP size is known, the padded layout with each

@@ -6,6 +6,7 @@
    the projections (q, k, v after RoPE, or the fused qkv), the attention output and its logsumexp, the
    residual h after attention, gate/up and the SwiGLU output; x[layers] is the final norm's input. */
 #include "atp/decoder.h"
+#include "atp/decoder_memory.h"
 
 #include <cmath>
 #include <string>
@@ -367,6 +368,18 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
     ATP_TRY(one(s.dgate, t * s.f));
     ATP_TRY(one(s.dup, t * s.f));
   }
+  // The buffers are the ledger that autotpc --emit=memory prints (decoder_memory.h): keep them equal.
+  DecoderMemorySizes sizes;
+  sizes.hidden = hd, sizes.layers = L, sizes.vocab = shape.vocab;
+  sizes.local_heads = shape.local_heads, sizes.local_kv_heads = shape.local_kv_heads;
+  sizes.head_dim = shape.head_dim, sizes.local_ffn = shape.local_ffn, sizes.rotary_dim = s.rotary;
+  const DecoderMemory ledger = decoder_memory(sizes, t, max_seq, std::int64_t(s.es), std::int64_t(s.ss));
+  std::uint64_t allocated = 0;
+  for (const Buf &b : s.owned)
+    allocated += b.bytes;
+  if (allocated != std::uint64_t(ledger.total))
+    return error("decoder: internal error: " + std::to_string(allocated) + " bytes of activations allocated, but "
+                 "decoder_memory.h's ledger says " + std::to_string(ledger.total));
   return std::unique_ptr<Decoder>(new Decoder(std::move(st)));
 }
 

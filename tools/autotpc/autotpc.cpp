@@ -27,6 +27,9 @@ static cl::opt<std::string> ModelPath("model",
                                       cl::value_desc("path"), cl::cat(Category));
 static cl::opt<int64_t> WorldSize("world-size", cl::desc("number of ranks (tp x dp) the job will run on"),
                                   cl::value_desc("N"), cl::init(0), cl::cat(Category));
+static cl::opt<int64_t> Seq("seq", cl::desc("tokens per row for --emit=memory's activations (default: "
+                                             "max_position_embeddings, at most 1024, as train's --seq)"),
+                            cl::value_desc("S"), cl::init(0), cl::cat(Category));
 static cl::opt<bool> Check("check", cl::desc("verify the spec and print a one-line summary (the default)"),
                            cl::cat(Category));
 static cl::opt<autotpc::Options::Emit> Emit(
@@ -71,6 +74,13 @@ int main(int argc, char **argv) {
       return 1;
     }
     Opts.WorldSize = WorldSize;
+  }
+  if (Seq.getNumOccurrences()) {
+    if (Seq <= 0) {
+      WithColor::error(errs(), "autotpc") << "--seq must be positive (got " << Seq << ")\n";
+      return 1;
+    }
+    Opts.Seq = Seq;
   }
   Opts.What = Emit;
   Opts.WarningsAsErrors = Werror;
