@@ -77,7 +77,7 @@ int autotpc::runCompiler(const Options &Opts, llvm::raw_ostream &Out, llvm::raw_
   const bool WantsDecoder = Codegen || Opts.What == Options::Emit::Memory;
   if (WantsDecoder && M->Dims && hasDecoderCode(M->Dims->Family)) {
     Decoder = lowerDecoder(*M, *Model, Diags);
-    if (!Decoder)
+    if (!Decoder || !applyActivationCheckpointing(C.ActivationCheckpointing, *Decoder, Diags))
       return Finish();
   }
   const DecoderDesc *Dec = Decoder ? &*Decoder : nullptr;

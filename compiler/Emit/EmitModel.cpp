@@ -75,6 +75,7 @@ std::string autotpc::emitModelSource(const Module &M, const DecoderDesc &D) {
        formatDouble(D.RopeFactor) + ", /*rope_low_freq_factor=*/" + formatDouble(D.RopeLowFreqFactor) +
        ",\n    /*rope_high_freq_factor=*/" + formatDouble(D.RopeHighFreqFactor) +
        ", /*rope_original_max_positions=*/" + formatDouble(D.RopeOriginalMaxPositions) + ",\n";
+  S += "    /*recompute=*/" + b(D.Recompute) + ",\n";
   S += "};\n\n";
   S += "const atp::DecoderParams decoder_params = {/*embed=*/" + std::to_string(D.Embed) + ", /*final_norm=*/" +
        std::to_string(D.FinalNorm) + ", /*lm_head=*/" + std::to_string(D.Tied ? -1 : D.LmHead) + ", kLayers};\n\n";

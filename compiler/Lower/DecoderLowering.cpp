@@ -248,3 +248,27 @@ std::optional<DecoderDesc> autotpc::lowerDecoder(const Module &M, const LoadedMo
   R.LocalFfn = R.MlpSplit ? R.Ffn / R.Tp : R.Ffn;
   return R;
 }
+
+bool autotpc::applyActivationCheckpointing(const ActivationCheckpointingConfig &A, DecoderDesc &D, DiagEngine &Diags) {
+  if (!A.Present)
+    return true;
+  D.Recompute = true;
+  if (A.CpuCheckpointing) {
+    Diags.error(A.CpuLoc, "'cpu_checkpointing' is not supported by autotpc's trainer: the layer inputs stay in "
+                          "device memory; set it to false");
+    return false;
+  }
+  if (A.PartitionActivations)
+    Diags.warning(A.PartitionLoc, "ignored-option",
+                  "'partition_activations' has no effect: each TP rank keeps the whole layer input it recomputes "
+                  "from");
+  if (A.ContiguousMemory)
+    Diags.warning(A.ContiguousLoc, "ignored-option",
+                  "'contiguous_memory_optimization' has no effect: the trainer's activation buffers are allocated "
+                  "once, up front");
+  if (A.NumberCheckpoints && *A.NumberCheckpoints != D.Layers)
+    Diags.warning(A.NumberCheckpointsLoc, "ignored-option",
+                  "'number_checkpoints' is " + llvm::Twine(*A.NumberCheckpoints) + ": the trainer checkpoints every "
+                  "one of the " + llvm::Twine(D.Layers) + " layers");
+  return true;
+}

@@ -14,6 +14,7 @@
 
 #include "IR/Module.h"
 #include "Model/ModelLoader.h"
+#include "Spec/Config.h"
 #include "Support/Diagnostics.h"
 
 #include <array>
@@ -46,6 +47,7 @@ struct DecoderDesc {
   int Embed = -1, FinalNorm = -1, LmHead = -1;
   std::vector<std::array<int, NumDecoderSlots>> LayerParams;
   std::string HFConfigJson; ///< the model's HF config object, as JSON text (config.json of an HF export)
+  bool Recompute = false;   ///< activation_checkpointing: recompute each layer in backward
 };
 
 /// True when the family has training code (llama, mistral, qwen2, phi3).
@@ -55,6 +57,11 @@ bool hasDecoderCode(llvm::StringRef Family);
 /// naming the parameter or config key the decoder cannot execute). Call only
 /// for a family with training code and a config.json (Model.Dims).
 std::optional<DecoderDesc> lowerDecoder(const Module &M, const LoadedModel &Model, DiagEngine &Diags);
+
+/// The config's activation_checkpointing section on the decoder: present, D.Recompute (every layer). Options
+/// the trainer cannot honour are an error (cpu_checkpointing) or an ignored-option warning (partitioning,
+/// contiguous buffers, a checkpoint count other than the layer count). Returns false on errors.
+bool applyActivationCheckpointing(const ActivationCheckpointingConfig &A, DecoderDesc &D, DiagEngine &Diags);
 
 } // namespace autotpc
 

@@ -78,11 +78,13 @@ static int64_t printActivations(const Config &C, const DecoderDesc &D, int64_t S
   Sizes.hidden = D.Hidden, Sizes.layers = D.Layers, Sizes.vocab = D.Vocab;
   Sizes.local_heads = D.LocalHeads, Sizes.local_kv_heads = D.LocalKVHeads, Sizes.head_dim = D.HeadDim;
   Sizes.local_ffn = D.LocalFfn, Sizes.rotary_dim = D.HeadDim;
+  Sizes.recompute = D.Recompute;
   const atp::DecoderMemory A = atp::decoder_memory(Sizes, Tokens, Seq, E, 4);
   OS << "activations of one micro-batch: " << Mb << " x " << Seq << " tokens"
      << (C.MicroBatch.Value ? "" : " (train_micro_batch_size_per_gpu not set: 1 assumed)")
      << " (--seq; train's default: max_position_embeddings, at most 1024), " << E << "-byte elements, kept for "
-     << "backward (runtime/include/atp/decoder_memory.h)\n";
+     << "backward (runtime/include/atp/decoder_memory.h)"
+     << (D.Recompute ? "; activation_checkpointing: every layer's input, one layer's buffers" : "") << "\n";
   OS << "  per_layer  layers  lm_head_and_final_norm  backward_scratch  total_bytes  total\n";
   OS << "  " << A.per_layer << "  " << A.layers << "  " << A.head << "  " << A.scratch << "  " << A.total << "  "
      << gib(A.total) << "\n";

@@ -125,6 +125,18 @@ struct BatchKey {
   Loc L;
 };
 
+/// The `activation_checkpointing` section. DeepSpeed's model code decides which calls to checkpoint; for
+/// autotpc's trainer the section is the switch: present, every decoder layer keeps only its input and is
+/// recomputed in backward. The options record what the config asks, for the trainer's diagnostics.
+struct ActivationCheckpointingConfig {
+  bool Present = false;
+  Loc SectionLoc;
+  bool PartitionActivations = false, CpuCheckpointing = false, ContiguousMemory = false;
+  Loc PartitionLoc, CpuLoc, ContiguousLoc;
+  std::optional<int64_t> NumberCheckpoints;
+  Loc NumberCheckpointsLoc;
+};
+
 /// The whole DeepSpeed config, as far as autotpc reads it.
 struct Config {
   std::string Path;  ///< the config file as named on the command line
@@ -136,6 +148,7 @@ struct Config {
   BatchKey TrainBatch, MicroBatch, GradAccum;
   double GradientClipping = 0;
   Loc GradientClippingLoc;
+  ActivationCheckpointingConfig ActivationCheckpointing;
   std::optional<NamedSection> Optimizer, Scheduler;
   /// The "model" key: a path (relative to the config file) or an inline object.
   std::optional<std::string> ModelPath;

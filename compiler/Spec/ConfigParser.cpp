@@ -291,6 +291,25 @@ bool autotpc::parseConfig(const JsonDoc &Doc, DiagEngine &Diags, Config &C) {
   Ok &= parseBatchKey(Top, Diags, "train_micro_batch_size_per_gpu", C.MicroBatch);
   Ok &= parseBatchKey(Top, Diags, "gradient_accumulation_steps", C.GradAccum);
   Ok &= Top.readNumber("gradient_clipping", C.GradientClipping, &C.GradientClippingLoc);
+  if (Doc.get("/activation_checkpointing")) {
+    ActivationCheckpointingConfig &A = C.ActivationCheckpointing;
+    JsonReader R(Doc, Diags, "/activation_checkpointing", "activation_checkpointing");
+    if (R.requireObject()) {
+      A.Present = true;
+      A.SectionLoc = Doc.value("/activation_checkpointing");
+      Ok &= R.readBool("partition_activations", A.PartitionActivations, &A.PartitionLoc);
+      Ok &= R.readBool("cpu_checkpointing", A.CpuCheckpointing, &A.CpuLoc);
+      Ok &= R.readBool("contiguous_memory_optimization", A.ContiguousMemory, &A.ContiguousLoc);
+      const nlohmann::json *N = Doc.get("/activation_checkpointing/number_checkpoints");
+      if (N && !N->is_null()) { // DeepSpeed's default is null
+        int64_t Value = 0;
+        Ok &= R.readInt("number_checkpoints", Value, &A.NumberCheckpointsLoc);
+        A.NumberCheckpoints = Value;
+      }
+    } else {
+      Ok = false;
+    }
+  }
   if (Doc.get("/optimizer"))
     Ok &= parseNamedSection(Doc, Diags, "optimizer", C.Optimizer);
   if (Doc.get("/scheduler"))

@@ -66,6 +66,7 @@ const atp::DecoderShape decoder_shape = {
     /*rms_eps=*/1e-05, /*sliding_window=*/2047,
     /*rope_theta=*/1e+04, /*rope_type=*/"default", /*rope_factor=*/1.0, /*rope_low_freq_factor=*/1.0,
     /*rope_high_freq_factor=*/4.0, /*rope_original_max_positions=*/8192.0,
+    /*recompute=*/false,
 };
 
 const atp::DecoderParams decoder_params = {/*embed=*/0, /*final_norm=*/241, /*lm_head=*/242, kLayers};

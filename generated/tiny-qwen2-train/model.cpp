@@ -28,6 +28,7 @@ const atp::DecoderShape decoder_shape = {
     /*rms_eps=*/1e-06, /*sliding_window=*/0,
     /*rope_theta=*/1e+06, /*rope_type=*/"default", /*rope_factor=*/1.0, /*rope_low_freq_factor=*/1.0,
     /*rope_high_freq_factor=*/4.0, /*rope_original_max_positions=*/8192.0,
+    /*recompute=*/false,
 };
 
 const atp::DecoderParams decoder_params = {/*embed=*/0, /*final_norm=*/25, /*lm_head=*/-1, kLayers};

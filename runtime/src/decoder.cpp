@@ -67,6 +67,8 @@ struct Decoder::State {
   void *w(ParamStore &s, int i) const { return i < 0 ? nullptr : s.param(i); }
   void *g(ParamStore &s, int i) const { return i < 0 ? nullptr : s.grad(i); }
   Status ready(ParamStore &s, int i) const { return i < 0 ? Status() : s.grad_ready(i); }
+  /// Which set of per-layer buffers layer l uses: its own, or with recomputation the one shared set.
+  int slot(int l) const { return shape.recompute ? 0 : l; }
 
   Status all_reduce(const Buf &b, std::int64_t n, std::int64_t &counter) {
     if (shape.tp_size == 1)
@@ -76,9 +78,9 @@ struct Decoder::State {
   }
 
   // q, k, v of layer l: pointers and strides
-  void *qp(int l) const { return shape.qkv_fused ? qkv[l].p : q[l].p; }
-  void *kp(int l) const { return shape.qkv_fused ? at(qkv[l], cq) : kk[l].p; }
-  void *vp(int l) const { return shape.qkv_fused ? at(qkv[l], cq + ckv) : v[l].p; }
+  void *qp(int l) const { return shape.qkv_fused ? qkv[slot(l)].p : q[slot(l)].p; }
+  void *kp(int l) const { return shape.qkv_fused ? at(qkv[slot(l)], cq) : kk[slot(l)].p; }
+  void *vp(int l) const { return shape.qkv_fused ? at(qkv[slot(l)], cq + ckv) : v[slot(l)].p; }
   AttentionDims attn_dims(std::int64_t batch, std::int64_t seq) const {
     AttentionDims d;
     d.batch = batch;
@@ -116,39 +118,39 @@ struct Decoder::State {
 Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq) {
   const DecoderLayerParams &p = layers[l];
   const std::int64_t t = batch * seq, hd = shape.hidden;
-  ATP_TRY(k->rmsnorm_forward(n1[l].p, rstd1[l].p, x[l].p, w(s, p.input_norm), t, hd, shape.rms_eps));
+  ATP_TRY(k->rmsnorm_forward(n1[slot(l)].p, rstd1[slot(l)].p, x[l].p, w(s, p.input_norm), t, hd, shape.rms_eps));
   if (shape.qkv_fused) {
-    ATP_TRY(k->linear_forward(qkv[l].p, n1[l].p, w(s, p.qkv), nullptr, t, hd, cqkv));
+    ATP_TRY(k->linear_forward(qkv[slot(l)].p, n1[slot(l)].p, w(s, p.qkv), nullptr, t, hd, cqkv));
   } else {
-    ATP_TRY(k->linear_forward(q[l].p, n1[l].p, w(s, p.q), w(s, p.q_bias), t, hd, cq));
-    ATP_TRY(k->linear_forward(kk[l].p, n1[l].p, w(s, p.k), w(s, p.k_bias), t, hd, ckv));
-    ATP_TRY(k->linear_forward(v[l].p, n1[l].p, w(s, p.v), w(s, p.v_bias), t, hd, ckv));
+    ATP_TRY(k->linear_forward(q[slot(l)].p, n1[slot(l)].p, w(s, p.q), w(s, p.q_bias), t, hd, cq));
+    ATP_TRY(k->linear_forward(kk[slot(l)].p, n1[slot(l)].p, w(s, p.k), w(s, p.k_bias), t, hd, ckv));
+    ATP_TRY(k->linear_forward(v[slot(l)].p, n1[slot(l)].p, w(s, p.v), w(s, p.v_bias), t, hd, ckv));
   }
   const AttentionDims ad = attn_dims(batch, seq);
   ATP_TRY(k->rope_forward(qp(l), rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
   ATP_TRY(k->rope_forward(kp(l), rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
-  ATP_TRY(k->attention_forward(attn[l].p, lse[l].p, qp(l), kp(l), vp(l), ad));
-  ATP_TRY(k->linear_forward(tmp.p, attn[l].p, w(s, p.o), nullptr, t, cq, hd));
+  ATP_TRY(k->attention_forward(attn[slot(l)].p, lse[slot(l)].p, qp(l), kp(l), vp(l), ad));
+  ATP_TRY(k->linear_forward(tmp.p, attn[slot(l)].p, w(s, p.o), nullptr, t, cq, hd));
   if (shape.attn_split)
     ATP_TRY(all_reduce(tmp, t * hd, counts.forward_row));
-  ATP_TRY(k->add(h[l].p, x[l].p, tmp.p, t * hd));
+  ATP_TRY(k->add(h[slot(l)].p, x[l].p, tmp.p, t * hd));
 
-  ATP_TRY(k->rmsnorm_forward(n2[l].p, rstd2[l].p, h[l].p, w(s, p.post_norm), t, hd, shape.rms_eps));
+  ATP_TRY(k->rmsnorm_forward(n2[slot(l)].p, rstd2[slot(l)].p, h[slot(l)].p, w(s, p.post_norm), t, hd, shape.rms_eps));
   void *gp, *up_p;
   std::int64_t stride;
   if (shape.gate_up_fused) {
-    ATP_TRY(k->linear_forward(gu[l].p, n2[l].p, w(s, p.gate_up), nullptr, t, hd, 2 * f));
-    gp = gu[l].p, up_p = at(gu[l], f), stride = 2 * f;
+    ATP_TRY(k->linear_forward(gu[slot(l)].p, n2[slot(l)].p, w(s, p.gate_up), nullptr, t, hd, 2 * f));
+    gp = gu[slot(l)].p, up_p = at(gu[slot(l)], f), stride = 2 * f;
   } else {
-    ATP_TRY(k->linear_forward(gate[l].p, n2[l].p, w(s, p.gate), nullptr, t, hd, f));
-    ATP_TRY(k->linear_forward(up[l].p, n2[l].p, w(s, p.up), nullptr, t, hd, f));
-    gp = gate[l].p, up_p = up[l].p, stride = f;
+    ATP_TRY(k->linear_forward(gate[slot(l)].p, n2[slot(l)].p, w(s, p.gate), nullptr, t, hd, f));
+    ATP_TRY(k->linear_forward(up[slot(l)].p, n2[slot(l)].p, w(s, p.up), nullptr, t, hd, f));
+    gp = gate[slot(l)].p, up_p = up[slot(l)].p, stride = f;
   }
-  ATP_TRY(k->swiglu_forward(act[l].p, gp, up_p, t, f, stride));
-  ATP_TRY(k->linear_forward(tmp.p, act[l].p, w(s, p.down), nullptr, t, f, hd));
+  ATP_TRY(k->swiglu_forward(act[slot(l)].p, gp, up_p, t, f, stride));
+  ATP_TRY(k->linear_forward(tmp.p, act[slot(l)].p, w(s, p.down), nullptr, t, f, hd));
   if (shape.mlp_split)
     ATP_TRY(all_reduce(tmp, t * hd, counts.forward_row));
-  return k->add(x[l + 1].p, h[l].p, tmp.p, t * hd);
+  return k->add(x[l + 1].p, h[slot(l)].p, tmp.p, t * hd);
 }
 
 Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch &mb, bool write_grad) {
@@ -190,53 +192,53 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   const DecoderLayerParams &p = layers[l];
   const std::int64_t t = batch * seq, hd = shape.hidden;
   // MLP: x[l+1] = h + down(swiglu(gate, up)(norm(h)))
-  ATP_TRY(k->linear_backward(dact.p, Write::Overwrite, g(s, p.down), nullptr, dx.p, act[l].p, w(s, p.down), t, f,
+  ATP_TRY(k->linear_backward(dact.p, Write::Overwrite, g(s, p.down), nullptr, dx.p, act[slot(l)].p, w(s, p.down), t, f,
                              hd));
   ATP_TRY(ready(s, p.down));
   if (shape.gate_up_fused) {
-    ATP_TRY(k->swiglu_backward(dgu.p, at(dgu, f), dact.p, gu[l].p, at(gu[l], f), t, f, 2 * f));
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate_up), nullptr, dgu.p, n2[l].p, w(s, p.gate_up),
+    ATP_TRY(k->swiglu_backward(dgu.p, at(dgu, f), dact.p, gu[slot(l)].p, at(gu[slot(l)], f), t, f, 2 * f));
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate_up), nullptr, dgu.p, n2[slot(l)].p, w(s, p.gate_up),
                                t, hd, 2 * f));
     ATP_TRY(ready(s, p.gate_up));
   } else {
-    ATP_TRY(k->swiglu_backward(dgate.p, dup.p, dact.p, gate[l].p, up[l].p, t, f, f));
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate), nullptr, dgate.p, n2[l].p, w(s, p.gate), t,
+    ATP_TRY(k->swiglu_backward(dgate.p, dup.p, dact.p, gate[slot(l)].p, up[slot(l)].p, t, f, f));
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate), nullptr, dgate.p, n2[slot(l)].p, w(s, p.gate), t,
                                hd, f));
     ATP_TRY(ready(s, p.gate));
-    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.up), nullptr, dup.p, n2[l].p, w(s, p.up), t, hd,
+    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.up), nullptr, dup.p, n2[slot(l)].p, w(s, p.up), t, hd,
                                f));
     ATP_TRY(ready(s, p.up));
   }
   if (shape.mlp_split)  // one all-reduce of the summed gate and up input gradients
     ATP_TRY(all_reduce(dn, t * hd, counts.backward_column));
-  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.post_norm), dn.p, h[l].p, w(s, p.post_norm),
-                              rstd2[l].p, t, hd));
+  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.post_norm), dn.p, h[slot(l)].p, w(s, p.post_norm),
+                              rstd2[slot(l)].p, t, hd));
   ATP_TRY(ready(s, p.post_norm));
 
   // attention: h = x[l] + o(attention(rope(q), rope(k), v)(norm(x[l])))
-  ATP_TRY(k->linear_backward(dattn.p, Write::Overwrite, g(s, p.o), nullptr, dx.p, attn[l].p, w(s, p.o), t, cq, hd));
+  ATP_TRY(k->linear_backward(dattn.p, Write::Overwrite, g(s, p.o), nullptr, dx.p, attn[slot(l)].p, w(s, p.o), t, cq, hd));
   ATP_TRY(ready(s, p.o));
   const AttentionDims ad = attn_dims(batch, seq);
   void *dqp = shape.qkv_fused ? dqkv.p : dq.p;
   void *dkp = shape.qkv_fused ? at(dqkv, cq) : dk.p;
   void *dvp = shape.qkv_fused ? at(dqkv, cq + ckv) : dv.p;
-  ATP_TRY(k->attention_backward(dqp, dkp, dvp, dattn.p, qp(l), kp(l), vp(l), attn[l].p, lse[l].p, ad));
+  ATP_TRY(k->attention_backward(dqp, dkp, dvp, dattn.p, qp(l), kp(l), vp(l), attn[slot(l)].p, lse[slot(l)].p, ad));
   ATP_TRY(k->rope_backward(dqp, rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
   ATP_TRY(k->rope_backward(dkp, rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
   if (shape.qkv_fused) {
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.qkv), nullptr, dqkv.p, n1[l].p, w(s, p.qkv), t, hd,
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.qkv), nullptr, dqkv.p, n1[slot(l)].p, w(s, p.qkv), t, hd,
                                cqkv));
     ATP_TRY(ready(s, p.qkv));
   } else {
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.q), g(s, p.q_bias), dq.p, n1[l].p, w(s, p.q), t, hd,
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.q), g(s, p.q_bias), dq.p, n1[slot(l)].p, w(s, p.q), t, hd,
                                cq));
     ATP_TRY(ready(s, p.q));
     ATP_TRY(ready(s, p.q_bias));
-    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.k), g(s, p.k_bias), dk.p, n1[l].p, w(s, p.k), t, hd,
+    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.k), g(s, p.k_bias), dk.p, n1[slot(l)].p, w(s, p.k), t, hd,
                                ckv));
     ATP_TRY(ready(s, p.k));
     ATP_TRY(ready(s, p.k_bias));
-    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.v), g(s, p.v_bias), dv.p, n1[l].p, w(s, p.v), t, hd,
+    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.v), g(s, p.v_bias), dv.p, n1[slot(l)].p, w(s, p.v), t, hd,
                                ckv));
     ATP_TRY(ready(s, p.v));
     ATP_TRY(ready(s, p.v_bias));
@@ -244,7 +246,7 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   if (shape.attn_split)  // one all-reduce of the summed q, k and v input gradients
     ATP_TRY(all_reduce(dn, t * hd, counts.backward_column));
   ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.input_norm), dn.p, x[l].p, w(s, p.input_norm),
-                              rstd1[l].p, t, hd));
+                              rstd1[slot(l)].p, t, hd));
   return ready(s, p.input_norm);
 }
 
@@ -306,6 +308,7 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
   ATP_ASSIGN_OR_RETURN(s.rotary, rope_rotary_dim(rc, shape.head_dim));
 
   const std::int64_t t = s.max_tokens, hd = shape.hidden, L = shape.layers;
+  const std::int64_t per_layer_sets = shape.recompute ? 1 : L; // the layer inputs x are kept for every layer
   auto each = [&](std::vector<Buf> &v, std::int64_t n, bool stat, std::int64_t count) -> Status {
     v.resize(std::size_t(count));
     for (Buf &b : v) {
@@ -316,26 +319,26 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
     return {};
   };
   ATP_TRY(each(s.x, t * hd, false, L + 1));
-  ATP_TRY(each(s.n1, t * hd, false, L));
-  ATP_TRY(each(s.rstd1, t, true, L));
-  ATP_TRY(each(s.n2, t * hd, false, L));
-  ATP_TRY(each(s.rstd2, t, true, L));
-  ATP_TRY(each(s.h, t * hd, false, L));
-  ATP_TRY(each(s.attn, t * s.cq, false, L));
-  ATP_TRY(each(s.lse, t * shape.local_heads, true, L));
-  ATP_TRY(each(s.act, t * s.f, false, L));
+  ATP_TRY(each(s.n1, t * hd, false, per_layer_sets));
+  ATP_TRY(each(s.rstd1, t, true, per_layer_sets));
+  ATP_TRY(each(s.n2, t * hd, false, per_layer_sets));
+  ATP_TRY(each(s.rstd2, t, true, per_layer_sets));
+  ATP_TRY(each(s.h, t * hd, false, per_layer_sets));
+  ATP_TRY(each(s.attn, t * s.cq, false, per_layer_sets));
+  ATP_TRY(each(s.lse, t * shape.local_heads, true, per_layer_sets));
+  ATP_TRY(each(s.act, t * s.f, false, per_layer_sets));
   if (shape.qkv_fused) {
-    ATP_TRY(each(s.qkv, t * s.cqkv, false, L));
+    ATP_TRY(each(s.qkv, t * s.cqkv, false, per_layer_sets));
   } else {
-    ATP_TRY(each(s.q, t * s.cq, false, L));
-    ATP_TRY(each(s.kk, t * s.ckv, false, L));
-    ATP_TRY(each(s.v, t * s.ckv, false, L));
+    ATP_TRY(each(s.q, t * s.cq, false, per_layer_sets));
+    ATP_TRY(each(s.kk, t * s.ckv, false, per_layer_sets));
+    ATP_TRY(each(s.v, t * s.ckv, false, per_layer_sets));
   }
   if (shape.gate_up_fused) {
-    ATP_TRY(each(s.gu, t * 2 * s.f, false, L));
+    ATP_TRY(each(s.gu, t * 2 * s.f, false, per_layer_sets));
   } else {
-    ATP_TRY(each(s.gate, t * s.f, false, L));
-    ATP_TRY(each(s.up, t * s.f, false, L));
+    ATP_TRY(each(s.gate, t * s.f, false, per_layer_sets));
+    ATP_TRY(each(s.up, t * s.f, false, per_layer_sets));
   }
   auto one = [&](Buf &b, std::int64_t n, bool stat = false) -> Status {
     auto r = stat ? s.stats(n) : s.elems(n);
@@ -373,6 +376,7 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
   sizes.hidden = hd, sizes.layers = L, sizes.vocab = shape.vocab;
   sizes.local_heads = shape.local_heads, sizes.local_kv_heads = shape.local_kv_heads;
   sizes.head_dim = shape.head_dim, sizes.local_ffn = shape.local_ffn, sizes.rotary_dim = s.rotary;
+  sizes.recompute = shape.recompute;
   const DecoderMemory ledger = decoder_memory(sizes, t, max_seq, std::int64_t(s.es), std::int64_t(s.ss));
   std::uint64_t allocated = 0;
   for (const Buf &b : s.owned)
@@ -392,8 +396,13 @@ Result<CrossEntropySum> Decoder::forward_backward(ParamStore &store, const Micro
   ATP_ASSIGN_OR_RETURN(CrossEntropySum loss, s_->forward(store, mb, /*write_grad=*/true));
   const std::int64_t t = mb.batch * mb.seq;
   ATP_TRY(s_->head_backward(store, t));
-  for (int l = int(s_->shape.layers) - 1; l >= 0; --l)
+  for (int l = int(s_->shape.layers) - 1; l >= 0; --l) {
+    // Recomputation: the shared buffers hold the last layer's activations after the forward; every other
+    // layer is recomputed from its kept input (the forward rewrites x[l + 1] with the same bits).
+    if (s_->shape.recompute && l + 1 < int(s_->shape.layers))
+      ATP_TRY(s_->layer_forward(store, l, mb.batch, mb.seq));
     ATP_TRY(s_->layer_backward(store, l, mb.batch, mb.seq));
+  }
   const VocabRange full{s_->shape.vocab, 0, s_->shape.vocab};
   ATP_TRY(s_->k->embedding_backward(s_->g(store, s_->params.embed), s_->dx.p,
                                     static_cast<const std::int32_t *>(s_->ids.p), t, s_->shape.hidden, full));

@@ -122,7 +122,7 @@ std::string compile(const std::string &Family, int Tp, const nlohmann::json *Ove
     if (!M->Dims || !hasDecoderCode(M->Dims->Family))
       return Family + ": no training code for this family\n";
     std::optional<DecoderDesc> D = lowerDecoder(*M, *Model, Diags);
-    if (!D || Diags.hasErrors())
+    if (!D || !applyActivationCheckpointing(C.ActivationCheckpointing, *D, Diags) || Diags.hasErrors())
       return DiagOS.str();
     Decoder->load(std::move(*D));
   }
@@ -171,6 +171,7 @@ void LoadedDecoder::load(DecoderDesc D) {
   S.tied_embeddings = Desc.Tied, S.rms_eps = Desc.RmsEps, S.sliding_window = Desc.SlidingWindow;
   S.rope_theta = Desc.RopeTheta, S.rope_factor = Desc.RopeFactor, S.rope_low_freq_factor = Desc.RopeLowFreqFactor;
   S.rope_high_freq_factor = Desc.RopeHighFreqFactor, S.rope_original_max_positions = Desc.RopeOriginalMaxPositions;
+  S.recompute = Desc.Recompute;
   Params.embed = Desc.Embed, Params.final_norm = Desc.FinalNorm, Params.lm_head = Desc.Tied ? -1 : Desc.LmHead;
   bind();
 }

@@ -77,6 +77,7 @@ TEST(DecoderConstants, CompileTinyTrainEqualsGeneratedModelCpp) {
   EXPECT_EQ(A.rope_low_freq_factor, G.rope_low_freq_factor);
   EXPECT_EQ(A.rope_high_freq_factor, G.rope_high_freq_factor);
   EXPECT_EQ(A.rope_original_max_positions, G.rope_original_max_positions);
+  EXPECT_EQ(A.recompute, G.recompute);
   // The features this family must have, so a test of all-default shapes cannot pass by accident.
   EXPECT_TRUE(A.qkv_bias && A.tied_embeddings && A.attn_split && A.mlp_split);
   EXPECT_EQ(A.local_heads * 2, A.heads);

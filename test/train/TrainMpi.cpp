@@ -16,6 +16,11 @@
 //   - the decoder issued one forward row all-reduce per o_proj/down_proj and
 //     one backward column all-reduce per attention block and per MLP, per
 //     micro-batch (2 x layers x micro-batches each at TP > 1, none at TP 1).
+// Stage 2 runs once more with activation_checkpointing (each layer recomputed
+// in backward): the same bits as without it (losses, grad norms, weights),
+// the same column all-reduces, and the recomputed layers' row all-reduces on
+// top (2 x (layers - 1) per micro-batch at TP > 1: the last layer is not
+// recomputed).
 // Rank 0 prints one line per (family, stage); a failing rank names the
 // family, stage, tensor and values. Exit 0 only if every check passes on
 // every rank.
@@ -240,6 +245,24 @@ void compare(Context &C, const std::string &Family, int Stage, const Run &Ref, c
   std::fflush(stdout);
 }
 
+/// Recomputation changes nothing but the row all-reduces: bit-identical steps and weights.
+void compareRecompute(Context &C, const std::string &Family, const Run &Plain, const Run &Got) {
+  const std::string Tag = Family + " stage 2 with activation_checkpointing";
+  bool Same = Got.Steps.size() == Plain.Steps.size() && Got.Final == Plain.Final;
+  for (size_t S = 0; Same && S < Got.Steps.size(); ++S)
+    Same = Got.Steps[S].loss == Plain.Steps[S].loss && Got.Steps[S].grad_norm == Plain.Steps[S].grad_norm;
+  C.check(Same, Tag + ": losses, grad norms or weights differ from the run without it");
+  const int64_t Column = C.Groups.tp_size > 1 ? 2 * Got.Layers * Got.MicroBatches : 0;
+  const int64_t Row = Column + (C.Groups.tp_size > 1 ? 2 * (Got.Layers - 1) * Got.MicroBatches : 0);
+  C.check(Got.Counts.backward_column == Column && Got.Counts.forward_row == Row,
+          Tag + ": all-reduces: column " + std::to_string(Got.Counts.backward_column) + " (expected " +
+              std::to_string(Column) + "), row " + std::to_string(Got.Counts.forward_row) + " (expected " +
+              std::to_string(Row) + ")");
+  if (C.World.rank == 0)
+    std::printf("  %-6s stage 2 with activation_checkpointing: %s; row all-reduces %lld\n", Family.c_str(),
+                Same ? "bit-identical" : "DIFFERENT", (long long)Got.Counts.forward_row);
+}
+
 /// The reference moved every tensor by much more than the tolerance.
 void checkMoved(Context &C, const std::string &Family, const Run &Ref) {
   double Least = INFINITY;
@@ -264,12 +287,20 @@ void checkFamily(Context &C, const std::string &Family) {
     return;
   checkMoved(C, Family, Ref);
   const atp::TrainComms Comms{*C.Tp, *C.Dp, *C.All, C.Groups.tp_rank, C.Groups.dp_rank, C.World.rank};
+  Run Plain;
   for (int Stage = 0; Stage <= 2; ++Stage) {
     Run Got;
     const std::string Tag = Family + " stage " + std::to_string(Stage);
     if (train(C, Tag, Family, Tp, overrides(Stage, kGas), Comms, Got))
       compare(C, Family, Stage, Ref, Got);
+    if (Stage == 2)
+      Plain = std::move(Got);
   }
+  nlohmann::json WithRecompute = overrides(2, kGas);
+  WithRecompute["activation_checkpointing"] = nlohmann::json::object();
+  Run Recomputed;
+  if (!Plain.Steps.empty() && train(C, Family + " stage 2 recompute", Family, Tp, WithRecompute, Comms, Recomputed))
+    compareRecompute(C, Family, Plain, Recomputed);
 }
 
 } // namespace

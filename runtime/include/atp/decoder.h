@@ -17,7 +17,8 @@
    Weights and gradients live in a ParamStore (the ZeRO engine's flat buffers in training, plain buffers in
    tests); backward accumulates into grad(i) and calls grad_ready(i) as soon as parameter i's gradient of
    this micro-batch is complete, in backward order, so ZeRO stage 2 can reduce buckets while backward runs.
-   Activations for backward are kept in buffers allocated once, for the largest micro-batch. */
+   Activations for backward are kept in buffers allocated once, for the largest micro-batch, for every layer
+   or, with recomputation (DecoderShape::recompute), for one: their bytes are decoder_memory.h's ledger. */
 #pragma once
 
 #include "atp/comm.h"
@@ -47,6 +48,10 @@ struct DecoderShape {
   double rope_theta;
   const char *rope_type;             ///< "default" or "llama3"
   double rope_factor, rope_low_freq_factor, rope_high_freq_factor, rope_original_max_positions;
+  /// The config's activation_checkpointing: keep only each layer's input and recompute the layer's forward
+  /// (its row all-reduces included) just before its backward. The same bits as without (the kernels are
+  /// deterministic); one layer's activations instead of all (decoder_memory.h).
+  bool recompute;
 };
 
 /// Indices into ModelPlan::params of one layer's parameters; -1 where the family has none.
@@ -107,7 +112,7 @@ public:
   std::uint64_t activation_bytes() const;
   /// TP all-reduces issued so far, by kind (tests check one input-gradient all-reduce per block).
   struct CommCounts {
-    std::int64_t forward_row = 0;      ///< o_proj and down_proj outputs
+    std::int64_t forward_row = 0;      ///< o_proj and down_proj outputs (recomputed layers again)
     std::int64_t backward_column = 0;  ///< the summed input gradients of q/k/v and gate/up
   };
   const CommCounts &comm_counts() const;

@@ -11,7 +11,8 @@
      per layer, kept for backward: the layer input, both norm outputs, the post-attention residual and the
        attention output (4 hidden + cq), q/k/v (cq + 2 ckv), gate/up (2 f) and the SwiGLU output (f), all
        e x T; the two RMSNorm rstds (T) and the attention lse (T x local_heads), s each;
-     layers: per layer x layers, plus the last layer's output (e T hidden);
+     layers: per layer x layers, plus the last layer's output (e T hidden); with recomputation, every
+       layer's input and the last output ((layers + 1) e T hidden) plus one layer's other buffers;
      head: the final norm's output (e T hidden) and rstd (s T), the logits (e T vocab, written over by their
        gradient);
      scratch: backward's working buffers (3 hidden + cq + f + cq + 2 ckv + 2 f, e T each), the token ids
@@ -29,6 +30,7 @@ struct DecoderMemorySizes {
   std::int64_t hidden = 0, layers = 0, vocab = 0;
   std::int64_t local_heads = 0, local_kv_heads = 0, head_dim = 0, local_ffn = 0;
   std::int64_t rotary_dim = 0; ///< head_dim unless a partial rotary factor says less
+  bool recompute = false;      ///< activation_checkpointing: only the layer inputs are kept for every layer
 };
 
 /// Bytes of each part and their total.
@@ -58,7 +60,9 @@ inline DecoderMemory decoder_memory(const DecoderMemorySizes &m, std::int64_t to
   DecoderMemory r;
   r.per_layer = add(mul(mul(e, t), add(add(add(hidden_cols, cq), qkv_cols), mlp_cols)),
                     mul(mul(s, t), add(2, m.local_heads)));
-  r.layers = add(mul(r.per_layer, m.layers), mul(mul(e, t), m.hidden));
+  const std::int64_t layer_input = mul(mul(e, t), m.hidden);
+  r.layers = m.recompute ? add(mul(layer_input, add(m.layers, 1)), r.per_layer - layer_input)
+                         : add(mul(r.per_layer, m.layers), layer_input);
   r.head = add(add(mul(mul(e, t), m.hidden), mul(s, t)), mul(mul(e, t), m.vocab));
   const std::int64_t scratch_cols = add(add(add(mul(3, m.hidden), cq), add(f, qkv_cols)), mul(2, f));
   r.scratch = add(add(mul(mul(e, t), scratch_cols), mul(8, t)), mul(mul(e, max_seq), m.rotary_dim));
