@@ -8,12 +8,16 @@
    s = sigmoid(g): out = g * s * u; dg = dout * u * s * (1 + g * (1 - s)), du = dout * g * s (both inputs
    read before the gradients are written, which may overwrite them). BF16: the same float arithmetic on
    widened elements, each output rounded once to bf16; the rotary table is the float table rounded to bf16
-   (as HF casts its fp32 cos/sin to the activations' dtype). */
+   (as HF casts its fp32 cos/sin to the activations' dtype). SwiGLU and the add/scale move 16 bytes per load
+   and store (8 bf16 or 4 floats per thread) when every row and pointer allows it, else one element: the same
+   arithmetic per element either way, so the same bits. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
 
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
 #include <type_traits>
 #include <vector>
 
@@ -69,6 +73,74 @@ template <class T> __global__ void scale_kernel(T *x, float alpha, i64 n) {
   ATP_GRID_STRIDE(i, n) x[i] = round_to<T>(to_f32(x[i]) * alpha);
 }
 
+/// 16 bytes of T: the unit of the vectorized kernels.
+template <class T> struct alignas(16) Vec {
+  static constexpr int kN = 16 / int(sizeof(T));
+  T v[kN];
+};
+
+template <class T> __device__ __forceinline__ Vec<T> load16(const T *p) { return *reinterpret_cast<const Vec<T> *>(p); }
+template <class T> __device__ __forceinline__ void store16(T *p, const Vec<T> &x) { *reinterpret_cast<Vec<T> *>(p) = x; }
+
+/// The vectorized kernels over `vecs` 16-byte units; a row of `cols` elements is cols / kN units.
+template <class T> __global__ void add_vec_kernel(T *out, const T *a, const T *b, i64 vecs) {
+  constexpr int kN = Vec<T>::kN;
+  ATP_GRID_STRIDE(i, vecs) {
+    const Vec<T> x = load16(a + i * kN), y = load16(b + i * kN);
+    Vec<T> r;
+#pragma unroll
+    for (int e = 0; e < kN; ++e)
+      r.v[e] = round_to<T>(to_f32(x.v[e]) + to_f32(y.v[e]));
+    store16(out + i * kN, r);
+  }
+}
+
+template <class T>
+__global__ void swiglu_forward_vec_kernel(T *out, const T *gate, const T *up, i64 vecs, i64 row_vecs, i64 in_stride) {
+  constexpr int kN = Vec<T>::kN;
+  ATP_GRID_STRIDE(i, vecs) {
+    const i64 t = i / row_vecs, j = (i - t * row_vecs) * kN;
+    const Vec<T> g = load16(gate + t * in_stride + j), u = load16(up + t * in_stride + j);
+    Vec<T> r;
+#pragma unroll
+    for (int e = 0; e < kN; ++e) {
+      const float ge = to_f32(g.v[e]);
+      r.v[e] = round_to<T>(ge * sigmoidf(ge) * to_f32(u.v[e]));
+    }
+    store16(out + i * kN, r);
+  }
+}
+
+template <class T>
+__global__ void swiglu_backward_vec_kernel(T *dgate, T *dup, const T *dout, const T *gate, const T *up, i64 vecs,
+                                           i64 row_vecs, i64 in_stride) {
+  constexpr int kN = Vec<T>::kN;
+  ATP_GRID_STRIDE(i, vecs) {
+    const i64 t = i / row_vecs, at = t * in_stride + (i - t * row_vecs) * kN;
+    const Vec<T> g = load16(gate + at), u = load16(up + at), d = load16(dout + i * kN);
+    Vec<T> rg, ru;
+#pragma unroll
+    for (int e = 0; e < kN; ++e) {
+      const float ge = to_f32(g.v[e]), ue = to_f32(u.v[e]), se = sigmoidf(ge), de = to_f32(d.v[e]);
+      ru.v[e] = round_to<T>(de * (ge * se));
+      rg.v[e] = round_to<T>(de * ue * se * (1.0f + ge * (1.0f - se)));
+    }
+    store16(dup + at, ru);
+    store16(dgate + at, rg);
+  }
+}
+
+/// True when every pointer is 16-byte aligned and every count a whole number of 16-byte units.
+template <class T> bool vectorizable(std::initializer_list<const void *> ptrs, std::initializer_list<i64> counts) {
+  for (const void *p : ptrs)
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0)
+      return false;
+  for (i64 c : counts)
+    if (c % Vec<T>::kN != 0)
+      return false;
+  return true;
+}
+
 #undef ATP_GRID_STRIDE
 
 } // namespace
@@ -102,6 +174,13 @@ template <class T> Status rope_apply(cudaStream_t st, T *x, const RopeDims &d, c
 
 template <class T>
 Status swiglu_forward(cudaStream_t st, T *out, const T *gate, const T *up, i64 rows, i64 ffn, i64 in_stride) {
+  if (vectorizable<T>({out, gate, up}, {ffn, in_stride})) {
+    const i64 row_vecs = ffn / Vec<T>::kN;
+    swiglu_forward_vec_kernel<<<blocks_for(rows * row_vecs), kBlock, 0, st>>>(out, gate, up, rows * row_vecs, row_vecs,
+                                                                              in_stride);
+    ATP_CUDA_TRY(cudaGetLastError());
+    return {};
+  }
   swiglu_forward_kernel<<<blocks_for(rows * ffn), kBlock, 0, st>>>(out, gate, up, rows, ffn, in_stride);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
@@ -110,12 +189,24 @@ Status swiglu_forward(cudaStream_t st, T *out, const T *gate, const T *up, i64 r
 template <class T>
 Status swiglu_backward(cudaStream_t st, T *dgate, T *dup, const T *dout, const T *gate, const T *up, i64 rows, i64 ffn,
                        i64 in_stride) {
+  if (vectorizable<T>({dgate, dup, dout, gate, up}, {ffn, in_stride})) {
+    const i64 row_vecs = ffn / Vec<T>::kN;
+    swiglu_backward_vec_kernel<<<blocks_for(rows * row_vecs), kBlock, 0, st>>>(dgate, dup, dout, gate, up,
+                                                                               rows * row_vecs, row_vecs, in_stride);
+    ATP_CUDA_TRY(cudaGetLastError());
+    return {};
+  }
   swiglu_backward_kernel<<<blocks_for(rows * ffn), kBlock, 0, st>>>(dgate, dup, dout, gate, up, rows, ffn, in_stride);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
 
 template <class T> Status add(cudaStream_t st, T *out, const T *a, const T *b, i64 n) {
+  if (vectorizable<T>({out, a, b}, {n})) {
+    add_vec_kernel<<<blocks_for(n / Vec<T>::kN), kBlock, 0, st>>>(out, a, b, n / Vec<T>::kN);
+    ATP_CUDA_TRY(cudaGetLastError());
+    return {};
+  }
   add_kernel<<<blocks_for(n), kBlock, 0, st>>>(out, a, b, n);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};

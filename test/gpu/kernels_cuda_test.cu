@@ -385,8 +385,9 @@ void test_rope() {
 
 double sigmoid(double g) { return 1.0 / (1.0 + std::exp(-g)); }
 
-void test_swiglu() {
-  const i64 rows = 5, ffn = 37, stride = 2 * ffn; // phi3's fused [gate | up]
+/// ffn 37: one element per thread; 64: 16-byte loads and stores (kernels_cuda_elementwise.cu), for both dtypes.
+void test_swiglu(i64 ffn) {
+  const i64 rows = 5, stride = 2 * ffn; // phi3's fused [gate | up]
   const Vec gu = random_vec(rows * stride, -4.0f, 4.0f), dout = random_vec(rows * ffn);
   auto res = twice("swiglu", [&] {
     DevX GU(gu), O{Vec(rows * ffn)}, D(dout), DGU{Vec(rows * stride, 9.0f)}, IN(gu);
@@ -410,8 +411,8 @@ void test_swiglu() {
   expect(same_bytes(res[1], res[2]), "swiglu_backward in place gives the same bytes");
 }
 
-void test_add_scale() {
-  const i64 n = 100003;
+/// n 100003: one element per thread; 100000: 16-byte loads and stores.
+void test_add_scale(i64 n) {
   const Vec a = random_vec(n), b = random_vec(n);
   auto res = twice("add/scale", [&] {
     DevX A(a), B(b), O{Vec(n)};
@@ -612,8 +613,10 @@ void run_suite() {
   test_rmsnorm(Write::Accumulate, 7);
   test_rmsnorm(Write::Accumulate, 300); // dw's column sums over three row chunks
   test_rope();
-  test_swiglu();
-  test_add_scale();
+  test_swiglu(37);
+  test_swiglu(64);
+  test_add_scale(100003);
+  test_add_scale(100000);
   for (i64 head_dim : {16, 40})
     for (i64 window : {0, 3})
       test_attention(head_dim, window);
