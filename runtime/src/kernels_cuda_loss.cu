@@ -2,7 +2,8 @@
 
    The CPU backend's math per row: lse = max + log(sum exp(x - max)), the sum in double; loss = lse -
    x[target]; with write_grad the logits become (softmax - onehot) * grad_scale / denominator, zero on
-   ignored rows. One block per row (block_max and block_sum: fixed trees), each row's loss into a scratch
+   ignored rows. One block per row: one read of the row for its max and sum (online softmax, each thread's
+   partial sum rescaled to the row max; block_max and block_sum: fixed trees), each row's loss into a scratch
    array, then ONE block adds the rows' losses in a fixed order: no atomics, the same sum every run. All
    targets are checked first (first_bad_index), so a bad one leaves the logits untouched. The call returns
    the sum to the host, so it synchronizes the stream. BF16: the logits are widened as they are read and the
@@ -14,6 +15,7 @@
 #include "kernels_cuda_elem.cuh"
 #include "kernels_cuda_reduce.cuh"
 
+#include <cstdint>
 #include <string>
 #include <type_traits>
 
@@ -40,22 +42,55 @@ __global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, 
         row_loss[t] = 0.0;
       continue;
     }
-    float m = -INFINITY;
-    for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
-      m = fmaxf(m, to_f32(row[j]));
-    m = block_max(m);
+    // One pass for the max and the sum (online softmax): each thread keeps its running max mt and its sum
+    // st of exp(x - mt), rescaled when the max grows; then the block's max and the rescaled sums, through
+    // fixed trees. Reads go 16 bytes at a time when the row allows.
+    float mt = -INFINITY;
+    double st = 0.0;
+    auto take = [&](float x) {
+      if (x > mt) {
+        st = st * double(expf(mt - x)) + 1.0;
+        mt = x;
+      } else if (x != -INFINITY) { // a -inf logit adds nothing (and -inf - -inf would be NaN)
+        st += double(expf(x - mt));
+      }
+    };
+    constexpr int kN = 16 / int(sizeof(T));
+    struct alignas(16) V { T v[kN]; };
+    const bool vec = vocab % kN == 0 && reinterpret_cast<std::uintptr_t>(row) % 16 == 0;
+    if (vec) {
+      const V *rv = reinterpret_cast<const V *>(row);
+      for (i64 j = threadIdx.x; j < vocab / kN; j += blockDim.x) {
+        const V x = rv[j];
+#pragma unroll
+        for (int e = 0; e < kN; ++e)
+          take(to_f32(x.v[e]));
+      }
+    } else {
+      for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
+        take(to_f32(row[j]));
+    }
+    const float m = block_max(mt);
     const float xt = to_f32(row[target]); // read by every thread before any write below (block_sum syncs)
-    double sum = 0.0;
-    for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
-      sum += double(expf(to_f32(row[j]) - m));
-    sum = block_sum(sum);
+    const double sum = block_sum(mt == -INFINITY ? 0.0 : st * double(expf(mt - m)));
     const double lse = double(m) + log(sum);
     if (threadIdx.x == 0)
       row_loss[t] = lse - double(xt);
     if (!write_grad)
       continue;
-    for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
-      row[j] = round_to<T>(double(expf(float(double(to_f32(row[j])) - lse))) * g);
+    if (vec) {
+      V *rv = reinterpret_cast<V *>(row);
+      for (i64 j = threadIdx.x; j < vocab / kN; j += blockDim.x) {
+        V x = rv[j];
+#pragma unroll
+        for (int e = 0; e < kN; ++e)
+          x.v[e] = round_to<T>(double(expf(float(double(to_f32(x.v[e])) - lse))) * g);
+        rv[j] = x;
+      }
+    } else {
+      for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
+        row[j] = round_to<T>(double(expf(float(double(to_f32(row[j])) - lse))) * g);
+    }
     __syncthreads();
     if (threadIdx.x == 0) {
       if constexpr (std::is_same_v<T, float>)

@@ -622,6 +622,7 @@ void run_suite() {
       test_attention(head_dim, window);
   test_cross_entropy(50);
   test_cross_entropy(700);
+  test_cross_entropy(1024); // 16-byte loads for both dtypes
   // A bad argument is rejected by the shared checks before anything runs.
   expect(!K->add(nullptr, nullptr, nullptr, 4).ok(), "add with null pointers fails");
 }
