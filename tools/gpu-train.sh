@@ -166,6 +166,8 @@ build_gpu() {
 }
 
 bench() {
+  # Our train (bf16, fp32), then, where python3 has torch, the PyTorch baselines of the same shape on the same card
+  # (tools/bench_torch.py: eager, torch.compile, transformers) and ours bf16 over each as a ratio.
   mkdir -p "$out"
   exec > >(tee "$out/gpu-bench.log") 2>&1
   nvidia-smi -L
@@ -176,16 +178,45 @@ bench() {
     mkdir -p "$out/$project"
     (cd "$out/$project" && "$OLDPWD/$gpu_build/extra/$project/train" --data "$text" --seq 2048 --steps "$n" \
       --peak-tflops 989 --log loss.csv --device cuda) || { echo "gpu-train: $project failed"; continue; }
-    python3 - "$out/$project/loss.csv" "$project" <<'PY'
-import csv, statistics, sys
+    python3 - "$out/$project/loss.csv" "$project" "$out/$project/summary.json" <<'PY'
+import csv, json, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))[2:]  # steps 1-2 warm up (allocation, cuBLASLt plans)
 tps = statistics.median(float(r["tokens_per_s"]) for r in rows)
 mfu = statistics.median(float(r["mfu"]) for r in rows)
 mem = max(int(r["peak_mem_bytes"]) for r in rows)
 print("%s: %.0f tokens/s (median of steps 3..%d), MFU %.2f%%, device memory in use %.1f GiB"
       % (sys.argv[2], tps, len(rows) + 2, 100 * mfu, mem / 2**30))
+json.dump({"tokens_per_s": tps, "mfu": mfu, "peak_mem_bytes": mem}, open(sys.argv[3], "w"))
 PY
   done
+  if ! python3 -c 'import torch' 2>/dev/null; then
+    echo "gpu-train: python3 has no torch here: no PyTorch baselines"
+    return
+  fi
+  echo "== PyTorch baselines (tools/bench_torch.py)"
+  python3 tools/bench_torch.py --impl all --steps 15 --parity --json "$out/torch.json" ||
+    echo "gpu-train: bench_torch.py reported a failure (the table has what it measured)"
+  python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def ours(project):
+    path = os.path.join(out, project, "summary.json")
+    return json.load(open(path)) if os.path.exists(path) else None
+rows = [("ours bf16", ours("bench-llama-1b")), ("ours fp32", ours("bench-llama-1b-f32"))]
+names = {"eager": "PyTorch eager", "compile": "torch.compile", "hf": "HF transformers eager"}
+path = os.path.join(out, "torch.json")
+for rec in json.load(open(path)) if os.path.exists(path) else []:
+    rows.append((names.get(rec["impl"], rec["impl"]), None if "error" in rec else rec))
+ref = rows[0][1]
+# Memory: ours is cudaMemGetInfo's in use (CUDA context and caches too), torch's max_memory_allocated.
+print("%-22s %10s %7s %9s   %s" % ("", "tokens/s", "MFU", "mem GiB", "ours bf16 / this"))
+for name, r in rows:
+    if r is None:
+        print("%-22s %10s" % (name, "failed"))
+        continue
+    ratio = "%.2fx" % (ref["tokens_per_s"] / r["tokens_per_s"]) if ref else "-"
+    print("%-22s %10.0f %6.1f%% %9.1f   %s" % (name, r["tokens_per_s"], 100 * r["mfu"], r["peak_mem_bytes"] / 2**30, ratio))
+PY
 }
 
 out=${OUT:-$dir/out}
