@@ -12,8 +12,10 @@ init on the same batches:
 Prints each bf16 run's largest per-step relative loss difference from fp32 and the difference of the mean
 loss over the last 20 steps. Runs where torch + transformers + CUDA exist.
 
-usage: bf16_drift.py --data TOKENS.bin [--config specs/train/tiny-llama.json] [--steps 200] [--seq 256]
-                     [--batch 8]
+usage: bf16_drift.py --data TOKENS.bin [--config specs/train/tiny-llama.json] [--init-from HF_DIR] [--steps 200]
+                     [--seq 256] [--batch 8]
+--init-from starts from an HF checkpoint instead of transformers' random init (gpu-train.sh passes our
+trainer's seeded init, exported with `train --steps 0 --export`, so both implementations start alike).
 """
 import argparse
 import json
@@ -85,6 +87,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--config", default=os.path.join(here, "..", "specs", "train", "tiny-llama.json"))
     ap.add_argument("--data", required=True)
+    ap.add_argument("--init-from", default="")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
@@ -95,7 +98,9 @@ def main():
     cfg = transformers.AutoConfig.for_model(**d)
     cfg._attn_implementation = "eager"
     torch.manual_seed(1234)
-    init = {k: v.float().cuda() for k, v in transformers.LlamaForCausalLM(cfg).state_dict().items()}
+    source = (transformers.LlamaForCausalLM.from_pretrained(args.init_from, dtype=torch.float32) if args.init_from
+              else transformers.LlamaForCausalLM(cfg))
+    init = {k: v.float().cuda() for k, v in source.state_dict().items()}
     tokens = read_tokens(args.data)
     g = torch.Generator().manual_seed(7)
     batches = []

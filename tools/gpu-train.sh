@@ -5,7 +5,8 @@
 #                   configs tools/hf_parity.py builds its models from), and tiny-llama-bf16 (specs/train's
 #                   tiny Llama with bf16 on, TP 1)
 #       data/fortunes.bin, cpu/loss.csv   the training data and the fp32 CPU trajectory to compare with:
-#                   BUILD's golden tiny-llama-train (TP 2, ZeRO-1) under mpirun -np 2, STEPS steps
+#                   BUILD's golden tiny-llama-train (TP 2, ZeRO-1) under mpirun -np 2, STEPS steps; cpu/init: its
+#                   seeded init as an HF checkpoint (tools/bf16_drift.py starts transformers from it)
 #   run(command="bash tools/gpu-train.sh check", carry=["gpu-train", ".deps"])   # there (tools/stage-gpu-deps.sh first)
 #       builds test/gpu with the projects (tools/gpu-check.sh's build), then
 #       1. transformers (tools/hf_parity.py) writes the random-init models, token rows and its fp32 loss and
@@ -89,7 +90,8 @@ PY
   mapfile -t texts < <(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
   "$build/bin/autotpc-tokenize" --in "${texts[@]}" --out "$dir/data/fortunes.bin" --no-eot --doc-sep % >/dev/null
   (cd "$dir/cpu" && "${mpirun[@]}" -np 2 "$cpu_train" --data ../data/fortunes.bin --seq 256 --steps "$steps" \
-    --log loss.csv --log-every 50 --device cpu)
+    --log loss.csv --log-every 50 --device cpu &&
+    "${mpirun[@]}" -np 2 "$cpu_train" --data ../data/fortunes.bin --seq 256 --steps 0 --log '' --export init >/dev/null)
   echo "gpu-train: prepared $dir ($(du -sh "$dir" | cut -f1)); carry it with .deps to the GPU machine"
 }
 
@@ -136,6 +138,30 @@ check() {
       fi
     done
   done
+  echo "== 1b. bf16 gradients: ours and transformers' own bf16, each against transformers' fp32 (per tensor)"
+  for family in $families; do
+    python3 - "$dir/parity/$family.reference.safetensors" "$dir/parity/$family.transformers-bf16.safetensors" \
+      "$work/$family-tp1-bf16.safetensors" "$family" <<'PY'
+import sys
+sys.path.insert(0, "tools")
+from compare_safetensors import load
+ref, theirs, ours = (load(p) for p in sys.argv[1:4])
+def err(a, b):
+    scale = max(abs(x) for x in b) or 1e-30
+    return max(abs(x - y) for x, y in zip(a, b)) / scale
+worse = []
+for name in sorted(ref):
+    if name == "loss":
+        continue
+    e_ours, e_theirs = err(ours[name], ref[name]), err(theirs[name], ref[name])
+    worse.append((e_ours / max(e_theirs, 1e-30), name, e_ours, e_theirs))
+worse.sort(reverse=True)
+print("%s bf16: largest gradient error ours %.3g, transformers %.3g; loss ours %.6f transformers %.6f fp32 %.6f"
+      % (sys.argv[4], max(w[2] for w in worse), max(w[3] for w in worse), ours["loss"][0], theirs["loss"][0], ref["loss"][0]))
+for ratio, name, eo, et in worse[:4]:
+    print("    %-55s ours %.3g  transformers %.3g  (x%.2f)" % (name, eo, et, ratio))
+PY
+  done
   echo "== 2. training on CUDA vs the fp32 CPU trajectory ($steps steps)"
   local data="$dir/data/fortunes.bin"
   mkdir -p "$work/f32-tp2" "$work/bf16-tp1"
@@ -150,7 +176,7 @@ check() {
   cp "$work/bf16-tp1/loss.csv" "$out/bf16-tp1-loss.csv" 2>/dev/null
   if python3 -c 'import torch, transformers' 2>/dev/null; then
     echo "== 3. the same drift in PyTorch (transformers' Llama, same model, data and schedule): tools/bf16_drift.py"
-    python3 tools/bf16_drift.py --data "$data" --steps "$steps"
+    python3 tools/bf16_drift.py --data "$data" --steps "$steps" --init-from "$dir/cpu/init"
   fi
   echo "gpu-train: $([ $status = 0 ] && echo PASS || echo FAIL)"
   exit $status

@@ -5,7 +5,8 @@ For each family (llama, qwen2, phi3, mistral) it builds a random-init *ForCausal
 config in specs/tiny/<family>.json, saves it with save_pretrained (model.safetensors + config.json), writes
 R rows of S+1 uint32 tokens (raw little-endian, the oracle's input) into the same folder, and transformers'
 mean cross-entropy of predicting tokens 1..S from tokens 0..S-1 and its gradients as
-OUT_DIR/<family>.reference.safetensors (`loss`, `grad.<name>`), outside the model folder.
+OUT_DIR/<family>.reference.safetensors (`loss`, `grad.<name>`), outside the model folder; the same in bfloat16
+as OUT_DIR/<family>.transformers-bf16.safetensors (the yardstick for our bf16 gradients).
 tools/hf-parity.sh then runs our oracle on the same folder and compares.
 
 usage: hf_parity.py OUT_DIR [--rows R] [--seq S]
@@ -102,6 +103,11 @@ def main():
                 f.write(struct.pack("<%dI" % len(r), *r))
         loss, ref = reference(model, rows, vocab, False)
         save_file(ref, os.path.join(args.out, family + ".reference.safetensors"))
+        # The same model in bfloat16 (weights, activations and gradients, as DeepSpeed's bf16 mode and our
+        # trainer run it): how far transformers' own bf16 gradients are from its fp32 ones, the yardstick
+        # for ours (tools/gpu-train.sh check).
+        _, ref16 = reference(model.to(torch.bfloat16), rows, vocab, False)
+        save_file(ref16, os.path.join(args.out, family + ".transformers-bf16.safetensors"))
         print("%s: transformers %s, loss %.9g, %d gradients" % (family, transformers.__version__, loss.item(), len(ref) - 1))
 
 
