@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--config", default=os.path.join(here, "..", "specs", "train", "tiny-llama.json"))
     ap.add_argument("--data", required=True)
     ap.add_argument("--init-from", default="")
+    ap.add_argument("--json", default="", help="write each bf16 run's largest per-step relative difference here")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
@@ -112,15 +113,19 @@ def main():
     print("bf16_drift: torch %s, transformers %s, %s; %d steps of %d x %d tokens; fp32 loss %.4f -> %.4f"
           % (torch.__version__, transformers.__version__, torch.cuda.get_device_name(), args.steps, args.batch,
              args.seq, ref[0], ref[-1]))
+    largest = {}
     for mode in ("bf16-master", "autocast"):
         ours = run(mode, cfg, init, batches, args)
         rel = [abs(a - b) / b for a, b in zip(ours, ref)]
+        largest[mode] = max(rel)
         worst = max(range(len(rel)), key=rel.__getitem__)
         tail = sum(ours[-20:]) / 20, sum(ref[-20:]) / 20
         print("bf16_drift: %-11s largest per-step loss difference %.3e relative (step %d: %.4f vs %.4f); "
               "mean of the last 20 steps %.4f vs %.4f (%+.2f%%)"
               % (mode, rel[worst], worst + 1, ours[worst], ref[worst], tail[0], tail[1],
                  100 * (tail[0] - tail[1]) / tail[1]))
+    if args.json:
+        json.dump(largest, open(args.json, "w"))
 
 
 if __name__ == "__main__":
