@@ -204,8 +204,19 @@ bench() {
   exec > >(tee "$out/gpu-bench.log") 2>&1
   nvidia-smi -L
   build_gpu
-  local text="$out/bench-text.txt" n=${BENCH_STEPS:-10}
-  cat runtime/src/*.cpp runtime/src/*.cu compiler/*/*.cpp README.md > "$text" # any text: only the speed counts
+  local text="$out/bench-tokens.bin" n=${BENCH_STEPS:-10}
+  # Uniform random token ids over the whole vocabulary, as tools/bench_torch.py feeds the baselines (byte-level
+  # text would give a few ids most of the rows, which only the embedding backward would notice). An autotpc
+  # token file (runtime/include/atp/token_file.h): 32-byte header, then uint32 ids.
+  python3 - "$text" <<'PY'
+import random, struct, sys
+vocab, count = 128256, 4 * 2049 * 64
+random.seed(0)
+ids = [random.randrange(vocab) for _ in range(count)]
+with open(sys.argv[1], "wb") as f:
+    f.write(b"ATPTOKEN" + struct.pack("<IIQII", 1, 4, count, max(ids) + 1, 0))
+    f.write(struct.pack("<%dI" % count, *ids))
+PY
   for project in bench-llama-1b bench-llama-1b-f32; do
     mkdir -p "$out/$project"
     # bf16: the last step is profiled (train --profile: every kernel synchronized; H200 HBM3e 4.8 TB/s peak)
