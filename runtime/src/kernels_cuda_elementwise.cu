@@ -8,7 +8,7 @@
    s = sigmoid(g): out = g * s * u; dg = dout * u * s * (1 + g * (1 - s)), du = dout * g * s (both inputs
    read before the gradients are written, which may overwrite them). BF16: the same float arithmetic on
    widened elements, each output rounded once to bf16; the rotary table is the float table rounded to bf16
-   (as HF casts its fp32 cos/sin to the activations' dtype). SwiGLU and the add/scale move 16 bytes per load
+   (as HF casts its fp32 cos/sin to the activations' dtype). The rotation, SwiGLU and the add move 16 bytes per load
    and store (8 bf16 or 4 floats per thread) when every row and pointer allows it, else one element: the same
    arithmetic per element either way, so the same bits. */
 #include "atp/check_cuda.h"
@@ -130,6 +130,30 @@ __global__ void swiglu_backward_vec_kernel(T *dgate, T *dup, const T *dout, cons
   }
 }
 
+/// The rotation with 16-byte loads: each thread rotates kN consecutive pairs (i, i + half) of one head.
+template <class T>
+__global__ void rope_vec_kernel(T *x, i64 batch, i64 seq, i64 heads, i64 head_dim, i64 row_stride, i64 rotary_dim,
+                                const T *table, bool transpose) {
+  constexpr int kN = Vec<T>::kN;
+  const i64 half = rotary_dim / 2, groups = half / kN;
+  ATP_GRID_STRIDE(n, batch * seq * heads * groups) {
+    const i64 i = (n % groups) * kN, h = (n / groups) % heads, t = n / (groups * heads), s = t % seq;
+    const Vec<T> c = load16(table + s * rotary_dim + i), sn = load16(table + s * rotary_dim + half + i);
+    T *e = x + t * row_stride + h * head_dim;
+    const Vec<T> a = load16(e + i), b = load16(e + i + half);
+    Vec<T> ra, rb;
+#pragma unroll
+    for (int k = 0; k < kN; ++k) {
+      const float ck = to_f32(c.v[k]), sk = transpose ? -to_f32(sn.v[k]) : to_f32(sn.v[k]);
+      const float x1 = to_f32(a.v[k]), x2 = to_f32(b.v[k]);
+      ra.v[k] = round_to<T>(x1 * ck - x2 * sk);
+      rb.v[k] = round_to<T>(x2 * ck + x1 * sk);
+    }
+    store16(e + i, ra);
+    store16(e + i + half, rb);
+  }
+}
+
 /// True when every pointer is 16-byte aligned and every count a whole number of 16-byte units.
 template <class T> bool vectorizable(std::initializer_list<const void *> ptrs, std::initializer_list<i64> counts) {
   for (const void *p : ptrs)
@@ -166,6 +190,13 @@ template <class T> Status rope_table(cudaStream_t st, T *table, const RopeConfig
 }
 
 template <class T> Status rope_apply(cudaStream_t st, T *x, const RopeDims &d, const T *table, bool transpose) {
+  if (vectorizable<T>({x, table}, {d.rotary_dim / 2, d.head_dim, d.row_stride})) {
+    const i64 groups = d.rotary_dim / 2 / Vec<T>::kN;
+    rope_vec_kernel<<<blocks_for(d.batch * d.seq * d.heads * groups), kBlock, 0, st>>>(
+        x, d.batch, d.seq, d.heads, d.head_dim, d.row_stride, d.rotary_dim, table, transpose);
+    ATP_CUDA_TRY(cudaGetLastError());
+    return {};
+  }
   rope_kernel<<<blocks_for(d.batch * d.seq * d.heads * (d.rotary_dim / 2)), kBlock, 0, st>>>(
       x, d.batch, d.seq, d.heads, d.head_dim, d.row_stride, d.rotary_dim, table, transpose);
   ATP_CUDA_TRY(cudaGetLastError());

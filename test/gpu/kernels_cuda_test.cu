@@ -344,12 +344,14 @@ void test_rmsnorm(Write mode, i64 rows) {
 
 // ---------------------------------------------------------------------------------------------- RoPE
 
-void test_rope() {
+/// head_dim 16, half rotary, odd row stride: one pair per thread; head_dim 32 with a 16-aligned stride: 16-byte
+/// loads (kernels_cuda_elementwise.cu's rope_vec_kernel) for both dtypes.
+void test_rope(i64 head_dim, bool vector_layout) {
   RopeConfig cfg;
-  cfg.partial_rotary_factor = 0.5;
-  const i64 head_dim = 16, rot = 8, half = rot / 2, positions = 12;
+  cfg.partial_rotary_factor = vector_layout ? 1.0 : 0.5;
+  const i64 rot = vector_layout ? head_dim : head_dim / 2, half = rot / 2, positions = 12;
   RopeDims d;
-  d.batch = 2, d.seq = 5, d.heads = 3, d.head_dim = head_dim, d.row_stride = 3 * head_dim + 5;
+  d.batch = 2, d.seq = 5, d.heads = 3, d.head_dim = head_dim, d.row_stride = 3 * head_dim + (vector_layout ? 16 : 5);
   d.rotary_dim = rot, d.table_positions = positions;
   const Vec x = random_vec(d.batch * d.seq * d.row_stride);
   auto res = twice("rope", [&] {
@@ -612,7 +614,8 @@ void run_suite() {
   test_rmsnorm(Write::Overwrite, 7);
   test_rmsnorm(Write::Accumulate, 7);
   test_rmsnorm(Write::Accumulate, 300); // dw's column sums over three row chunks
-  test_rope();
+  test_rope(16, false);
+  test_rope(32, true);
   test_swiglu(37);
   test_swiglu(64);
   test_add_scale(100003);
