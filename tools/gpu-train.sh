@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # train on CUDA: HF parity of the oracle and training trajectories against the CPU, on the GPU machine.
 #   bash tools/gpu-train.sh prepare [DIR] [BUILD]   # here (autotpc needs LLVM): DIR (default gpu-train)
-#       projects/   generated projects: the tiny llama/qwen2/phi3/mistral of specs/tiny at TP 1 and 2 (the
+#       projects/   generated projects: the tiny llama/qwen2/phi3/mistral of specs/tiny at TP 1, 2 and 4 (the
 #                   configs tools/hf_parity.py builds its models from), and tiny-llama-bf16 (specs/train's
 #                   tiny Llama with bf16 on, TP 1)
 #       data/fortunes.bin, cpu/loss.csv   the training data and the fp32 CPU trajectory to compare with:
@@ -10,8 +10,8 @@
 #   run(command="bash tools/gpu-train.sh check", carry=["gpu-train", ".deps"])   # there (tools/stage-gpu-deps.sh first)
 #       builds test/gpu with the projects (tools/gpu-check.sh's build), then
 #       1. transformers (tools/hf_parity.py) writes the random-init models, token rows and its fp32 loss and
-#          gradients; our oracle on CUDA reads the same models: fp32 at TP 1 (NCCL) and TP 2 (2 ranks on one
-#          GPU: staged MPI) within 1e-4, bf16 at TP 1 and TP 2 within 2e-2 (compare_safetensors.py: each
+#          gradients; our oracle on CUDA reads the same models: fp32 at TP 1 (NCCL), TP 2 and TP 4 (2 and 4
+#          ranks on one GPU: staged MPI) within 1e-4, bf16 at TP 1 and TP 2 within 2e-2 (compare_safetensors.py: each
 #          gradient's largest difference over its largest element);
 #       2. training: the golden tiny-llama-train on CUDA in fp32 at TP 2 (2 ranks on one GPU) and
 #          tiny-llama-bf16 at TP 1, STEPS steps on the same data and seed: every step's loss within 2 % of the
@@ -46,7 +46,7 @@ if sys.argv[3] == "mistral":
     c["sliding_window"] = 8
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
-    for tp in 1 2; do
+    for tp in 1 2 4; do
       cfg="$dir/models/parity-$family-tp$tp.json"
       # phi3: DeepSpeed's preset splits qkv_proj in equal thirds, wrong for GQA; state [q, kv, kv] (hf-parity.sh).
       python3 - "$dir/models/$family" "$tp" "$family" "$cfg" <<'PY'
@@ -127,7 +127,7 @@ check() {
   echo "== 1. oracle on CUDA vs transformers (fp32 reference)"
   python3 tools/hf_parity.py "$dir/parity" || { echo "gpu-train: FAIL: hf_parity.py"; exit 1; }
   for family in $families; do
-    for run in "1 f32 1e-4" "2 f32 1e-4" "1 bf16 2e-2" "2 bf16 2e-2"; do
+    for run in "1 f32 1e-4" "2 f32 1e-4" "4 f32 1e-4" "1 bf16 2e-2" "2 bf16 2e-2"; do
       set -- $run
       local tp=$1 dtype=$2 tol=$3 res="$work/$family-tp$1-$2.safetensors" log="$work/$family-tp$1-$2.log"
       if "${mpirun[@]}" -np "$tp" "$gpu_build/extra/parity-$family-tp$tp/train" --loss-and-grads "$dir/parity/$family/rows.bin" \
