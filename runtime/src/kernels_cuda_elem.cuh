@@ -9,6 +9,9 @@
 
 #include "kernels_cuda.h"
 
+#include <cstdint>
+#include <initializer_list>
+
 namespace atp::kcuda {
 
 __device__ __forceinline__ float to_f32(float x) { return x; }
@@ -21,5 +24,25 @@ template <> __device__ __forceinline__ bf16 round_to<bf16>(float x) { return __f
 template <class T> __device__ T round_to(double x);
 template <> __device__ __forceinline__ float round_to<float>(double x) { return float(x); }
 template <> __device__ __forceinline__ bf16 round_to<bf16>(double x) { return __double2bfloat16(x); }
+
+/// 16 bytes of T: the unit of the vectorized kernels (8 bf16 or 4 floats per load and store).
+template <class T> struct alignas(16) Vec {
+  static constexpr int kN = 16 / int(sizeof(T));
+  T v[kN];
+};
+
+template <class T> __device__ __forceinline__ Vec<T> load16(const T *p) { return *reinterpret_cast<const Vec<T> *>(p); }
+template <class T> __device__ __forceinline__ void store16(T *p, const Vec<T> &x) { *reinterpret_cast<Vec<T> *>(p) = x; }
+
+/// True when every pointer is 16-byte aligned and every count a whole number of 16-byte units of T.
+template <class T> bool vectorizable(std::initializer_list<const void *> ptrs, std::initializer_list<i64> counts) {
+  for (const void *p : ptrs)
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0)
+      return false;
+  for (i64 c : counts)
+    if (c % Vec<T>::kN != 0)
+      return false;
+  return true;
+}
 
 } // namespace atp::kcuda

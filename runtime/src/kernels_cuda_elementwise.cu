@@ -73,15 +73,6 @@ template <class T> __global__ void scale_kernel(T *x, float alpha, i64 n) {
   ATP_GRID_STRIDE(i, n) x[i] = round_to<T>(to_f32(x[i]) * alpha);
 }
 
-/// 16 bytes of T: the unit of the vectorized kernels.
-template <class T> struct alignas(16) Vec {
-  static constexpr int kN = 16 / int(sizeof(T));
-  T v[kN];
-};
-
-template <class T> __device__ __forceinline__ Vec<T> load16(const T *p) { return *reinterpret_cast<const Vec<T> *>(p); }
-template <class T> __device__ __forceinline__ void store16(T *p, const Vec<T> &x) { *reinterpret_cast<Vec<T> *>(p) = x; }
-
 /// The vectorized kernels over `vecs` 16-byte units; a row of `cols` elements is cols / kN units.
 template <class T> __global__ void add_vec_kernel(T *out, const T *a, const T *b, i64 vecs) {
   constexpr int kN = Vec<T>::kN;
@@ -154,16 +145,6 @@ __global__ void rope_vec_kernel(T *x, i64 batch, i64 seq, i64 heads, i64 head_di
   }
 }
 
-/// True when every pointer is 16-byte aligned and every count a whole number of 16-byte units.
-template <class T> bool vectorizable(std::initializer_list<const void *> ptrs, std::initializer_list<i64> counts) {
-  for (const void *p : ptrs)
-    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0)
-      return false;
-  for (i64 c : counts)
-    if (c % Vec<T>::kN != 0)
-      return false;
-  return true;
-}
 
 #undef ATP_GRID_STRIDE
 

@@ -304,13 +304,15 @@ void test_embedding() {
 
 // ---------------------------------------------------------------------------------------------- RMSNorm
 
-void test_rmsnorm(Write mode, i64 rows) {
-  const i64 hidden = 300; // wider than a block
+/// hidden 300: wider than a block, one element per load for bf16 (16-byte loads for float); 2048: the
+/// vectorized register path for both dtypes (kernels_cuda_norm.cu).
+void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300) {
   const double eps = 1e-5;
   const Vec x = random_vec(rows * hidden), w = random_vec(hidden, 0.5f, 1.5f), dy = random_vec(rows * hidden);
   const Vec dx0 = random_vec(rows * hidden), dw0 = random_vec(hidden);
   const std::string what =
-      "rmsnorm rows " + std::to_string(rows) + (mode == Write::Accumulate ? " accumulate" : " overwrite");
+      "rmsnorm rows " + std::to_string(rows) + " hidden " + std::to_string(hidden) +
+      (mode == Write::Accumulate ? " accumulate" : " overwrite");
   auto res = twice(what, [&] {
     DevX X(x), W(w), DY(dy), Y{Vec(rows * hidden)}, DX(dx0), DW(dw0);
     DevS R{Vec(rows)};
@@ -614,6 +616,8 @@ void run_suite() {
   test_rmsnorm(Write::Overwrite, 7);
   test_rmsnorm(Write::Accumulate, 7);
   test_rmsnorm(Write::Accumulate, 300); // dw's column sums over three row chunks
+  test_rmsnorm(Write::Overwrite, 9, 2048);
+  test_rmsnorm(Write::Accumulate, 9, 2048);
   test_rope(16, false);
   test_rope(32, true);
   test_swiglu(37);
