@@ -9,7 +9,9 @@
 #include "atp/decoder_memory.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
+#include <utility>
 
 namespace atp {
 
@@ -39,6 +41,12 @@ struct Decoder::State {
   std::int64_t max_batch = 0, max_seq = 0, max_tokens = 0;
   std::size_t es = 4, ss = 4;  // element and statistic sizes in bytes
   std::int64_t cq = 0, ckv = 0, cqkv = 0, f = 0, rotary = 0;
+  // One product for q/k/v (and one for gate/up): the model's fused weight (phi3), or separate weights that
+  // lie back to back in the store in the ZeRO flat layout's order ([v; k; q], [up; gate]: backward order),
+  // which act as one fused weight. Column offsets of each part in the fused output.
+  bool qkv_one = false, gu_one = false;
+  bool qkv_merged = false, gu_merged = false; // the separate weights, back to back
+  std::int64_t q_off = 0, k_off = 0, v_off = 0, g_off = 0, u_off = 0;
   std::vector<Buf> owned;
   CommCounts counts;
 
@@ -78,9 +86,12 @@ struct Decoder::State {
   }
 
   // q, k, v of layer l: pointers and strides
-  void *qp(int l) const { return shape.qkv_fused ? qkv[slot(l)].p : q[slot(l)].p; }
-  void *kp(int l) const { return shape.qkv_fused ? at(qkv[slot(l)], cq) : kk[slot(l)].p; }
-  void *vp(int l) const { return shape.qkv_fused ? at(qkv[slot(l)], cq + ckv) : v[slot(l)].p; }
+  void *qp(int l) const { return qkv_one ? at(qkv[slot(l)], q_off) : q[slot(l)].p; }
+  void *kp(int l) const { return qkv_one ? at(qkv[slot(l)], k_off) : kk[slot(l)].p; }
+  void *vp(int l) const { return qkv_one ? at(qkv[slot(l)], v_off) : v[slot(l)].p; }
+  /// The parameter whose weight (and gradient) starts the fused q/k/v or gate/up product.
+  int qkv_param(const DecoderLayerParams &p) const { return qkv_merged ? p.v : p.qkv; }
+  int gu_param(const DecoderLayerParams &p) const { return gu_merged ? p.up : p.gate_up; }
   AttentionDims attn_dims(std::int64_t batch, std::int64_t seq) const {
     AttentionDims d;
     d.batch = batch;
@@ -88,8 +99,8 @@ struct Decoder::State {
     d.q_heads = shape.local_heads;
     d.kv_heads = shape.local_kv_heads;
     d.head_dim = shape.head_dim;
-    d.q_stride = shape.qkv_fused ? cqkv : cq;
-    d.k_stride = d.v_stride = shape.qkv_fused ? cqkv : ckv;
+    d.q_stride = qkv_one ? cqkv : cq;
+    d.k_stride = d.v_stride = qkv_one ? cqkv : ckv;
     d.scale = 1.0 / std::sqrt(double(shape.head_dim));
     d.sliding_window = shape.sliding_window;
     return d;
@@ -119,8 +130,8 @@ Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, s
   const DecoderLayerParams &p = layers[l];
   const std::int64_t t = batch * seq, hd = shape.hidden;
   ATP_TRY(k->rmsnorm_forward(n1[slot(l)].p, rstd1[slot(l)].p, x[l].p, w(s, p.input_norm), t, hd, shape.rms_eps));
-  if (shape.qkv_fused) {
-    ATP_TRY(k->linear_forward(qkv[slot(l)].p, n1[slot(l)].p, w(s, p.qkv), nullptr, t, hd, cqkv));
+  if (qkv_one) {
+    ATP_TRY(k->linear_forward(qkv[slot(l)].p, n1[slot(l)].p, w(s, qkv_param(p)), nullptr, t, hd, cqkv));
   } else {
     ATP_TRY(k->linear_forward(q[slot(l)].p, n1[slot(l)].p, w(s, p.q), w(s, p.q_bias), t, hd, cq));
     ATP_TRY(k->linear_forward(kk[slot(l)].p, n1[slot(l)].p, w(s, p.k), w(s, p.k_bias), t, hd, ckv));
@@ -138,9 +149,9 @@ Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, s
   ATP_TRY(k->rmsnorm_forward(n2[slot(l)].p, rstd2[slot(l)].p, h[slot(l)].p, w(s, p.post_norm), t, hd, shape.rms_eps));
   void *gp, *up_p;
   std::int64_t stride;
-  if (shape.gate_up_fused) {
-    ATP_TRY(k->linear_forward(gu[slot(l)].p, n2[slot(l)].p, w(s, p.gate_up), nullptr, t, hd, 2 * f));
-    gp = gu[slot(l)].p, up_p = at(gu[slot(l)], f), stride = 2 * f;
+  if (gu_one) {
+    ATP_TRY(k->linear_forward(gu[slot(l)].p, n2[slot(l)].p, w(s, gu_param(p)), nullptr, t, hd, 2 * f));
+    gp = at(gu[slot(l)], g_off), up_p = at(gu[slot(l)], u_off), stride = 2 * f;
   } else {
     ATP_TRY(k->linear_forward(gate[slot(l)].p, n2[slot(l)].p, w(s, p.gate), nullptr, t, hd, f));
     ATP_TRY(k->linear_forward(up[slot(l)].p, n2[slot(l)].p, w(s, p.up), nullptr, t, hd, f));
@@ -195,11 +206,17 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   ATP_TRY(k->linear_backward(dact.p, Write::Overwrite, g(s, p.down), nullptr, dx.p, act[slot(l)].p, w(s, p.down), t, f,
                              hd));
   ATP_TRY(ready(s, p.down));
-  if (shape.gate_up_fused) {
-    ATP_TRY(k->swiglu_backward(dgu.p, at(dgu, f), dact.p, gu[slot(l)].p, at(gu[slot(l)], f), t, f, 2 * f));
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate_up), nullptr, dgu.p, n2[slot(l)].p, w(s, p.gate_up),
-                               t, hd, 2 * f));
-    ATP_TRY(ready(s, p.gate_up));
+  if (gu_one) {
+    ATP_TRY(k->swiglu_backward(at(dgu, g_off), at(dgu, u_off), dact.p, at(gu[slot(l)], g_off), at(gu[slot(l)], u_off),
+                               t, f, 2 * f));
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, gu_param(p)), nullptr, dgu.p, n2[slot(l)].p,
+                               w(s, gu_param(p)), t, hd, 2 * f));
+    if (gu_merged) {
+      ATP_TRY(ready(s, p.gate));
+      ATP_TRY(ready(s, p.up));
+    } else {
+      ATP_TRY(ready(s, p.gate_up));
+    }
   } else {
     ATP_TRY(k->swiglu_backward(dgate.p, dup.p, dact.p, gate[slot(l)].p, up[slot(l)].p, t, f, f));
     ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate), nullptr, dgate.p, n2[slot(l)].p, w(s, p.gate), t,
@@ -219,16 +236,22 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   ATP_TRY(k->linear_backward(dattn.p, Write::Overwrite, g(s, p.o), nullptr, dx.p, attn[slot(l)].p, w(s, p.o), t, cq, hd));
   ATP_TRY(ready(s, p.o));
   const AttentionDims ad = attn_dims(batch, seq);
-  void *dqp = shape.qkv_fused ? dqkv.p : dq.p;
-  void *dkp = shape.qkv_fused ? at(dqkv, cq) : dk.p;
-  void *dvp = shape.qkv_fused ? at(dqkv, cq + ckv) : dv.p;
+  void *dqp = qkv_one ? at(dqkv, q_off) : dq.p;
+  void *dkp = qkv_one ? at(dqkv, k_off) : dk.p;
+  void *dvp = qkv_one ? at(dqkv, v_off) : dv.p;
   ATP_TRY(k->attention_backward(dqp, dkp, dvp, dattn.p, qp(l), kp(l), vp(l), attn[slot(l)].p, lse[slot(l)].p, ad));
   ATP_TRY(k->rope_backward(dqp, rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
   ATP_TRY(k->rope_backward(dkp, rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
-  if (shape.qkv_fused) {
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.qkv), nullptr, dqkv.p, n1[slot(l)].p, w(s, p.qkv), t, hd,
-                               cqkv));
-    ATP_TRY(ready(s, p.qkv));
+  if (qkv_one) {
+    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, qkv_param(p)), nullptr, dqkv.p, n1[slot(l)].p,
+                               w(s, qkv_param(p)), t, hd, cqkv));
+    if (qkv_merged) {
+      ATP_TRY(ready(s, p.q));
+      ATP_TRY(ready(s, p.k));
+      ATP_TRY(ready(s, p.v));
+    } else {
+      ATP_TRY(ready(s, p.qkv));
+    }
   } else {
     ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.q), g(s, p.q_bias), dq.p, n1[slot(l)].p, w(s, p.q), t, hd,
                                cq));
@@ -266,9 +289,32 @@ Status Decoder::State::head_backward(ParamStore &s, std::int64_t t) {
 // ---------------------------------------------------------------------------------------------------------
 // the public face
 
+namespace {
+
+/// True when, in every layer, the weights and gradients of parameters `first`, `second`, ... lie back to back
+/// in the store (rows x cols elements of `es` bytes each, in that order).
+bool back_to_back(ParamStore &store, const std::vector<DecoderLayerParams> &layers,
+                  std::initializer_list<std::pair<int DecoderLayerParams::*, std::int64_t>> parts, std::size_t es) {
+  for (const DecoderLayerParams &p : layers) {
+    const char *w = nullptr, *g = nullptr;
+    for (const auto &[member, elems] : parts) {
+      const int i = p.*member;
+      if (i < 0)
+        return false;
+      const char *wi = static_cast<const char *>(store.param(i)), *gi = static_cast<const char *>(store.grad(i));
+      if ((w && wi != w) || (g && gi != g) || !wi || !gi)
+        return false;
+      w = wi + std::size_t(elems) * es, g = gi + std::size_t(elems) * es;
+    }
+  }
+  return true;
+}
+
+} // namespace
+
 Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, const DecoderParams &params,
                                                  Kernels &kernels, Ops &ops, Comm &tp, std::int64_t max_batch,
-                                                 std::int64_t max_seq) {
+                                                 std::int64_t max_seq, ParamStore *layout) {
   if (tp.size() != shape.tp_size)
     return error("decoder: the TP group has " + std::to_string(tp.size()) + " ranks, the model was compiled for " +
                  std::to_string(shape.tp_size));
@@ -297,6 +343,23 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
   s.ckv = shape.local_kv_heads * shape.head_dim;
   s.cqkv = s.cq + 2 * s.ckv;
   s.f = shape.local_ffn;
+  const std::int64_t hd0 = shape.hidden;
+  if (shape.qkv_fused) {
+    s.qkv_one = true, s.q_off = 0, s.k_off = s.cq, s.v_off = s.cq + s.ckv;
+  } else if (layout && !shape.qkv_bias &&
+             back_to_back(*layout, s.layers,
+                          {{&DecoderLayerParams::v, s.ckv * hd0}, {&DecoderLayerParams::k, s.ckv * hd0},
+                           {&DecoderLayerParams::q, s.cq * hd0}},
+                          s.es)) {
+    s.qkv_one = s.qkv_merged = true, s.v_off = 0, s.k_off = s.ckv, s.q_off = 2 * s.ckv;
+  }
+  if (shape.gate_up_fused) {
+    s.gu_one = true, s.g_off = 0, s.u_off = s.f;
+  } else if (layout && back_to_back(*layout, s.layers,
+                                    {{&DecoderLayerParams::up, s.f * hd0}, {&DecoderLayerParams::gate, s.f * hd0}},
+                                    s.es)) {
+    s.gu_one = s.gu_merged = true, s.u_off = 0, s.g_off = s.f;
+  }
 
   RopeConfig rc;
   rc.theta = shape.rope_theta;
@@ -327,14 +390,14 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
   ATP_TRY(each(s.attn, t * s.cq, false, per_layer_sets));
   ATP_TRY(each(s.lse, t * shape.local_heads, true, per_layer_sets));
   ATP_TRY(each(s.act, t * s.f, false, per_layer_sets));
-  if (shape.qkv_fused) {
+  if (s.qkv_one) {
     ATP_TRY(each(s.qkv, t * s.cqkv, false, per_layer_sets));
   } else {
     ATP_TRY(each(s.q, t * s.cq, false, per_layer_sets));
     ATP_TRY(each(s.kk, t * s.ckv, false, per_layer_sets));
     ATP_TRY(each(s.v, t * s.ckv, false, per_layer_sets));
   }
-  if (shape.gate_up_fused) {
+  if (s.gu_one) {
     ATP_TRY(each(s.gu, t * 2 * s.f, false, per_layer_sets));
   } else {
     ATP_TRY(each(s.gate, t * s.f, false, per_layer_sets));
@@ -358,14 +421,14 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
   ATP_TRY(one(s.tmp, t * hd));
   ATP_TRY(one(s.dattn, t * s.cq));
   ATP_TRY(one(s.dact, t * s.f));
-  if (shape.qkv_fused) {
+  if (s.qkv_one) {
     ATP_TRY(one(s.dqkv, t * s.cqkv));
   } else {
     ATP_TRY(one(s.dq, t * s.cq));
     ATP_TRY(one(s.dk, t * s.ckv));
     ATP_TRY(one(s.dv, t * s.ckv));
   }
-  if (shape.gate_up_fused) {
+  if (s.gu_one) {
     ATP_TRY(one(s.dgu, t * 2 * s.f));
   } else {
     ATP_TRY(one(s.dgate, t * s.f));
@@ -437,5 +500,7 @@ std::uint64_t Decoder::activation_bytes() const {
 }
 
 const Decoder::CommCounts &Decoder::comm_counts() const { return s_->counts; }
+bool Decoder::merged_qkv() const { return s_->qkv_merged; }
+bool Decoder::merged_gate_up() const { return s_->gu_merged; }
 
 } // namespace atp

@@ -194,7 +194,7 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const TrainModel &model, const 
   ATP_ASSIGN_OR_RETURN(s->engine, ZeroEngine::create(model.plan, s->zero, comms.tp_rank, tensor_tp, tensor_dp, ops));
   s->store.engine = s->engine.get();
   ATP_ASSIGN_OR_RETURN(s->decoder, Decoder::create(model.shape, model.params, kernels, ops, tensor_tp,
-                                                   s->batch.micro_batch, options.seq));
+                                                   s->batch.micro_batch, options.seq, &s->store));
   ATP_TRY(load_initial_weights(*s));
   return std::unique_ptr<Trainer>(new Trainer(std::move(s)));
 }

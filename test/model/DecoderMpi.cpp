@@ -13,7 +13,12 @@
 // plan. It also counts the TP all-reduces: one per row-parallel output in
 // forward and one per attention block and per MLP in backward. With one rank,
 // a float64 central finite-difference check of elements of every kind of
-// parameter against the analytic gradient.
+// parameter against the analytic gradient. Merged products: the sharded
+// weights again, but in one buffer where each layer's v, k, q and up, gate
+// lie back to back (the ZeRO flat layout's order); the decoder, given that
+// store as its layout, runs q/k/v and gate/up as one product each (llama and
+// mistral: no biases, no fused weights) and must give the same loss and
+// gradients as with separate buffers.
 //
 // Rank 0 prints "decoder_mpi tp=T: N passed, M failed"; exit 0 only if every
 // check passes on every rank.
@@ -26,6 +31,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -238,13 +244,16 @@ Batch makeBatch(const DecoderShape &Sh, uint64_t Seed) {
 }
 
 template <class T>
-Result<CrossEntropySum> runOnce(const DecoderShape &S, const Layout &L, HostStore<T> &St, Comm &Tp, const Batch &B,
-                                Decoder::CommCounts *Counts = nullptr) {
+Result<CrossEntropySum> runOnce(const DecoderShape &S, const Layout &L, ParamStore &St, Comm &Tp, const Batch &B,
+                                Decoder::CommCounts *Counts = nullptr, bool GiveLayout = false,
+                                bool *Merged = nullptr) {
   ATP_ASSIGN_OR_RETURN(auto K, make_cpu_kernels(sizeof(T) == 8 ? DType::F64 : DType::F32, 1));
   auto Ops = make_cpu_ops();
   DecoderParams Dp = L.Dp;
   Dp.layers = L.Layers.data();
-  ATP_ASSIGN_OR_RETURN(auto D, Decoder::create(S, Dp, *K, *Ops, Tp, B.B, B.S));
+  ATP_ASSIGN_OR_RETURN(auto D, Decoder::create(S, Dp, *K, *Ops, Tp, B.B, B.S, GiveLayout ? &St : nullptr));
+  if (Merged)
+    *Merged = D->merged_qkv() && D->merged_gate_up();
   MicroBatch Mb;
   Mb.inputs = B.In.data(), Mb.targets = B.Tgt.data(), Mb.batch = B.B, Mb.seq = B.S;
   auto R = D->forward_backward(St, Mb);
@@ -276,7 +285,7 @@ template <class T> void tpEquivalence(const Variant &V, Comm &Self, Comm &WorldC
   const Layout L = layout(V.Shape);
   HostStore<T> Full = fullStore<T>(L, 5);
   const Batch B = makeBatch(V.Shape, 3);
-  auto Ref = runOnce(localShape(V.Shape, 1), L, Full, Self, B);
+  auto Ref = runOnce<T>(localShape(V.Shape, 1), L, Full, Self, B);
   check(Ref.ok(), Tag + ": reference run: " + Ref.status().message());
   if (!Ref.ok())
     return;
@@ -287,7 +296,7 @@ template <class T> void tpEquivalence(const Variant &V, Comm &Self, Comm &WorldC
   }
   Local.Ready.assign(L.P.size(), 0);
   Decoder::CommCounts Counts;
-  auto Got = runOnce(localShape(V.Shape, World), L, Local, WorldComm, B, &Counts);
+  auto Got = runOnce<T>(localShape(V.Shape, World), L, Local, WorldComm, B, &Counts);
   check(Got.ok(), Tag + ": sharded run: " + Got.status().message());
   if (!Got.ok())
     return;
@@ -305,20 +314,79 @@ template <class T> void tpEquivalence(const Variant &V, Comm &Self, Comm &WorldC
         Tag + ": backward column all-reduces " + std::to_string(Counts.backward_column) + " (one per block)");
 }
 
+/// Every parameter in one buffer; each layer's v, k, q and then up, gate back to back, the rest after them.
+template <class T> struct OneBufferStore : ParamStore {
+  std::vector<T> Buf;
+  std::vector<size_t> Off, Len;
+  std::vector<T> GradBuf;
+  OneBufferStore(const Layout &L, const HostStore<T> &From) {
+    std::vector<int> Order;
+    for (const DecoderLayerParams &Lp : L.Layers)
+      for (int I : {Lp.v, Lp.k, Lp.q, Lp.up, Lp.gate})
+        if (I >= 0)
+          Order.push_back(I);
+    for (int I = 0; I < int(L.P.size()); ++I)
+      if (std::find(Order.begin(), Order.end(), I) == Order.end())
+        Order.push_back(I);
+    Off.assign(L.P.size(), 0), Len.assign(L.P.size(), 0);
+    size_t At = 0;
+    for (int I : Order)
+      Off[size_t(I)] = At, Len[size_t(I)] = From.W[size_t(I)].size(), At += From.W[size_t(I)].size();
+    Buf.resize(At), GradBuf.assign(At, T(0));
+    for (size_t I = 0; I < L.P.size(); ++I)
+      std::copy(From.W[I].begin(), From.W[I].end(), Buf.begin() + std::ptrdiff_t(Off[I]));
+  }
+  void *param(int I) override { return Buf.data() + Off[size_t(I)]; }
+  void *grad(int I) override { return GradBuf.data() + Off[size_t(I)]; }
+  Status grad_ready(int) override { return {}; }
+  std::vector<T> gradOf(int I) const {
+    return std::vector<T>(GradBuf.begin() + std::ptrdiff_t(Off[size_t(I)]),
+                          GradBuf.begin() + std::ptrdiff_t(Off[size_t(I)] + Len[size_t(I)]));
+  }
+};
+
+template <class T> void mergedEquivalence(const Variant &V, Comm &WorldComm, double Tol) {
+  const std::string Tag = std::string(V.Name) + (sizeof(T) == 8 ? " f64" : " f32") + " merged products";
+  const Layout L = layout(V.Shape);
+  HostStore<T> Full = fullStore<T>(L, 5), Local;
+  for (size_t p = 0; p < L.P.size(); ++p) {
+    Local.W.push_back(shardOf(L.P[p], Full.W[p], Rank, World));
+    Local.G.push_back(std::vector<T>(Local.W.back().size(), T(0)));
+  }
+  Local.Ready.assign(L.P.size(), 0);
+  OneBufferStore<T> One(L, Local);
+  const Batch B = makeBatch(V.Shape, 3);
+  const DecoderShape S = localShape(V.Shape, World);
+  auto Ref = runOnce<T>(S, L, Local, WorldComm, B, nullptr, /*GiveLayout=*/true);
+  bool Merged = false;
+  auto Got = runOnce<T>(S, L, One, WorldComm, B, nullptr, true, &Merged);
+  check(Ref.ok() && Got.ok(), Tag + ": runs");
+  if (!Ref.ok() || !Got.ok())
+    return;
+  const bool Expect = !V.Shape.qkv_fused && !V.Shape.qkv_bias && !V.Shape.gate_up_fused;
+  check(Merged == Expect, Tag + ": merged " + std::to_string(Merged) + ", expected " + std::to_string(Expect));
+  check(relErr(Got->loss_sum, Ref->loss_sum) <= Tol,
+        Tag + ": loss " + std::to_string(Got->loss_sum) + " vs " + std::to_string(Ref->loss_sum));
+  for (size_t p = 0; p < L.P.size(); ++p) {
+    const double E = vecRelErr(One.gradOf(int(p)), Local.G[p], maxAbs(Local.G[p]));
+    check(E <= Tol, Tag + ": gradient of " + L.P[p].Name + " differs by " + std::to_string(E));
+  }
+}
+
 /// Central differences in float64 on a few elements of every parameter.
 void finiteDifferences(const Variant &V, Comm &Self) {
   const Layout L = layout(V.Shape);
   const DecoderShape S = localShape(V.Shape, 1);
   HostStore<double> St = fullStore<double>(L, 9);
   const Batch B = makeBatch(V.Shape, 4);
-  auto Base = runOnce(S, L, St, Self, B);
+  auto Base = runOnce<double>(S, L, St, Self, B);
   check(Base.ok(), std::string(V.Name) + ": fd base run");
   if (!Base.ok())
     return;
   const auto Analytic = St.G;
   auto lossAt = [&]() {
     St.zeroGrads();
-    auto R = runOnce(S, L, St, Self, B);
+    auto R = runOnce<double>(S, L, St, Self, B);
     return R.ok() ? R->loss_sum / double(R->count) : NAN;
   };
   for (size_t p = 0; p < L.P.size(); ++p) {
@@ -361,6 +429,8 @@ int main(int argc, char **argv) {
     for (const Variant &V : variants()) {
       tpEquivalence<double>(V, **Self, **WorldComm, 1e-11);
       tpEquivalence<float>(V, **Self, **WorldComm, 1e-5);
+      mergedEquivalence<double>(V, **WorldComm, 1e-11);
+      mergedEquivalence<float>(V, **WorldComm, 1e-5);
       if (World == 1)
         finiteDifferences(V, **Self);
     }

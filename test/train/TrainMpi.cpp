@@ -153,6 +153,11 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
   for (int I = 0; I < P.Plan.num_params; ++I)
     Out.Names.push_back(P.Plan.params[I].name);
   Out.Counts = T->decoder().comm_counts();
+  // The engine's flat layout puts each layer's v, k, q and up, gate back to back: the trainer's decoder runs
+  // them as one product each (llama: no biases, no fused weights; test/model checks the math).
+  if (Family == "llama")
+    C.check(T->decoder().merged_qkv() && T->decoder().merged_gate_up(),
+            Tag + ": q/k/v and gate/up not run as one product each");
   Out.Layers = D.Shape.layers;
   Out.MicroBatches = int64_t(kSteps) * T->batch().grad_accum;
   Out.Split = D.Shape.attn_split && D.Shape.mlp_split;

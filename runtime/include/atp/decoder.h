@@ -90,10 +90,17 @@ struct MicroBatch {
 class Decoder {
 public:
   /// A decoder for micro-batches of up to max_batch x max_seq tokens. `tp` is this rank's TP group (its
-  /// size must be shape.tp_size); kernels and ops must be of the same backend.
+  /// size must be shape.tp_size); kernels and ops must be of the same backend. `layout`, when given, is the
+  /// store every later call will pass (its buffers must not move): where a layer's q, k and v weights (and
+  /// gradients) lie back to back in it as [v; k; q], and gate and up as [up; gate] (the ZeRO flat layout's
+  /// backward order), each group is one product with the concatenated weight, as a fused qkv_proj /
+  /// gate_up_proj is: fewer, larger GEMMs.
   static Result<std::unique_ptr<Decoder>> create(const DecoderShape &shape, const DecoderParams &params,
                                                  Kernels &kernels, Ops &ops, Comm &tp, std::int64_t max_batch,
-                                                 std::int64_t max_seq);
+                                                 std::int64_t max_seq, ParamStore *layout = nullptr);
+  /// Whether separate q/k/v (gate/up) weights run as one product because they lie back to back in `layout`.
+  bool merged_qkv() const;
+  bool merged_gate_up() const;
   ~Decoder();
   Decoder(const Decoder &) = delete;
   Decoder &operator=(const Decoder &) = delete;
