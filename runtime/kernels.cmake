@@ -13,7 +13,7 @@ list(APPEND ATP_RUNTIME_SOURCES
 get_property(_atp_kernel_languages GLOBAL PROPERTY ENABLED_LANGUAGES)
 if(AUTOTPC_ENABLE_CUDA AND "CUDA" IN_LIST _atp_kernel_languages)
   message(STATUS "autotpc runtime: CUDA kernels on (F32 through cuBLAS, BF16 through cuBLASLt)")
-  foreach(part "" _lt _linear _embedding _norm _elementwise _attention _loss)
+  foreach(part "" _lt _linear _embedding _norm _elementwise _attention _flash_fwd _flash_bwd _loss)
     list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda${part}.cu)
   endforeach()
   list(APPEND ATP_RUNTIME_LIBS CUDA::cublas CUDA::cublasLt)

@@ -12,12 +12,16 @@
    the (h, i) sums running over the kv group's query heads in head order, then its queries in order. Each
    output row has one owner that adds in a fixed order: no atomics, the same bits on every run. BF16: q, k,
    v, dout and out are widened to float as they are read (registers hold floats), every output row is
-   rounded once to bf16 as it is stored; lse and D stay float. */
+   rounded once to bf16 as it is stored; lse and D stay float.
+   BF16 calls with head_dim 64, 96 or 128 and 16-byte aligned rows take the flash kernels instead
+   (kernels_cuda_flash.cuh: tensor cores, tiles of 64 x 64); the backward's D comes from delta_kernel here. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
+#include "kernels_cuda_flash.cuh"
 
 #include <string>
+#include <type_traits>
 
 namespace atp::kcuda {
 
@@ -202,6 +206,9 @@ template <class T>
 Status attention_forward(cudaStream_t st, T *out, float *lse, const T *q, const T *k, const T *v,
                          const AttentionDims &a) {
   ATP_TRY(check_head_dim("attention_forward", a));
+  if constexpr (std::is_same_v<T, bf16>)
+    if (flash::supports(a, {out, q, k, v}))
+      return flash::forward(st, out, lse, q, k, v, a);
   const Shape d = shape_of(a);
   forward_kernel<<<warp_blocks(d.batch * d.q_heads * d.seq), 32 * kWarpsPerBlock, 0, st>>>(out, lse, q, k, v, d);
   ATP_CUDA_TRY(cudaGetLastError());
@@ -219,6 +226,9 @@ Status attention_backward(cudaStream_t st, T *dq, T *dk, T *dv, const T *dout, c
   Status run = [&]() -> Status {
     delta_kernel<<<warp_blocks(q_rows), 32 * kWarpsPerBlock, 0, st>>>(delta, dout, out, d);
     ATP_CUDA_TRY(cudaGetLastError());
+    if constexpr (std::is_same_v<T, bf16>)
+      if (flash::supports(a, {dq, dk, dv, dout, q, k, v, out}))
+        return flash::backward(st, dq, dk, dv, dout, q, k, v, lse, delta, a);
     dq_kernel<<<warp_blocks(q_rows), 32 * kWarpsPerBlock, 0, st>>>(dq, dout, q, k, v, lse, delta, d);
     ATP_CUDA_TRY(cudaGetLastError());
     dkv_kernel<<<warp_blocks(d.batch * d.kv_heads * d.seq), 32 * kWarpsPerBlock, 0, st>>>(dk, dv, dout, q, k, v, lse,

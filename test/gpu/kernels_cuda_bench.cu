@@ -8,7 +8,8 @@
    for the causal half of QK^T and PV, backward 2.5 times that), GB/s for the rest (bytes read + written at
    the fewest, at the dtype's element size). BF16 GEMM lines also give the share of the H200's dense bf16 peak,
    989 TFLOP/s. The table runs twice: F32 (fp32 without TF32; the baseline) and BF16 (cuBLASLt, fp32
-   accumulation). Attention is memory-linear but not flash-tiled yet. embedding_* and cross_entropy include
+   accumulation). Attention: F32 runs the row-per-warp kernels, BF16 the flash kernels (tensor cores, 64 x 64
+   tiles: kernels_cuda_flash.cuh); its lines give the share of the bf16 peak too. embedding_* and cross_entropy include
    their stream synchronization (they read device data back). A benchmark prints, it does not judge: exit 0
    unless a call fails. */
 #include "gpu_check.h"
@@ -156,8 +157,10 @@ void run(DType dtype) {
   ad.q_stride = ad.k_stride = ad.v_stride = QKV, ad.scale = 0.125;
   const double attn = 2.0 * B * Hq * double(S) * S * D;
   void *k = at(qkv, Hq * D), *v = at(qkv, (Hq + Hkv) * D);
-  bench("attention_forward (naive)", attn, 0, [&] { return K.attention_forward(out, lse, qkv, k, v, ad); });
-  bench("attention_backward (naive)", 2.5 * attn, 0, [&] {
+  const char *attn_path = dt == DType::BF16 ? "flash" : "row per warp";
+  bench(("attention_forward (" + std::string(attn_path) + ")").c_str(), attn, 0,
+        [&] { return K.attention_forward(out, lse, qkv, k, v, ad); });
+  bench(("attention_backward (" + std::string(attn_path) + ")").c_str(), 2.5 * attn, 0, [&] {
     return K.attention_backward(dqkv, at(dqkv, Hq * D), at(dqkv, (Hq + Hkv) * D), out, qkv, k, v, out, lse, ad);
   });
   const VocabRange all{V, 0, V};

@@ -6,14 +6,15 @@
    with and without bias, Overwrite and Accumulate; weight-gradient column sums over several row chunks; a
    vocab-parallel embedding slice with repeated ids; rows wider than a block; RoPE on a fused qkv row with partial
    rotary; fused SwiGLU, also in place; grouped-query attention (4 query heads on 2 kv heads) on the column blocks of
-   one fused qkv buffer, head dims 16 and 40, plain causal and a sliding window; cross-entropy with ignore_index -100
-   rows and vocabs below and above a block. Values must agree to 1e-5 of the tensor's largest reference element (plus
-   1e-5 relative); weight gradients start from random values, so accumulation is checked too; padding columns of strided
-   outputs must keep their bytes. Every case runs twice from the same inputs and must give the same bytes (determinism).
-   Bad ids and targets must fail with the row named and write nothing. The whole suite runs for F32, then for BF16:
-   every input is rounded to bf16 first and the double reference is computed from the rounded values, tensors travel
-   as bf16 (saved statistics as float), and computed values get the bf16 tolerance argued at kBf16Tol. Prints
-   "kernels_cuda_test: N passed, M failed"; exits 1 on any failure. */
+   one fused qkv buffer, head dims 16 and 40, plain causal and a sliding window, and the BF16 flash path's shapes
+   (head dims 64, 96, 128, seq over several 64-row tiles and not a multiple of them, GQA ratios 1, 2, 4); cross-entropy
+   with ignore_index -100 rows and vocabs below and above a block. Values must agree to 1e-5 of the tensor's largest
+   reference element (plus 1e-5 relative); weight gradients start from random values, so accumulation is checked too;
+   padding columns of strided outputs must keep their bytes. Every case runs twice from the same inputs and must give
+   the same bytes (determinism). Bad ids and targets must fail with the row named and write nothing. The whole suite
+   runs for F32, then for BF16: every input is rounded to bf16 first and the double reference is computed from the
+   rounded values, tensors travel as bf16 (saved statistics as float), and computed values get the bf16 tolerance argued
+   at kBf16Tol. Prints "kernels_cuda_test: N passed, M failed"; exits 1 on any failure. */
 #include "atp/check_cuda.h"
 #include "atp/kernels.h"
 
@@ -436,8 +437,11 @@ void test_add_scale(i64 n) {
 // ---------------------------------------------------------------------------------------------- attention
 
 /// Causal GQA reference in double on a fused [T, (Hq + 2 Hkv) D + pad] qkv buffer (q, then k, then v).
+/// Each result also has its magnitude sum (the *_abs): the sum of the absolute values of the terms that the
+/// flash kernels round to bf16 before a product (kBf16Tol's note on the flash path).
 struct AttnRef {
-  Ref out, lse, dq, dk, dv; // dq/dk/dv in the fused layout (padding and unused columns: 0)
+  Ref out, lse, dq, dk, dv;            // dq/dk/dv in the fused layout (padding and unused columns: 0)
+  Ref out_abs, dq_abs, dk_abs, dv_abs; // out: sum_j p_j |v_j|; dv: sum_i p_i |dout_i|; dk, dq: scale sum |ds| |q or k|
 };
 
 /// `out_used` is the forward output as the kernels stored it, which backward reads back (D_i = dout_i . out_i).
@@ -447,6 +451,7 @@ AttnRef attention_reference(const Vec &qkv, const Vec &dout, const Vec &out_used
   AttnRef r;
   r.out.assign(d.batch * S * od, 0.0), r.lse.assign(d.batch * d.q_heads * S, 0.0);
   r.dq.assign(qkv.size(), 0.0), r.dk = r.dq, r.dv = r.dq;
+  r.out_abs = r.out, r.dq_abs = r.dq, r.dk_abs = r.dq, r.dv_abs = r.dq;
   auto q = [&](i64 b, i64 i, i64 h, i64 c) { return double(qkv[(b * S + i) * st + h * D + c]); };
   auto k = [&](i64 b, i64 j, i64 g, i64 c) { return double(qkv[(b * S + j) * st + kv_off + g * D + c]); };
   auto v = [&](i64 b, i64 j, i64 g, i64 c) { return double(qkv[(b * S + j) * st + v_off + g * D + c]); };
@@ -469,10 +474,11 @@ AttnRef attention_reference(const Vec &qkv, const Vec &dout, const Vec &out_used
           p[j] = std::exp(p[j] - m) / sum;
         r.lse[(b * d.q_heads + h) * S + i] = m + std::log(sum);
         for (i64 c = 0; c < D; ++c) {
-          double o = 0;
+          double o = 0, o_abs = 0;
           for (i64 j = lo; j <= i; ++j)
-            o += p[j] * v(b, j, g, c);
+            o += p[j] * v(b, j, g, c), o_abs += p[j] * std::fabs(v(b, j, g, c));
           r.out[(b * S + i) * od + h * D + c] = o;
+          r.out_abs[(b * S + i) * od + h * D + c] = o_abs;
         }
         for (i64 j = lo; j <= i; ++j)
           for (i64 c = 0; c < D; ++c)
@@ -483,9 +489,14 @@ AttnRef attention_reference(const Vec &qkv, const Vec &dout, const Vec &out_used
           const double ds = p[j] * (dp[j] - delta);
           for (i64 c = 0; c < D; ++c) {
             const double doc = dout[(b * S + i) * od + h * D + c];
-            r.dq[(b * S + i) * st + h * D + c] += d.scale * ds * k(b, j, g, c);
-            r.dk[(b * S + j) * st + kv_off + g * D + c] += d.scale * ds * q(b, i, h, c);
-            r.dv[(b * S + j) * st + v_off + g * D + c] += p[j] * doc;
+            const i64 at_q = (b * S + i) * st + h * D + c, at_k = (b * S + j) * st + kv_off + g * D + c,
+                      at_v = (b * S + j) * st + v_off + g * D + c;
+            r.dq[at_q] += d.scale * ds * k(b, j, g, c);
+            r.dk[at_k] += d.scale * ds * q(b, i, h, c);
+            r.dv[at_v] += p[j] * doc;
+            r.dq_abs[at_q] += d.scale * std::fabs(ds * k(b, j, g, c));
+            r.dk_abs[at_k] += d.scale * std::fabs(ds * q(b, i, h, c));
+            r.dv_abs[at_v] += p[j] * std::fabs(doc);
           }
         }
       }
@@ -493,16 +504,55 @@ AttnRef attention_reference(const Vec &qkv, const Vec &dout, const Vec &out_used
   return r;
 }
 
-void test_attention(i64 head_dim, i64 window) {
+/// The flash path (BF16, head_dim 64/96/128, 16-byte aligned rows: kernels_cuda_flash.cuh) rounds the
+/// probabilities P to bf16 before P V (forward) and P^T dO (dv), and dS = P (dP - D) to bf16 before dS K (dq) and
+/// dS^T Q (dk). Each rounded factor x~ = x (1 + e), |e| <= 2^-8, so a sum sum_n x~_n y_n (y bf16-exact, products
+/// and sums in fp32) differs from sum_n x_n y_n by at most 2^-8 sum_n |x_n y_n|: the *_abs magnitude sums of
+/// AttnRef (out divides by l, the fp32 sum of the UNrounded p, so its bound is 2^-8 sum_j p_j |v_j| with the
+/// normalized p). This is more than one rounding of the result (the sum may cancel to much less than its
+/// magnitude), so these results get |got - ref| <= kBf16Tol (|ref| + largest) + 2^-8 abs: the final rounding
+/// and fp32 work as for every BF16 result, plus the rounded intermediate factors. The row-per-warp path (F32,
+/// other head_dims, unaligned strides) rounds nothing but the result: abs_term 0.
+double attention_abs_term(bool flash) { return flash ? 1.0 / 256 : 0.0; }
+
+/// expect_close with an extra absolute allowance of abs_term * abs[i] for element i.
+void expect_close_plus(const std::string &what, const Vec &got, const Ref &ref, const Ref &abs, double abs_term,
+                       double tol = -1) {
+  if (tol < 0)
+    tol = computed_tol();
+  double scale = 0.0;
+  for (double r : ref)
+    scale = std::max(scale, std::fabs(r));
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (!(std::fabs(double(got[i]) - ref[i]) <= tol * (std::fabs(ref[i]) + scale) + abs_term * abs[i])) {
+      char buf[240];
+      std::snprintf(buf, sizeof buf, ": element %zu is %.9g, reference %.9g (largest %.3g, magnitude sum %.3g)", i,
+                    double(got[i]), ref[i], scale, abs[i]);
+      return expect(false, what + buf);
+    }
+  expect(got.size() == ref.size(), what);
+}
+
+struct AttnCase {
+  i64 batch = 2, seq = 9, q_heads = 4, kv_heads = 2, head_dim = 16, window = 0;
+  i64 pad = 3; // pad columns of the fused qkv rows: 3 leaves rows unaligned (row-per-warp path), 8 aligned
+};
+
+void test_attention(const AttnCase &ac) {
   AttentionDims d;
-  d.batch = 2, d.seq = 9, d.q_heads = 4, d.kv_heads = 2, d.head_dim = head_dim;
-  const i64 D = head_dim, kv_off = 4 * D, v_off = 6 * D, stride = 8 * D + 3; // fused qkv with 3 pad columns
+  d.batch = ac.batch, d.seq = ac.seq, d.q_heads = ac.q_heads, d.kv_heads = ac.kv_heads, d.head_dim = ac.head_dim;
+  const i64 D = ac.head_dim, kv_off = ac.q_heads * D, v_off = (ac.q_heads + ac.kv_heads) * D,
+            width = (ac.q_heads + 2 * ac.kv_heads) * D, stride = width + ac.pad; // fused qkv with pad columns
   d.q_stride = d.k_stride = d.v_stride = stride;
-  d.scale = 1.0 / std::sqrt(double(D)), d.sliding_window = window;
+  d.scale = 1.0 / std::sqrt(double(D)), d.sliding_window = ac.window;
+  const bool flash = dt == DType::BF16 && (D == 64 || D == 96 || D == 128) && stride % 8 == 0;
   const i64 T = d.batch * d.seq, od = d.q_heads * D;
   const Vec qkv = random_vec(T * stride, -2.0f, 2.0f), dout = random_vec(T * od);
   const Vec fill(T * stride, 5.0f); // dq/dk/dv land in one fused buffer; the pad columns must stay 5
-  const std::string what = "attention head_dim " + std::to_string(D) + " window " + std::to_string(window);
+  const std::string what = "attention b" + std::to_string(ac.batch) + " s" + std::to_string(ac.seq) + " h" +
+                           std::to_string(ac.q_heads) + "/" + std::to_string(ac.kv_heads) + " head_dim " +
+                           std::to_string(D) + " window " + std::to_string(ac.window) + " pad " +
+                           std::to_string(ac.pad) + (flash ? " (flash)" : "");
   auto res = twice(what, [&] {
     DevX QKV(qkv), O{Vec(T * od)}, DO(dout), G(fill);
     DevS L{Vec(d.batch * d.q_heads * d.seq)};
@@ -513,27 +563,24 @@ void test_attention(i64 head_dim, i64 window) {
     return std::vector<Vec>{O.get(), L.get(), G.get()};
   });
   const AttnRef r = attention_reference(qkv, dout, res[0], d, kv_off, v_off);
-  expect_close(what + " out", res[0], r.out);
+  const double abs_term = attention_abs_term(flash);
+  expect_close_plus(what + " out", res[0], r.out, r.out_abs, abs_term);
   expect_close(what + " lse", res[1], r.lse, kF32Tol);
-  Ref grads(T * stride, 5.0);
-  for (i64 t = 0; t < T; ++t)
-    for (i64 c = 0; c < 8 * D; ++c) {
-      const i64 at = t * stride + c;
-      grads[at] = c < kv_off ? r.dq[at] : c < v_off ? r.dk[at] : r.dv[at];
-    }
   // q, k and v gradients have different magnitudes: compare each block against its own largest element
   for (int part = 0; part < 3; ++part) {
-    const i64 lo = part == 0 ? 0 : part == 1 ? kv_off : v_off, hi = part == 0 ? kv_off : part == 1 ? v_off : 8 * D;
+    const i64 lo = part == 0 ? 0 : part == 1 ? kv_off : v_off, hi = part == 0 ? kv_off : part == 1 ? v_off : width;
+    const Ref &grads = part == 0 ? r.dq : part == 1 ? r.dk : r.dv;
+    const Ref &abs = part == 0 ? r.dq_abs : part == 1 ? r.dk_abs : r.dv_abs;
     Vec got;
-    Ref ref;
+    Ref ref, mag;
     for (i64 t = 0; t < T; ++t)
       for (i64 c = lo; c < hi; ++c)
-        got.push_back(res[2][t * stride + c]), ref.push_back(grads[t * stride + c]);
-    expect_close(what + (part == 0 ? " dq" : part == 1 ? " dk" : " dv"), got, ref);
+        got.push_back(res[2][t * stride + c]), ref.push_back(grads[t * stride + c]), mag.push_back(abs[t * stride + c]);
+    expect_close_plus(what + (part == 0 ? " dq" : part == 1 ? " dk" : " dv"), got, ref, mag, abs_term);
   }
   bool pad_kept = true;
   for (i64 t = 0; t < T; ++t)
-    for (i64 c = 8 * D; c < stride; ++c)
+    for (i64 c = width; c < stride; ++c)
       pad_kept = pad_kept && res[2][t * stride + c] == 5.0f;
   expect(pad_kept, what + ": the padding columns of dqkv keep their bytes");
 }
@@ -625,8 +672,20 @@ void run_suite() {
   test_add_scale(100003);
   test_add_scale(100000);
   for (i64 head_dim : {16, 40})
-    for (i64 window : {0, 3})
-      test_attention(head_dim, window);
+    for (i64 window : {0, 3}) {
+      AttnCase ac;
+      ac.head_dim = head_dim, ac.window = window;
+      test_attention(ac);
+    }
+  // The flash path's shapes (BF16; F32 runs them on its row-per-warp kernels): tiles of 64, so seq 77..150 has
+  // 2-3 tiles and a partial last one; windows inside one tile and across tiles; GQA ratios 1, 2 and 4; aligned
+  // fused-qkv rows (pad 8), and an unaligned one that falls back.
+  const AttnCase flash_cases[] = {
+      {2, 150, 4, 1, 64, 0, 8},   {2, 150, 4, 2, 64, 70, 8}, {1, 100, 2, 2, 128, 0, 8}, {2, 77, 4, 2, 96, 5, 8},
+      {1, 130, 4, 1, 128, 33, 8}, {1, 64, 2, 1, 64, 0, 8},   {1, 70, 2, 1, 64, 0, 3},
+  };
+  for (const AttnCase &ac : flash_cases)
+    test_attention(ac);
   test_cross_entropy(50);
   test_cross_entropy(700);
   test_cross_entropy(1024); // 16-byte loads for both dtypes
