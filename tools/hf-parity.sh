@@ -21,23 +21,8 @@ for family in ${FAMILIES:-llama qwen2 phi3 mistral}; do
   src="$dir/$family"
   for tp in 1 2; do
     cfg="$work/$family-tp$tp.json"
-    # phi3: DeepSpeed's preset splits qkv_proj in equal thirds, wrong for GQA; state [q, kv, kv] instead.
-    python3 - "$src" "$tp" "$family" "$cfg" <<'PY'
-import json, sys
-src, tp, family, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-tpc = {"autotp_size": tp, "preset_model": family}
-if family == "phi3":
-    c = json.load(open(src + "/config.json"))
-    d = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
-    q, kv = c["num_attention_heads"] * d, c["num_key_value_heads"] * d
-    tpc = {"autotp_size": tp, "partition_config": {"use_default_specs": False, "layer_specs": [
-        {"patterns": [r".*\.self_attn\.o_proj\.weight$", r".*\.mlp\.down_proj\.weight$"], "partition_type": "row"},
-        {"patterns": [r".*\.self_attn\.qkv_proj\.weight$"], "partition_type": "column",
-         "shape": [[q, kv, kv], -1], "partition_dim": 0},
-        {"patterns": [r".*\.mlp\.gate_up_proj\.weight$"], "partition_type": "column", "shape": [2, -1],
-         "partition_dim": 0}]}}
-json.dump({"model": src, "train_micro_batch_size_per_gpu": 1, "tensor_parallel": tpc}, open(out, "w"), indent=1)
-PY
+    # the family preset; phi3 states its [q, kv, kv] split (parity_config.py)
+    python3 tools/parity_config.py "$src" "$tp" "$family" "$cfg"
     "$autotpc" "$cfg" -o "$work/$family-tp$tp" >/dev/null 2>&1 || "$autotpc" "$cfg" --check
     cmake -S "$work/$family-tp$tp" -B "$work/$family-tp$tp/build" -DAUTOTPC_RUNTIME_DIR="$PWD/runtime" \
       -DAUTOTPC_ENABLE_CUDA=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
