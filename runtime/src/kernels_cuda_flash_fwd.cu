@@ -1,9 +1,10 @@
 /* kernels_cuda_flash_fwd.cu - the flash forward (kernels_cuda_flash.cuh), and which calls the flash path takes.
 
    One CTA per (q tile, q head, batch), heaviest (last) q tiles first. Each warp keeps its 16 query rows'
-   Q fragments in registers, and for each kv tile in key order (from the sliding window's first key to the
-   causal limit): S = Q K^T (fp32), masked entries -inf, online softmax per row (running max m in the log2
-   domain, running sum l of the fp32 p), P rounded to bf16 for P V, O accumulated in fp32. */
+   Q fragments in registers, and for each kv tile (copied by cp.async one tile ahead into a second buffer) in key order
+   (from the sliding window's first key to the causal limit): S = Q K^T (fp32), masked entries -inf, online softmax per
+   row (running max m in the log2 domain, running sum l of the fp32 p), P rounded to bf16 for P V, O accumulated in
+   fp32. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda_flash.cuh"
 
@@ -13,10 +14,13 @@ namespace atp::kcuda::flash {
 
 namespace {
 
+template <int D> struct FwdSmem { SmemTile<D> k[2], v[2]; };
+
 template <int D>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, Params p) {
-  __shared__ SmemTile<D> ks, vs;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  FwdSmem<D> &sm = *reinterpret_cast<FwdSmem<D> *>(smem_raw);
   const i64 S = p.seq;
   const int tile = int(gridDim.x - 1 - blockIdx.x), h = int(blockIdx.y), b = int(blockIdx.z);
   const i64 kvh = h / (p.q_heads / p.kv_heads);
@@ -25,14 +29,24 @@ __global__ void __launch_bounds__(kThreads)
   const bf16 *qh = q + b * S * p.q_stride + h * D;
   const bf16 *kh = k + b * S * p.k_stride + kvh * D;
   const bf16 *vh = v + b * S * p.v_stride + kvh * D;
+  const i64 first_key = p.window > 0 && q0 - p.window + 1 > 0 ? q0 - p.window + 1 : 0;
+  const i64 end_key = q0 + kTile < S ? q0 + kTile : S;
+  const i64 j_begin = first_key / kTile * kTile;
+  const int tiles = int((end_key - j_begin + kTile - 1) / kTile);
 
-  // Q fragments through smem (ks as staging).
-  load_tile<D>(ks, qh, p.q_stride, q0, S);
+  // Q staged through k[1] into registers, while the first kv tile is copied into k[0], v[0].
+  load_tile_async<D>(sm.k[1], qh, p.q_stride, q0, S);
+  cp_async_commit();
+  load_tile_async<D>(sm.k[0], kh, p.k_stride, j_begin, S);
+  load_tile_async<D>(sm.v[0], vh, p.v_stride, j_begin, S);
+  cp_async_commit();
+  cp_async_wait<1>();
   __syncthreads();
   std::uint32_t qa[D / 16][4];
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk)
-    load_a<D>(qa[kk], ks, warp * 16, kk * 16);
+    load_a<D>(qa[kk], sm.k[1], warp * 16, kk * 16);
+  __syncthreads();
 
   float o[D / 8][4];
 #pragma unroll
@@ -41,13 +55,19 @@ __global__ void __launch_bounds__(kThreads)
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   const i64 row[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
 
-  const i64 first_key = p.window > 0 && q0 - p.window + 1 > 0 ? q0 - p.window + 1 : 0;
-  const i64 end_key = q0 + kTile < S ? q0 + kTile : S;
-  for (i64 j0 = first_key / kTile * kTile; j0 < end_key; j0 += kTile) {
+  for (int it = 0; it < tiles; ++it) {
+    const i64 j0 = j_begin + i64(it) * kTile;
+    const int buf = it & 1;
+    if (it + 1 < tiles) {
+      load_tile_async<D>(sm.k[buf ^ 1], kh, p.k_stride, j0 + kTile, S);
+      load_tile_async<D>(sm.v[buf ^ 1], vh, p.v_stride, j0 + kTile, S);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
-    load_tile<D>(ks, kh, p.k_stride, j0, S);
-    load_tile<D>(vs, vh, p.v_stride, j0, S);
-    __syncthreads();
+    const SmemTile<D> &ks = sm.k[buf], &vs = sm.v[buf];
 
     float s[kTile / 8][4];
 #pragma unroll
@@ -56,19 +76,22 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk)
 #pragma unroll
-      for (int nb = 0; nb < kTile / 8; ++nb) {
-        std::uint32_t b0, b1;
-        load_b_rows<D>(b0, b1, ks, nb * 8, kk * 16);
-        mma(s[nb], qa[kk], b0, b1);
+      for (int nb = 0; nb < kTile / 8; nb += 2) {
+        std::uint32_t bb[4];
+        load_b_rows<D>(bb, ks, nb * 8, kk * 16);
+        mma(s[nb], qa[kk], bb[0], bb[1]);
+        mma(s[nb + 1], qa[kk], bb[2], bb[3]);
       }
 
+    // A tile wholly inside every row's causal window needs no mask.
+    const bool whole = j0 + kTile - 1 <= q0 && j0 + kTile <= S && (p.window <= 0 || q0 + kTile - 1 - j0 < p.window);
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nb = 0; nb < kTile / 8; ++nb)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const i64 key = j0 + nb * 8 + 2 * t + (e & 1);
-        const float x = attends(row[e / 2], key, S, p.window) ? s[nb][e] * p.scale_log2 : -INFINITY;
+        const float x = whole || attends(row[e / 2], key, S, p.window) ? s[nb][e] * p.scale_log2 : -INFINITY;
         s[nb][e] = x;
         mx[e / 2] = fmaxf(mx[e / 2], x);
       }
@@ -104,12 +127,14 @@ __global__ void __launch_bounds__(kThreads)
                                    pack_f32(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                                    pack_f32(s[2 * kk + 1][2], s[2 * kk + 1][3])};
 #pragma unroll
-      for (int nb = 0; nb < D / 8; ++nb) {
-        std::uint32_t b0, b1;
-        load_b_cols<D>(b0, b1, vs, kk * 16, nb * 8);
-        mma(o[nb], pa, b0, b1);
+      for (int nb = 0; nb < D / 8; nb += 2) {
+        std::uint32_t bb[4];
+        load_b_cols<D>(bb, vs, kk * 16, nb * 8);
+        mma(o[nb], pa, bb[0], bb[1]);
+        mma(o[nb + 1], pa, bb[2], bb[3]);
       }
     }
+    __syncthreads(); // the next iteration's copy overwrites this buffer's pair, which this one was reading
   }
 
   // l: each lane summed its own columns; the quad's four partial sums in a fixed butterfly order.
@@ -136,8 +161,10 @@ __global__ void __launch_bounds__(kThreads)
 template <int D>
 Status launch_forward(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                       const Params &p) {
+  const int smem = int(sizeof(FwdSmem<D>));
+  ATP_CUDA_TRY(cudaFuncSetAttribute(forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   const dim3 grid(unsigned((p.seq + kTile - 1) / kTile), unsigned(p.q_heads), unsigned(p.batch));
-  forward_kernel<D><<<grid, kThreads, 0, st>>>(out, lse, q, k, v, p);
+  forward_kernel<D><<<grid, kThreads, smem, st>>>(out, lse, q, k, v, p);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
 }
