@@ -46,7 +46,7 @@ struct Params {
 };
 
 /// A tile of kTile rows of D bf16 in shared memory, rows padded (16-byte aligned rows at distinct banks).
-template <int D> struct SmemTile { bf16 e[kTile][D + kPad]; };
+template <int D, int R = kTile> struct SmemTile { bf16 e[R][D + kPad]; };
 
 /// c += a b for a 16x16 row-major bf16 A, a 16x8 column-major bf16 B, a 16x8 fp32 C (PTX ISA's m16n8k16
 /// fragment layouts: lane = 4 g + t holds A rows g, g+8, columns 2t, 2t+1, 2t+8, 2t+9; B column g, rows
@@ -86,22 +86,23 @@ __device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const bf16 
 }
 
 /// The A fragment of rows r0.., columns k0.. of a row-major smem tile.
-template <int D> __device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const SmemTile<D> &s, int r0, int k0) {
+template <int D, int R>
+__device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const SmemTile<D, R> &s, int r0, int k0) {
   const int l = lane_id();
   ldsm_x4(a, &s.e[r0 + (l & 15)][k0 + (l >> 4) * 8]);
 }
 
 /// The B fragments of n-blocks n0 and n0 + 8 for B[k][n] = s[n0 + n][k0 + k] (B^T stored row-major: K for
 /// Q K^T): b[0], b[1] for n0; b[2], b[3] for n0 + 8.
-template <int D>
-__device__ __forceinline__ void load_b_rows(std::uint32_t (&b)[4], const SmemTile<D> &s, int n0, int k0) {
+template <int D, int R>
+__device__ __forceinline__ void load_b_rows(std::uint32_t (&b)[4], const SmemTile<D, R> &s, int n0, int k0) {
   const int l = lane_id();
   ldsm_x4(b, &s.e[n0 + (l & 7) + (l >> 4) * 8][k0 + ((l >> 3) & 1) * 8]);
 }
 
 /// The B fragments of n-blocks n0 and n0 + 8 for B[k][n] = s[k0 + k][n0 + n] (B stored row-major: V for P V).
-template <int D>
-__device__ __forceinline__ void load_b_cols(std::uint32_t (&b)[4], const SmemTile<D> &s, int k0, int n0) {
+template <int D, int R>
+__device__ __forceinline__ void load_b_cols(std::uint32_t (&b)[4], const SmemTile<D, R> &s, int k0, int n0) {
   const int l = lane_id();
   ldsm_x4_trans(b, &s.e[k0 + (l & 7) + ((l >> 3) & 1) * 8][n0 + (l >> 4) * 8]);
 }
@@ -119,12 +120,12 @@ template <int pending> __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
 }
 
-/// Starts copying rows row0..row0+kTile-1 (of a sequence; rows >= seq become zeros) of one head's D columns,
+/// Starts copying rows row0..row0+R-1 (of a sequence; rows >= seq become zeros) of one head's D columns,
 /// 16 bytes per copy, by the whole CTA. src points at row 0, column 0 of the head.
-template <int D>
-__device__ __forceinline__ void load_tile_async(SmemTile<D> &s, const bf16 *src, i64 stride, i64 row0, i64 seq) {
+template <int D, int R>
+__device__ __forceinline__ void load_tile_async(SmemTile<D, R> &s, const bf16 *src, i64 stride, i64 row0, i64 seq) {
   constexpr int kChunks = D / 8;
-  for (int c = int(threadIdx.x); c < kTile * kChunks; c += kThreads) {
+  for (int c = int(threadIdx.x); c < R * kChunks; c += kThreads) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
     const bool valid = row0 + r < seq;
     cp_async16(&s.e[r][col], valid ? src + (row0 + r) * stride + col : src, valid);
@@ -143,6 +144,10 @@ Params params_of(const AttentionDims &a);
 
 /// Whether query i attends key j.
 __device__ __forceinline__ bool attends(i64 i, i64 j, i64 seq, i64 window) {
+  return j <= i && i < seq && (window <= 0 || i - j < window);
+}
+
+__device__ __forceinline__ bool attends_int(int i, int j, int seq, int window) {
   return j <= i && i < seq && (window <= 0 || i - j < window);
 }
 

@@ -42,11 +42,11 @@ __device__ __forceinline__ void product_xyt(float (&acc)[kTile / 8][4], const Sm
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     std::uint32_t a[4];
-    load_a<D>(a, x, r0, kk * 16);
+    load_a(a, x, r0, kk * 16);
 #pragma unroll
     for (int nb = 0; nb < kTile / 8; nb += 2) {
       std::uint32_t bb[4];
-      load_b_rows<D>(bb, y, nb * 8, kk * 16);
+      load_b_rows(bb, y, nb * 8, kk * 16);
       mma(acc[nb], a, bb[0], bb[1]);
       mma(acc[nb + 1], a, bb[2], bb[3]);
     }
@@ -65,7 +65,7 @@ __device__ __forceinline__ void accumulate_wy(float (&acc)[D / 8][4], const floa
 #pragma unroll
     for (int nb = 0; nb < D / 8; nb += 2) {
       std::uint32_t bb[4];
-      load_b_cols<D>(bb, y, kk * 16, nb * 8);
+      load_b_cols(bb, y, kk * 16, nb * 8);
       mma(acc[nb], a, bb[0], bb[1]);
       mma(acc[nb + 1], a, bb[2], bb[3]);
     }
@@ -108,14 +108,14 @@ __global__ void __launch_bounds__(kThreads)
   // Step n: query head kvh * rep + n / q_tiles (head order), its q tile j0 + (n % q_tiles) kTile (in order).
   auto issue = [&](int n, int buf) {
     const i64 h = kvh * rep + n / q_tiles, i0 = j0 + i64(n % q_tiles) * kTile;
-    load_tile_async<D>(sm.x[buf], q + b * S * p.q_stride + h * D, p.q_stride, i0, S);
-    load_tile_async<D>(sm.y[buf], dout + b * S * dout_stride + h * D, dout_stride, i0, S);
+    load_tile_async(sm.x[buf], q + b * S * p.q_stride + h * D, p.q_stride, i0, S);
+    load_tile_async(sm.y[buf], dout + b * S * dout_stride + h * D, dout_stride, i0, S);
     load_stats_async(sm.lse[buf], lse + (b * p.q_heads + h) * S, i0, S);
     load_stats_async(sm.delta[buf], delta + (b * p.q_heads + h) * S, i0, S);
     cp_async_commit();
   };
-  load_tile_async<D>(sm.fixed[0], k + b * S * p.k_stride + kvh * D, p.k_stride, j0, S);
-  load_tile_async<D>(sm.fixed[1], v + b * S * p.v_stride + kvh * D, p.v_stride, j0, S);
+  load_tile_async(sm.fixed[0], k + b * S * p.k_stride + kvh * D, p.k_stride, j0, S);
+  load_tile_async(sm.fixed[1], v + b * S * p.v_stride + kvh * D, p.v_stride, j0, S);
   issue(0, 0); // one group with K and V
   float dka[D / 8][4], dva[D / 8][4];
   zero<D>(dka);
@@ -168,10 +168,10 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(bf16 *dq, const bf16 *dout
   const i64 end_key = i0 + kTile < S ? i0 + kTile : S;
   const i64 j_begin = first_key / kTile * kTile;
   const int tiles = int((end_key - j_begin + kTile - 1) / kTile);
-  load_tile_async<D>(sm.fixed[0], q + b * S * p.q_stride + h * D, p.q_stride, i0, S);
-  load_tile_async<D>(sm.fixed[1], dout + b * S * dout_stride + h * D, dout_stride, i0, S);
-  load_tile_async<D>(sm.x[0], kh, p.k_stride, j_begin, S);
-  load_tile_async<D>(sm.y[0], vh, p.v_stride, j_begin, S);
+  load_tile_async(sm.fixed[0], q + b * S * p.q_stride + h * D, p.q_stride, i0, S);
+  load_tile_async(sm.fixed[1], dout + b * S * dout_stride + h * D, dout_stride, i0, S);
+  load_tile_async(sm.x[0], kh, p.k_stride, j_begin, S);
+  load_tile_async(sm.y[0], vh, p.v_stride, j_begin, S);
   cp_async_commit();
   const i64 row[2] = {i0 + warp * 16 + g, i0 + warp * 16 + g + 8};
   float lse2[2], dl[2];
@@ -186,8 +186,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(bf16 *dq, const bf16 *dout
     const i64 j0 = j_begin + i64(n) * kTile;
     const int buf = n & 1;
     if (n + 1 < tiles) {
-      load_tile_async<D>(sm.x[buf ^ 1], kh, p.k_stride, j0 + kTile, S);
-      load_tile_async<D>(sm.y[buf ^ 1], vh, p.v_stride, j0 + kTile, S);
+      load_tile_async(sm.x[buf ^ 1], kh, p.k_stride, j0 + kTile, S);
+      load_tile_async(sm.y[buf ^ 1], vh, p.v_stride, j0 + kTile, S);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
