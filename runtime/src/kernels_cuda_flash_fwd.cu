@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kThreads)
   const i64 kvh = h / (p.q_heads / p.kv_heads);
   const int warp = int(threadIdx.x / 32), g = lane_g(), t = lane_t();
   const int q0 = tile * kRows, w0 = q0 + warp * 16 * M; // the warp's rows: w0 .. w0 + 16 M - 1
-  const int seq = int(S), window = int(p.window);       // (seq < 2^31: params_of)
+  const int seq = int(S), window = int(p.window);       // (seq <= 2^30: supports)
   const bf16 *qh = q + b * S * p.q_stride + h * D;
   const bf16 *kh = k + b * S * p.k_stride + kvh * D;
   const bf16 *vh = v + b * S * p.v_stride + kvh * D;
