@@ -2,7 +2,9 @@
 
    The BF16 path of kernels_cuda_attention.cu for head_dim 64, 96 and 128 with 16-byte aligned rows (every
    other case keeps the row-per-warp kernels there). Tiles of 64 queries by 64 keys; a CTA of 4 warps, each
-   warp owning 16 rows of its tile; products through mma.sync m16n8k16 (bf16 in, fp32 accumulate).
+   warp owning 16 rows of its tile; products through mma.sync m16n8k16 (bf16 in, fp32 accumulate), fragments
+   through ldmatrix from padded smem tiles, the tiles streamed by cp.async into two buffers (the next tile's
+   copy overlaps this tile's math).
      forward  one CTA per (batch, q head, q tile): S = Q K^T, online softmax in fp32 registers, P rounded to
               bf16, O += P V in fp32, out = O / l rounded once, lse = m + log l in fp32.
      backward D_i = dout_i . out_i (kernels_cuda_attention.cu's delta kernel), then
@@ -43,19 +45,8 @@ struct Params {
   float scale;
 };
 
-/// A tile of kTile rows of D bf16 in shared memory, rows padded.
-template <int D> struct SmemTile { bf16 e[kTile][D + kPad]; };
-
-__device__ __forceinline__ std::uint32_t ld32(const bf16 *p) { return *reinterpret_cast<const std::uint32_t *>(p); }
-
-__device__ __forceinline__ std::uint32_t pack2(bf16 lo, bf16 hi) {
-  return std::uint32_t(__bfloat16_as_ushort(lo)) | (std::uint32_t(__bfloat16_as_ushort(hi)) << 16);
-}
-
-/// Two floats rounded to bf16 (to nearest even) in one register, lo in the low half (the lower column).
-__device__ __forceinline__ std::uint32_t pack_f32(float lo, float hi) {
-  return pack2(__float2bfloat16_rn(lo), __float2bfloat16_rn(hi));
-}
+/// A tile of kTile rows of D bf16 in shared memory, rows padded (16-byte aligned rows at distinct banks).
+template <int D, int R = kTile> struct SmemTile { bf16 e[R][D + kPad]; };
 
 /// c += a b for a 16x16 row-major bf16 A, a 16x8 column-major bf16 B, a 16x8 fp32 C (PTX ISA's m16n8k16
 /// fragment layouts: lane = 4 g + t holds A rows g, g+8, columns 2t, 2t+1, 2t+8, 2t+9; B column g, rows
@@ -67,47 +58,85 @@ __device__ __forceinline__ void mma(float (&c)[4], const std::uint32_t (&a)[4], 
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ int lane_g() { return int(threadIdx.x % 32) / 4; }
-__device__ __forceinline__ int lane_t() { return int(threadIdx.x % 4); }
+/// Two floats rounded to bf16 (to nearest even) in one register, lo in the low half (the lower column).
+__device__ __forceinline__ std::uint32_t pack_f32(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const std::uint32_t *>(&v);
+}
+
+__device__ __forceinline__ int lane_id() { return int(threadIdx.x % 32); }
+__device__ __forceinline__ int lane_g() { return lane_id() / 4; }
+__device__ __forceinline__ int lane_t() { return lane_id() % 4; }
+
+__device__ __forceinline__ unsigned smem_addr(const void *p) {
+  return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+
+/// Four 8x8 b16 matrices from shared memory (lanes 8i..8i+7 give the row addresses of matrix i); .trans
+/// hands each lane column elements instead of row elements.
+__device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const bf16 *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const bf16 *p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
 
 /// The A fragment of rows r0.., columns k0.. of a row-major smem tile.
-template <int D> __device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const SmemTile<D> &s, int r0, int k0) {
-  const int g = lane_g(), t = lane_t();
-  a[0] = ld32(&s.e[r0 + g][k0 + 2 * t]);
-  a[1] = ld32(&s.e[r0 + g + 8][k0 + 2 * t]);
-  a[2] = ld32(&s.e[r0 + g][k0 + 2 * t + 8]);
-  a[3] = ld32(&s.e[r0 + g + 8][k0 + 2 * t + 8]);
+template <int D, int R>
+__device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const SmemTile<D, R> &s, int r0, int k0) {
+  const int l = lane_id();
+  ldsm_x4(a, &s.e[r0 + (l & 15)][k0 + (l >> 4) * 8]);
 }
 
-/// The B fragment B[k][n] = s[n0 + n][k0 + k] (B^T stored row-major: K for Q K^T).
-template <int D>
-__device__ __forceinline__ void load_b_rows(std::uint32_t &b0, std::uint32_t &b1, const SmemTile<D> &s, int n0,
-                                            int k0) {
-  const int g = lane_g(), t = lane_t();
-  b0 = ld32(&s.e[n0 + g][k0 + 2 * t]);
-  b1 = ld32(&s.e[n0 + g][k0 + 2 * t + 8]);
+/// The B fragments of n-blocks n0 and n0 + 8 for B[k][n] = s[n0 + n][k0 + k] (B^T stored row-major: K for
+/// Q K^T): b[0], b[1] for n0; b[2], b[3] for n0 + 8.
+template <int D, int R>
+__device__ __forceinline__ void load_b_rows(std::uint32_t (&b)[4], const SmemTile<D, R> &s, int n0, int k0) {
+  const int l = lane_id();
+  ldsm_x4(b, &s.e[n0 + (l & 7) + (l >> 4) * 8][k0 + ((l >> 3) & 1) * 8]);
 }
 
-/// The B fragment B[k][n] = s[k0 + k][n0 + n] (B stored row-major: V for P V).
-template <int D>
-__device__ __forceinline__ void load_b_cols(std::uint32_t &b0, std::uint32_t &b1, const SmemTile<D> &s, int k0,
-                                            int n0) {
-  const int g = lane_g(), t = lane_t();
-  b0 = pack2(s.e[k0 + 2 * t][n0 + g], s.e[k0 + 2 * t + 1][n0 + g]);
-  b1 = pack2(s.e[k0 + 2 * t + 8][n0 + g], s.e[k0 + 2 * t + 9][n0 + g]);
+/// The B fragments of n-blocks n0 and n0 + 8 for B[k][n] = s[k0 + k][n0 + n] (B stored row-major: V for P V).
+template <int D, int R>
+__device__ __forceinline__ void load_b_cols(std::uint32_t (&b)[4], const SmemTile<D, R> &s, int k0, int n0) {
+  const int l = lane_id();
+  ldsm_x4_trans(b, &s.e[k0 + (l & 7) + ((l >> 3) & 1) * 8][n0 + (l >> 4) * 8]);
 }
 
-/// Rows row0..row0+kTile-1 (of a sequence; rows >= seq read as zeros) of one head's D columns, with 16-byte
-/// loads by the whole CTA. src points at row 0, column 0 of the head.
-template <int D>
-__device__ __forceinline__ void load_tile(SmemTile<D> &s, const bf16 *src, i64 stride, i64 row0, i64 seq) {
+/// Asynchronous copies global -> shared (cp.async): 16 or 4 bytes, zero-filled where !valid (nothing read).
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/// Waits until at most `pending` committed groups are still in flight (this thread's); then __syncthreads.
+template <int pending> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
+}
+
+/// Starts copying rows row0..row0+R-1 (of a sequence; rows >= seq become zeros) of one head's D columns,
+/// 16 bytes per copy, by the whole CTA. src points at row 0, column 0 of the head.
+template <int D, int R>
+__device__ __forceinline__ void load_tile_async(SmemTile<D, R> &s, const bf16 *src, i64 stride, i64 row0, i64 seq) {
   constexpr int kChunks = D / 8;
-  for (int c = int(threadIdx.x); c < kTile * kChunks; c += kThreads) {
+  for (int c = int(threadIdx.x); c < R * kChunks; c += kThreads) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row0 + r < seq)
-      v = *reinterpret_cast<const uint4 *>(src + (row0 + r) * stride + col);
-    *reinterpret_cast<uint4 *>(&s.e[r][col]) = v;
+    const bool valid = row0 + r < seq;
+    cp_async16(&s.e[r][col], valid ? src + (row0 + r) * stride + col : src, valid);
+  }
+}
+
+/// Starts copying kTile floats of a [seq] row of statistics from index row0 (zeros past seq).
+__device__ __forceinline__ void load_stats_async(float *dst, const float *src, i64 row0, i64 seq) {
+  for (int r = int(threadIdx.x); r < kTile; r += kThreads) {
+    const bool valid = row0 + r < seq;
+    cp_async4(dst + r, valid ? src + row0 + r : src, valid);
   }
 }
 
@@ -115,6 +144,10 @@ Params params_of(const AttentionDims &a);
 
 /// Whether query i attends key j.
 __device__ __forceinline__ bool attends(i64 i, i64 j, i64 seq, i64 window) {
+  return j <= i && i < seq && (window <= 0 || i - j < window);
+}
+
+__device__ __forceinline__ bool attends_int(int i, int j, int seq, int window) {
   return j <= i && i < seq && (window <= 0 || i - j < window);
 }
 
