@@ -21,6 +21,7 @@
 #   run(command="bash tools/gpu-train.sh bench", carry=["gpu-train", ".deps"])   # there: the speed benchmark
 #       our train on the Llama-3.2-1B shape (specs/bench), seq 2048, micro-batch 4, one GPU, bf16 and fp32:
 #       the median tokens/s and MFU (989 TFLOP/s) of steps 3..BENCH_STEPS, and the device memory in use.
+#   TORCH_BASELINES=0  bench: ours only (no tools/bench_torch.py)
 #   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral"); BENCH_STEPS (default 10)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -223,6 +224,10 @@ print("%s: %.0f tokens/s (median of steps 3..%d), MFU %.2f%%, device memory in u
 json.dump({"tokens_per_s": tps, "mfu": mfu, "peak_mem_bytes": mem}, open(sys.argv[3], "w"))
 PY
   done
+  if [ "${TORCH_BASELINES:-1}" = 0 ]; then
+    echo "gpu-train: TORCH_BASELINES=0: no PyTorch baselines"
+    return
+  fi
   if ! python3 -c 'import torch' 2>/dev/null; then
     echo "gpu-train: python3 has no torch here: no PyTorch baselines"
     return

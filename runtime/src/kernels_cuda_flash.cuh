@@ -64,6 +64,14 @@ __device__ __forceinline__ std::uint32_t pack_f32(float lo, float hi) {
   return *reinterpret_cast<const std::uint32_t *>(&v);
 }
 
+/// 2^x by the SFU's approximation (relative error ~2^-22, far below P's bf16 rounding; -inf gives +0):
+/// one instruction, where exp2f handles denormal results in several.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ int lane_id() { return int(threadIdx.x % 32); }
 __device__ __forceinline__ int lane_g() { return lane_id() / 4; }
 __device__ __forceinline__ int lane_t() { return lane_id() % 4; }

@@ -17,6 +17,10 @@
 
 #include <cstdint>
 
+#ifndef ATP_FLASH_BWD_M64
+#define ATP_FLASH_BWD_M64 2
+#endif
+
 namespace atp::kcuda::flash {
 
 namespace {
@@ -93,6 +97,20 @@ __device__ __forceinline__ void accumulate_wy(float (&acc)[M][D / 8][4], const f
   }
 }
 
+/// Sets the scores of a warp's 16 M x 8 NB C fragments that attend(r, c) rejects to -inf, where r is the
+/// fragment row (16 mi + g + 8 (e / 2)) offset by r0 and c the column (8 nb + 2 t + (e & 1)).
+template <int M, int NB, class Attend>
+__device__ __forceinline__ void mask_scores(float (&s)[M][NB][4], Attend attend, int r0, int g, int t) {
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (!attend(r0 + 16 * mi + g + 8 * (e / 2), nb * 8 + 2 * t + (e & 1)))
+          s[mi][nb][e] = -INFINITY;
+}
+
 /// Stores a warp's 16 M x D fp32 accumulator times mul as bf16 rows row0.., rows >= seq skipped.
 template <int D, int M>
 __device__ __forceinline__ void store_rows(bf16 *dst, i64 stride, int row0, int seq, const float (&acc)[M][D / 8][4],
@@ -165,18 +183,18 @@ __global__ void __launch_bounds__(kThreads)
       product_xyt<D, M, kPass / 8>(st, sm.fixed[0], warp * 16 * M, sm.x[buf], c0);
       product_xyt<D, M, kPass / 8>(dpt, sm.fixed[1], warp * 16 * M, sm.y[buf], c0);
       const bool whole = i0 >= w0 + 16 * M - 1 && i0 + kPass <= seq && (window <= 0 || i0 + kPass - 1 - w0 < window);
+      if (!whole) // edge blocks only: masked scores become -inf, so p = 0 there
+        mask_scores<M, kPass / 8>(st, [&](int key, int col) { return attends_int(i0 + col, key, seq, window); }, w0, g, t);
 #pragma unroll
       for (int mi = 0; mi < M; ++mi)
 #pragma unroll
         for (int nb = 0; nb < kPass / 8; ++nb)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int col = nb * 8 + 2 * t + (e & 1), key = w0 + 16 * mi + g + 8 * (e / 2);
-            const float pe = whole || attends_int(i0 + col, key, seq, window)
-                                 ? exp2f(st[mi][nb][e] * p.scale_log2 - sm.lse[buf][c0 + col] * kLog2e)
-                                 : 0.0f;
+            const int col = c0 + nb * 8 + 2 * t + (e & 1);
+            const float pe = fast_exp2(fmaf(st[mi][nb][e], p.scale_log2, -sm.lse[buf][col] * kLog2e));
             st[mi][nb][e] = pe;
-            dpt[mi][nb][e] = pe * (dpt[mi][nb][e] - sm.delta[buf][c0 + col]);
+            dpt[mi][nb][e] = pe * (dpt[mi][nb][e] - sm.delta[buf][col]);
           }
       accumulate_wy<D, M, kPass / 8>(dva, st, sm.y[buf], c0);
       accumulate_wy<D, M, kPass / 8>(dka, dpt, sm.x[buf], c0);
@@ -237,18 +255,20 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(bf16 *dq, const bf16 *dout
       product_xyt<D, M, kTile / 8>(s, sm.fixed[0], warp * 16 * M, sm.x[buf], 0);
       product_xyt<D, M, kTile / 8>(dp, sm.fixed[1], warp * 16 * M, sm.y[buf], 0);
       const bool whole = j0 + kTile - 1 <= w0 && j0 + kTile <= seq && (window <= 0 || w0 + 16 * M - 1 - j0 < window);
+      if (!whole) // edge blocks only
+        mask_scores<M, kTile / 8>(s, [&](int row, int key) { return attends_int(row, j0 + key, seq, window); }, w0, g, t);
 #pragma unroll
       for (int mi = 0; mi < M; ++mi)
 #pragma unroll
-        for (int nb = 0; nb < kTile / 8; ++nb)
+        for (int e = 0; e < 4; ++e) {
+          const int row = w0 - i0 + 16 * mi + g + 8 * (e / 2);
+          const float lse2 = row_lse2[row], d = row_delta[row];
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int key = j0 + nb * 8 + 2 * t + (e & 1), row = w0 + 16 * mi + g + 8 * (e / 2);
-            const float pe = whole || attends_int(row, key, seq, window)
-                                 ? exp2f(s[mi][nb][e] * p.scale_log2 - row_lse2[row - i0])
-                                 : 0.0f;
-            dp[mi][nb][e] = pe * (dp[mi][nb][e] - row_delta[row - i0]);
+          for (int nb = 0; nb < kTile / 8; ++nb) {
+            const float pe = fast_exp2(fmaf(s[mi][nb][e], p.scale_log2, -lse2));
+            dp[mi][nb][e] = pe * (dp[mi][nb][e] - d);
           }
+        }
       accumulate_wy<D, M, kTile / 8>(dqa, dp, sm.x[buf], 0);
     }
     __syncthreads(); // the next step's copy overwrites this buffer
@@ -279,7 +299,7 @@ Status backward(cudaStream_t st, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout,
   const Params p = params_of(a);
   switch (a.head_dim) {
   case 64:
-    return launch_backward<64, 2>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
+    return launch_backward<64, ATP_FLASH_BWD_M64>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
   case 96:
     return launch_backward<96, 1>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
   default:

@@ -101,28 +101,36 @@ __global__ void __launch_bounds__(kThreads)
           }
         }
 
-      // A tile wholly inside every row's causal window needs no mask.
+      // A tile wholly inside every row's causal window needs no mask: only edge tiles pay for it.
       const bool whole = j0 + kTile - 1 <= w0 && j0 + kTile <= S && (p.window <= 0 || w0 + 16 * M - 1 - j0 < p.window);
+      if (!whole) {
+#pragma unroll
+        for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+          for (int nb = 0; nb < kTile / 8; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              if (!attends_int(w0 + mi * 16 + g + 8 * (e / 2), j0 + nb * 8 + 2 * t + (e & 1), seq, window))
+                s[mi][nb][e] = -INFINITY;
+      }
+      // The running max is kept scaled (log2 domain); scale > 0 (supports), so the max of the raw scores
+      // scaled is the max of the scaled ones, and p = 2^(s scale_log2 - m) is one FFMA and one EX2.
 #pragma unroll
       for (int mi = 0; mi < M; ++mi) {
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
         for (int nb = 0; nb < kTile / 8; ++nb)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int key = j0 + nb * 8 + 2 * t + (e & 1), row = w0 + mi * 16 + g + 8 * (e / 2);
-            const float x = whole || attends_int(row, key, seq, window) ? s[mi][nb][e] * p.scale_log2 : -INFINITY;
-            s[mi][nb][e] = x;
-            mx[e / 2] = fmaxf(mx[e / 2], x);
-          }
+          for (int e = 0; e < 4; ++e)
+            mx[e / 2] = fmaxf(mx[e / 2], s[mi][nb][e]);
         float corr[2], base[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
           mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-          const float m_new = fmaxf(m[mi][r], mx[r]);
-          base[r] = m_new == -INFINITY ? 0.0f : m_new; // a row with no key yet: exp2(-inf - 0) = 0, not NaN
-          corr[r] = exp2f(m[mi][r] - base[r]);
+          const float m_new = fmaxf(m[mi][r], mx[r] * p.scale_log2);
+          base[r] = m_new == -INFINITY ? 0.0f : m_new; // a row with no key yet: 2^(-inf - 0) = 0, not NaN
+          corr[r] = fast_exp2(m[mi][r] - base[r]);
           m[mi][r] = m_new;
           l[mi][r] *= corr[r];
         }
@@ -130,7 +138,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int nb = 0; nb < kTile / 8; ++nb)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const float pe = exp2f(s[mi][nb][e] - base[e / 2]);
+            const float pe = fast_exp2(fmaf(s[mi][nb][e], p.scale_log2, -base[e / 2]));
             s[mi][nb][e] = pe;
             l[mi][e / 2] += pe;
           }
@@ -214,6 +222,8 @@ Params params_of(const AttentionDims &a) {
 
 bool supports(const AttentionDims &a, std::initializer_list<const void *> pointers) {
   if (a.head_dim != 64 && a.head_dim != 96 && a.head_dim != 128)
+    return false;
+  if (!(a.scale > 0)) // the forward takes the running max of unscaled scores
     return false;
   if (a.q_stride % 8 != 0 || a.k_stride % 8 != 0 || a.v_stride % 8 != 0)
     return false;
