@@ -305,20 +305,20 @@ void test_embedding() {
 
 // ---------------------------------------------------------------------------------------------- RMSNorm
 
-/// hidden 300: wider than a block, one element per load for bf16 (16-byte loads for float); 2048: the
-/// vectorized register path for both dtypes (kernels_cuda_norm.cu).
-void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300) {
+/// hidden 300: wider than a block, one element per load for bf16 (16-byte loads for float); 2048 and up: the
+/// vectorized register path (kernels_cuda_norm.cu). want_dx false passes a null dx (only dw is wanted).
+void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300, bool want_dx = true) {
   const double eps = 1e-5;
   const Vec x = random_vec(rows * hidden), w = random_vec(hidden, 0.5f, 1.5f), dy = random_vec(rows * hidden);
   const Vec dx0 = random_vec(rows * hidden), dw0 = random_vec(hidden);
-  const std::string what =
-      "rmsnorm rows " + std::to_string(rows) + " hidden " + std::to_string(hidden) +
-      (mode == Write::Accumulate ? " accumulate" : " overwrite");
+  const std::string what = "rmsnorm rows " + std::to_string(rows) + " hidden " + std::to_string(hidden) +
+                           (mode == Write::Accumulate ? " accumulate" : " overwrite") + (want_dx ? "" : " no dx");
   auto res = twice(what, [&] {
     DevX X(x), W(w), DY(dy), Y{Vec(rows * hidden)}, DX(dx0), DW(dw0);
     DevS R{Vec(rows)};
     expect_ok(K->rmsnorm_forward(Y.p(), R.p(), X.p(), W.p(), rows, hidden, eps), what + " forward");
-    expect_ok(K->rmsnorm_backward(DX.p(), mode, DW.p(), DY.p(), X.p(), W.p(), R.p(), rows, hidden), what + " backward");
+    expect_ok(K->rmsnorm_backward(want_dx ? DX.p() : nullptr, mode, DW.p(), DY.p(), X.p(), W.p(), R.p(), rows, hidden),
+              what + " backward");
     return std::vector<Vec>{Y.get(), R.get(), DX.get(), DW.get()};
   });
   Ref y(rows * hidden), rstd(rows), dx(rows * hidden), dw(dw0.begin(), dw0.end());
@@ -336,7 +336,8 @@ void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300) {
     }
     for (i64 j = 0; j < hidden; ++j) {
       const double v = r * (double(dy[t * hidden + j]) * w[j] - x[t * hidden + j] * r * dot / hidden);
-      dx[t * hidden + j] = (mode == Write::Accumulate ? double(dx0[t * hidden + j]) : 0.0) + v;
+      dx[t * hidden + j] = want_dx ? (mode == Write::Accumulate ? double(dx0[t * hidden + j]) : 0.0) + v
+                                   : double(dx0[t * hidden + j]); // no dx: DX keeps its values
     }
   }
   expect_close(what + " y", res[0], y);
@@ -665,6 +666,11 @@ void run_suite() {
   test_rmsnorm(Write::Accumulate, 300); // dw's column sums over three row chunks
   test_rmsnorm(Write::Overwrite, 9, 2048);
   test_rmsnorm(Write::Accumulate, 9, 2048);
+  test_rmsnorm(Write::Accumulate, 203, 2048);       // the fused backward's partials of 7 blocks, the last one short
+  test_rmsnorm(Write::Accumulate, 37, 2056);        // a row one vector wider than a block's loads (bf16)
+  test_rmsnorm(Write::Overwrite, 70, 4096);         // 2 (bf16) and 4 (float) vectors a thread
+  test_rmsnorm(Write::Accumulate, 33, 8192);        // 4 vectors a thread (bf16); float: the scalar kernels
+  test_rmsnorm(Write::Accumulate, 45, 2048, false); // no dx: dw only
   test_rope(16, false);
   test_rope(32, true);
   test_swiglu(37);
