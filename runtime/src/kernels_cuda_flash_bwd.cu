@@ -46,6 +46,11 @@ template <int D, int M, int NB, int RX, int RY>
 __device__ __forceinline__ void product_xyt(float (&acc)[M][NB][4], const SmemTile<D, RX> &x, int r0,
                                             const SmemTile<D, RY> &y, int c0) {
 #pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+      acc[mi][nb][0] = acc[mi][nb][1] = acc[mi][nb][2] = acc[mi][nb][3] = 0.0f;
+#pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     std::uint32_t a[M][4];
 #pragma unroll
@@ -57,13 +62,8 @@ __device__ __forceinline__ void product_xyt(float (&acc)[M][NB][4], const SmemTi
       load_b_rows(bb, y, c0 + nb * 8, kk * 16);
 #pragma unroll
       for (int mi = 0; mi < M; ++mi) {
-        if (kk == 0) { // the first k-block starts the sums
-          mma_zero_c(acc[mi][nb], a[mi], bb[0], bb[1]);
-          mma_zero_c(acc[mi][nb + 1], a[mi], bb[2], bb[3]);
-        } else {
-          mma(acc[mi][nb], a[mi], bb[0], bb[1]);
-          mma(acc[mi][nb + 1], a[mi], bb[2], bb[3]);
-        }
+        mma(acc[mi][nb], a[mi], bb[0], bb[1]);
+        mma(acc[mi][nb + 1], a[mi], bb[2], bb[3]);
       }
     }
   }

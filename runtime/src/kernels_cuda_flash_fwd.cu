@@ -84,6 +84,11 @@ __global__ void __launch_bounds__(kThreads)
       const SmemTile<D> &ks = sm.k[buf], &vs = sm.v[buf];
       float s[M][kTile / 8][4];
 #pragma unroll
+      for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+        for (int nb = 0; nb < kTile / 8; ++nb)
+          s[mi][nb][0] = s[mi][nb][1] = s[mi][nb][2] = s[mi][nb][3] = 0.0f;
+#pragma unroll
       for (int kk = 0; kk < D / 16; ++kk)
 #pragma unroll
         for (int nb = 0; nb < kTile / 8; nb += 2) {
@@ -91,13 +96,8 @@ __global__ void __launch_bounds__(kThreads)
           load_b_rows(bb, ks, nb * 8, kk * 16);
 #pragma unroll
           for (int mi = 0; mi < M; ++mi) {
-            if (kk == 0) { // the first k-block starts the sums
-              mma_zero_c(s[mi][nb], qa[mi][kk], bb[0], bb[1]);
-              mma_zero_c(s[mi][nb + 1], qa[mi][kk], bb[2], bb[3]);
-            } else {
-              mma(s[mi][nb], qa[mi][kk], bb[0], bb[1]);
-              mma(s[mi][nb + 1], qa[mi][kk], bb[2], bb[3]);
-            }
+            mma(s[mi][nb], qa[mi][kk], bb[0], bb[1]);
+            mma(s[mi][nb + 1], qa[mi][kk], bb[2], bb[3]);
           }
         }
 
