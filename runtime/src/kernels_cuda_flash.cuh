@@ -12,7 +12,9 @@
                    q tiles in order: dV += P^T dO, dK += dS^T Q (P, dS recomputed, rounded to bf16);
               dq:  one CTA per (batch, q head, q tile) over its kv tiles in order: dQ += dS K.
    Every output element has one owner (one thread's register) adding in a fixed order: no atomics, the same
-   bits on every run. */
+   bits on every run. Masks cost only on the tiles that cross the causal diagonal or the window's edge; the
+   softmax scale rides in the exponent's FFMA and 2^x is the SFU's ex2.approx (these three halved the time at
+   the benchmark's shape; tools/bench_sdpa.py times torch's SDPA backends on it). */
 #pragma once
 
 #include "atp/kernels.h"
