@@ -59,12 +59,31 @@ __global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, 
     struct alignas(16) V { T v[kN]; };
     const bool vec = vocab % kN == 0 && reinterpret_cast<std::uintptr_t>(row) % 16 == 0;
     if (vec) {
+      // A vector at a time: its max first, one rescale at most, then kN independent exponentials (the
+      // element-at-a-time update is a serial chain through mt and st).
       const V *rv = reinterpret_cast<const V *>(row);
       for (i64 j = threadIdx.x; j < vocab / kN; j += blockDim.x) {
         const V x = rv[j];
+        float xf[kN], mx = -INFINITY;
 #pragma unroll
         for (int e = 0; e < kN; ++e)
-          take(to_f32(x.v[e]));
+          xf[e] = to_f32(x.v[e]), mx = fmaxf(mx, xf[e]);
+        if (mx == -INFINITY) { // all -inf adds nothing; fmaxf skips NaN, which must still poison the sum
+#pragma unroll
+          for (int e = 0; e < kN; ++e)
+            if (xf[e] != xf[e])
+              st = double(NAN);
+          continue;
+        }
+        if (mx > mt) {
+          st = mt == -INFINITY ? 0.0 : st * double(expf(mt - mx));
+          mt = mx;
+        }
+        float part = 0.0f;
+#pragma unroll
+        for (int e = 0; e < kN; ++e)
+          part += expf(xf[e] - mt);
+        st += double(part);
       }
     } else {
       for (i64 j = threadIdx.x; j < vocab; j += blockDim.x)
