@@ -87,27 +87,26 @@ public:
     return {};
   }
 
-  Result<double> sum_squares(const float *x, const Span *spans, std::size_t num_spans) override {
-    double sum = 0.0;
+  Result<GradStats> grad_stats(const void *x, DType dtype, const GradSpan *spans, std::size_t num_spans) override {
+    ATP_TRY(check_dtype("grad_stats", dtype));
+    GradStats r;
     for (std::size_t s = 0; s < num_spans; ++s)
-      for (std::int64_t i = spans[s].begin; i < spans[s].end; ++i)
-        sum += double(x[i]) * double(x[i]);
-    return sum;
+      for (std::int64_t i = spans[s].begin; i < spans[s].end; ++i) {
+        const float xi = load(x, dtype, std::size_t(i));
+        r.nonfinite = r.nonfinite || !std::isfinite(xi);
+        if (spans[s].in_norm)
+          r.sum_squares += double(xi) * double(xi);
+      }
+    return r;
   }
 
-  Result<bool> any_nonfinite(const float *x, std::size_t n) override {
-    for (std::size_t i = 0; i < n; ++i)
-      if (!std::isfinite(x[i]))
-        return true;
-    return false;
-  }
-
-  Status adamw(float *p, const float *g, float *m, float *v, std::size_t n, const AdamWStep &step, void *out,
-               DType out_dtype) override {
+  Status adamw(float *p, const void *g, DType g_dtype, float *m, float *v, std::size_t n, const AdamWStep &step,
+               void *out, DType out_dtype) override {
+    ATP_TRY(check_dtype("adamw", g_dtype));
     if (out)
       ATP_TRY(check_dtype("adamw", out_dtype));
     for (std::size_t i = 0; i < n; ++i) {
-      adamw_element(p[i], g[i], m[i], v[i], step);
+      adamw_element(p[i], load(g, g_dtype, i), m[i], v[i], step);
       if (out)
         store(out, out_dtype, i, p[i]);
     }

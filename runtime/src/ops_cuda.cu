@@ -3,19 +3,21 @@
    Launchers and the Ops object; the kernels are in ops_cuda_kernels.cuh and their per-element math, bit for
    bit the CPU backend's, in ops_cuda_math.cuh.
 
-   Elementwise launches (cast, accumulate, AdamW, the overflow check) use a grid no larger than the device
+   Elementwise launches (cast, accumulate, AdamW) use a grid no larger than the device
    holds at once. Pointers from the engine may sit at any element offset, so each launch first looks for a
    head of fewer than 8 elements after which every pointer it touches is 16-byte aligned; then whole units
    of 8 or 16 elements go through 16-byte loads and stores. Pointers that no head aligns together (say a
    float at 4 bytes past alignment and a bf16 at 2) go one element per thread, still coalesced.
 
-   sum_squares is deterministic: the grid size depends only on the device and the element count, and every
-   sum is taken in a fixed order (ops_cuda_kernels.cuh); two launches for any number of spans.
+   grad_stats (the norm's sum of squares and the overflow check, one pass over the gradients in any of the
+   three dtypes) is deterministic: the grid size depends only on the device, the dtype and the element
+   count, and every sum is taken in a fixed order (ops_cuda_kernels.cuh); two launches for any number of
+   spans.
 
    Memory: alloc is cudaMalloc (not the stream-ordered pool: plain allocations work with everything NCCL
    may do to a user buffer) zero-filled on the stream; free is cudaFree, which waits for the device. Host
-   copies wait for the stream, so the host buffer may be reused or read as soon as the call returns; so do
-   sum_squares and any_nonfinite, whose answers come back through a small pinned buffer. */
+   copies wait for the stream, so the host buffer may be reused or read as soon as the call returns; so does
+   grad_stats, whose answer comes back through a small pinned buffer. */
 #include "atp/check_cuda.h"
 #include "atp/ops.h"
 #include "ops_cuda_kernels.cuh"
@@ -113,37 +115,45 @@ Status accumulate(float *acc, const void *src, DType src_dtype, std::size_t n, c
   });
 }
 
-Status adamw(float *p, const float *g, float *m, float *v, std::size_t n, const AdamWStep &step, void *out,
-             DType out_dtype, cudaStream_t stream) {
+Status adamw(float *p, const void *g, DType g_dtype, float *m, float *v, std::size_t n, const AdamWStep &step,
+             void *out, DType out_dtype, cudaStream_t stream) {
+  ATP_TRY(check_dtype("adamw", g_dtype));
   if (out)
     ATP_TRY(check_dtype("adamw", out_dtype));
   if (n == 0)
     return {};
-  if (!out) {
-    const Chunks c = split<8>(n, {{p, 4}, {g, 4}, {m, 4}, {v, 4}});
-    return launch<8>(adamw_kernel<8, NoOut>, c, stream, p, g, m, v, static_cast<NoOut *>(nullptr), step, c);
-  }
-  return with_type(out_dtype, [&](auto o) {
-    using O = decltype(o);
-    const Chunks c = split<8>(n, {{p, 4}, {g, 4}, {m, 4}, {v, 4}, {out, sizeof(O)}});
-    return launch<8>(adamw_kernel<8, O>, c, stream, p, g, m, v, static_cast<O *>(out), step, c);
+  return with_type(g_dtype, [&](auto gt) {
+    using G = decltype(gt);
+    const G *grad = static_cast<const G *>(g);
+    if (!out) {
+      const Chunks c = split<8>(n, {{p, 4}, {g, sizeof(G)}, {m, 4}, {v, 4}});
+      return launch<8>(adamw_kernel<8, G, NoOut>, c, stream, p, grad, m, v, static_cast<NoOut *>(nullptr), step, c);
+    }
+    return with_type(out_dtype, [&](auto o) {
+      using O = decltype(o);
+      const Chunks c = split<8>(n, {{p, 4}, {g, sizeof(G)}, {m, 4}, {v, 4}, {out, sizeof(O)}});
+      return launch<8>(adamw_kernel<8, G, O>, c, stream, p, grad, m, v, static_cast<O *>(out), step, c);
+    });
   });
 }
 
 /// Device and pinned host memory for the answers that come back to the host, and the span list.
 struct Scratch {
-  double *partials = nullptr;  // kMaxSumBlocks partial sums, then the total
-  unsigned *flag = nullptr;    // any_nonfinite's answer (after the partial sums)
-  SpanRun *runs = nullptr;     // sum_squares' span list
+  double *partials = nullptr;    // kMaxSumBlocks partial sums
+  unsigned *flags = nullptr;     // kMaxSumBlocks nonfinite flags (after the partial sums)
+  DeviceStats *total = nullptr;  // the answer (after the flags)
+  SpanRun *runs = nullptr;       // grad_stats' span list
   std::size_t runs_capacity = 0;
-  void *host = nullptr;        // pinned, 8 bytes
+  void *host = nullptr;          // pinned, one DeviceStats
 
   Status init() {
     void *dev = nullptr;
-    ATP_CUDA_TRY(cudaMalloc(&dev, (kMaxSumBlocks + 2) * sizeof(double)));
+    static_assert(kMaxSumBlocks * sizeof(unsigned) % alignof(DeviceStats) == 0, "the answer stays aligned");
+    ATP_CUDA_TRY(cudaMalloc(&dev, kMaxSumBlocks * (sizeof(double) + sizeof(unsigned)) + sizeof(DeviceStats)));
     partials = static_cast<double *>(dev);
-    flag = reinterpret_cast<unsigned *>(partials + kMaxSumBlocks + 1);
-    ATP_CUDA_TRY(cudaMallocHost(&host, sizeof(double)));
+    flags = reinterpret_cast<unsigned *>(partials + kMaxSumBlocks);
+    total = reinterpret_cast<DeviceStats *>(flags + kMaxSumBlocks);
+    ATP_CUDA_TRY(cudaMallocHost(&host, sizeof(DeviceStats)));
     return {};
   }
   Status reserve_runs(std::size_t n) {
@@ -163,52 +173,42 @@ struct Scratch {
   }
 };
 
-/// Copies `bytes` of device memory to the pinned buffer and waits for the stream.
-Status fetch(const Scratch &scratch, const void *src, std::size_t bytes, cudaStream_t stream) {
-  ATP_CUDA_TRY(cudaMemcpyAsync(scratch.host, src, bytes, cudaMemcpyDeviceToHost, stream));
-  ATP_CUDA_TRY(cudaStreamSynchronize(stream));
-  return {};
-}
-
-Result<double> sum_squares(const float *x, const Span *spans, std::size_t num_spans, Scratch &scratch,
-                           cudaStream_t stream) {
+Result<GradStats> grad_stats(const void *x, DType dtype, const GradSpan *spans, std::size_t num_spans,
+                             Scratch &scratch, cudaStream_t stream) {
+  ATP_TRY(check_dtype("grad_stats", dtype));
   std::vector<SpanRun> runs;
   std::uint64_t total = 0;
   for (std::size_t s = 0; s < num_spans; ++s)
     if (spans[s].end > spans[s].begin) {
-      runs.push_back(SpanRun{spans[s].begin, total});
+      runs.push_back(SpanRun{spans[s].begin, total, spans[s].in_norm ? 1 : 0});
       total += std::uint64_t(spans[s].end - spans[s].begin);
     }
   if (total == 0)
-    return 0.0;
+    return GradStats{};
   if (runs.size() > std::size_t(INT32_MAX))
-    return error("sum_squares: " + std::to_string(runs.size()) + " spans is too many");
+    return error("grad_stats: " + std::to_string(runs.size()) + " spans is too many");
   ATP_TRY(scratch.reserve_runs(runs.size()));
   ATP_CUDA_TRY(cudaMemcpyAsync(scratch.runs, runs.data(), runs.size() * sizeof(SpanRun), cudaMemcpyHostToDevice,
                                stream));
-  // A fixed function of (device, total): the same grid, so the same sums in the same order, every run.
-  const std::uint64_t per_block = std::uint64_t(kThreads) * 4 * kSumUnroll;
-  ATP_ASSIGN_OR_RETURN(unsigned grid, grid_for(reinterpret_cast<const void *>(sum_squares_kernel),
-                                               (total + per_block - 1) / per_block * kThreads));
-  const std::uint64_t blocks = std::min<std::uint64_t>(grid, kMaxSumBlocks);
-  const std::uint64_t chunk = (total + blocks - 1) / blocks;
-  sum_squares_kernel<<<unsigned(blocks), kThreads, 0, stream>>>(x, scratch.runs, int(runs.size()), total, chunk,
-                                                                 scratch.partials);
-  ATP_CUDA_TRY(cudaGetLastError());
-  sum_partials_kernel<<<1, kThreads, 0, stream>>>(scratch.partials, int(blocks), scratch.partials + kMaxSumBlocks);
-  ATP_CUDA_TRY(cudaGetLastError());
-  ATP_TRY(fetch(scratch, scratch.partials + kMaxSumBlocks, sizeof(double), stream));
-  return *static_cast<const double *>(scratch.host);
-}
-
-Result<bool> any_nonfinite(const float *x, std::size_t n, Scratch &scratch, cudaStream_t stream) {
-  if (n == 0)
-    return false;
-  ATP_CUDA_TRY(cudaMemsetAsync(scratch.flag, 0, sizeof(unsigned), stream));
-  const Chunks c = split<16>(n, {{x, 4}});
-  ATP_TRY(launch<16>(any_nonfinite_kernel<16>, c, stream, x, c, scratch.flag));
-  ATP_TRY(fetch(scratch, scratch.flag, sizeof(unsigned), stream));
-  return *static_cast<const unsigned *>(scratch.host) != 0;
+  ATP_TRY(with_type(dtype, [&](auto t) -> Status {
+    using T = decltype(t);
+    // A fixed function of (device, dtype, total): the same grid, so the same sums in the same order, every run.
+    const std::uint64_t per_block = std::uint64_t(kThreads) * (16 / sizeof(T)) * kSumUnroll;
+    ATP_ASSIGN_OR_RETURN(unsigned grid, grid_for(reinterpret_cast<const void *>(grad_stats_kernel<T>),
+                                                 (total + per_block - 1) / per_block * kThreads));
+    const std::uint64_t blocks = std::min<std::uint64_t>(grid, kMaxSumBlocks);
+    const std::uint64_t chunk = (total + blocks - 1) / blocks;
+    grad_stats_kernel<T><<<unsigned(blocks), kThreads, 0, stream>>>(
+        static_cast<const T *>(x), scratch.runs, int(runs.size()), total, chunk, scratch.partials, scratch.flags);
+    ATP_CUDA_TRY(cudaGetLastError());
+    grad_stats_total_kernel<<<1, kThreads, 0, stream>>>(scratch.partials, scratch.flags, int(blocks), scratch.total);
+    ATP_CUDA_TRY(cudaGetLastError());
+    return {};
+  }));
+  ATP_CUDA_TRY(cudaMemcpyAsync(scratch.host, scratch.total, sizeof(DeviceStats), cudaMemcpyDeviceToHost, stream));
+  ATP_CUDA_TRY(cudaStreamSynchronize(stream));
+  const DeviceStats &got = *static_cast<const DeviceStats *>(scratch.host);
+  return GradStats{got.sum_squares, got.nonfinite != 0};
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -261,15 +261,12 @@ public:
   Status accumulate(float *acc, const void *src, DType src_dtype, std::size_t n) override {
     return cuda_ops::accumulate(acc, src, src_dtype, n, stream_);
   }
-  Result<double> sum_squares(const float *x, const Span *spans, std::size_t num_spans) override {
-    return cuda_ops::sum_squares(x, spans, num_spans, scratch_, stream_);
+  Result<GradStats> grad_stats(const void *x, DType dtype, const GradSpan *spans, std::size_t num_spans) override {
+    return cuda_ops::grad_stats(x, dtype, spans, num_spans, scratch_, stream_);
   }
-  Result<bool> any_nonfinite(const float *x, std::size_t n) override {
-    return cuda_ops::any_nonfinite(x, n, scratch_, stream_);
-  }
-  Status adamw(float *p, const float *g, float *m, float *v, std::size_t n, const AdamWStep &step, void *out,
-               DType out_dtype) override {
-    return cuda_ops::adamw(p, g, m, v, n, step, out, out_dtype, stream_);
+  Status adamw(float *p, const void *g, DType g_dtype, float *m, float *v, std::size_t n, const AdamWStep &step,
+               void *out, DType out_dtype) override {
+    return cuda_ops::adamw(p, g, g_dtype, m, v, n, step, out, out_dtype, stream_);
   }
   Status synchronize() override {
     ATP_CUDA_TRY(cudaStreamSynchronize(stream_));

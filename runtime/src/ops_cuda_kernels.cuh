@@ -2,8 +2,10 @@
 
    Elementwise kernels walk [0, n) as split(n, arrays) describes it in a Chunks: a head of single elements,
    whole vectors of V elements through 16-byte accesses (every pointer aligned there), a tail of single
-   elements; grid-stride loops, so any grid size is right. sum_squares_kernel gives one partial sum per block of its chunk of the
-   spans' elements laid end to end, summed in a fixed order; sum_partials_kernel adds them in block order. */
+   elements; grid-stride loops, so any grid size is right. grad_stats_kernel gives one partial sum of squares
+   (and one nonfinite flag) per block for its chunk of the spans' elements laid end to end, summed in a fixed
+   order; grad_stats_total_kernel adds them in block order (one block): deterministic, one pass over the data
+   and a small final reduce. */
 #pragma once
 
 #include "ops_cuda_math.cuh"
@@ -19,7 +21,7 @@ namespace cuda_ops {
 namespace {
 
 constexpr int kThreads = 256;       // per block, every kernel
-constexpr int kSumUnroll = 4;       // float4 loads in flight per thread in sum_squares
+constexpr int kSumUnroll = 4;       // 16-byte loads in flight per thread in grad_stats
 constexpr int kMaxSumBlocks = 4096; // partial sums at most (a grid the device holds at once is smaller)
 
 /// How a launch splits [0, n): `head` single elements, then `units` whole vectors of V elements starting at
@@ -53,6 +55,13 @@ template <int V> Chunks split(std::uint64_t n, std::initializer_list<Access> acc
 struct SpanRun {
   std::int64_t begin;
   std::uint64_t offset;
+  int in_norm; // 1: its squares count in the sum
+};
+
+/// grad_stats' answer on the device.
+struct DeviceStats {
+  double sum_squares;
+  unsigned nonfinite;
 };
 
 struct NoOut {}; // adamw without a 16-bit copy
@@ -101,15 +110,16 @@ __global__ void __launch_bounds__(kThreads) accumulate_kernel(float *__restrict_
       });
 }
 
-template <int V, class O>
+/// AdamW with gradients of type G (float, Bf16 or F16, widened exactly) and the weights' copy in O (or NoOut).
+template <int V, class G, class O>
 __global__ void __launch_bounds__(kThreads)
-    adamw_kernel(float *__restrict__ p, const float *__restrict__ g, float *__restrict__ m, float *__restrict__ v,
+    adamw_kernel(float *__restrict__ p, const G *__restrict__ g, float *__restrict__ m, float *__restrict__ v,
                  O *__restrict__ out, const AdamWStep s, const Chunks c) {
   for_each_element<V>(
       c,
       [&](std::uint64_t i) {
         float pi = p[i], mi = m[i], vi = v[i];
-        adamw_element_device(pi, g[i], mi, vi, s);
+        adamw_element_device(pi, to_float(g[i]), mi, vi, s);
         p[i] = pi, m[i] = mi, v[i] = vi;
         if constexpr (!std::is_same_v<O, NoOut>)
           out[i] = from_float<O>(pi);
@@ -133,23 +143,6 @@ __global__ void __launch_bounds__(kThreads)
 
 __device__ __forceinline__ bool nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
-template <int V>
-__global__ void __launch_bounds__(kThreads) any_nonfinite_kernel(const float *__restrict__ x, const Chunks c,
-                                                                 unsigned *__restrict__ flag) {
-  bool found = false;
-  for_each_element<V>(
-      c, [&](std::uint64_t i) { found |= nonfinite(x[i]); },
-      [&](std::uint64_t i) {
-        float xv[V];
-        load_vec<V>(x + i, xv);
-#pragma unroll
-        for (int k = 0; k < V; ++k)
-          found |= nonfinite(xv[k]);
-      });
-  if (__syncthreads_or(found) && threadIdx.x == 0)
-    *flag = 1u; // every writer writes the same value
-}
-
 /// The block's sum of x, in a fixed order; valid in thread 0.
 __device__ double block_sum(double x) {
   __shared__ double warp_sums[kThreads / 32];
@@ -166,40 +159,58 @@ __device__ double block_sum(double x) {
 }
 
 __device__ __forceinline__ std::uint64_t umin64(std::uint64_t a, std::uint64_t b) { return a < b ? a : b; }
-__device__ __forceinline__ double square(float x) { return double(x) * double(x); }
 
-/// Adds this thread's share of q[0, len) squared to acc: element t, then float4s t, t + kThreads, ...
-__device__ __forceinline__ void add_squares(const float *__restrict__ q, std::uint64_t len, double &acc) {
-  const unsigned t = threadIdx.x;
-  const std::uint64_t head = umin64(len, ((16 - (reinterpret_cast<std::uintptr_t>(q) & 15)) & 15) / 4);
-  if (t < head)
-    acc += square(q[t]);
-  const float4 *q4 = reinterpret_cast<const float4 *>(q + head);
-  const std::uint64_t units = (len - head) / 4;
-  std::uint64_t u = t;
-  for (; u + (kSumUnroll - 1) * kThreads < units; u += kSumUnroll * kThreads) {
-    float4 r[kSumUnroll];
-#pragma unroll
-    for (int k = 0; k < kSumUnroll; ++k)
-      r[k] = q4[u + k * kThreads];
-#pragma unroll
-    for (int k = 0; k < kSumUnroll; ++k)
-      acc += square(r[k].x) + square(r[k].y) + square(r[k].z) + square(r[k].w);
-  }
-  for (; u < units; u += kThreads) {
-    const float4 r = q4[u];
-    acc += square(r.x) + square(r.y) + square(r.z) + square(r.w);
-  }
-  if (head + units * 4 + t < len)
-    acc += square(q[head + units * 4 + t]);
+/// Element x of a span: flags it if inf or NaN, adds its square (in double) if the span is in the norm.
+__device__ __forceinline__ void visit(float x, bool in_norm, double &acc, bool &bad) {
+  bad |= nonfinite(x);
+  if (in_norm)
+    acc += double(x) * double(x);
 }
 
-/// partials[b] = the sum of squares of chunk b of the runs' elements laid end to end.
+/// This thread's share of q[0, len): element t of the unaligned head, then 16-byte vectors t, t + kThreads, ...
+/// (kSumUnroll in flight), then element t of the tail.
+template <class T>
+__device__ __forceinline__ void add_stats(const T *__restrict__ q, std::uint64_t len, bool in_norm, double &acc,
+                                          bool &bad) {
+  constexpr int kPer = 16 / int(sizeof(T)); // elements per 16-byte load
+  const unsigned t = threadIdx.x;
+  const std::uint64_t head = umin64(len, ((16 - (reinterpret_cast<std::uintptr_t>(q) & 15)) & 15) / sizeof(T));
+  if (t < head)
+    visit(to_float(q[t]), in_norm, acc, bad);
+  const T *body = q + head;
+  const std::uint64_t units = (len - head) / kPer;
+  std::uint64_t u = t;
+  for (; u + (kSumUnroll - 1) * kThreads < units; u += kSumUnroll * kThreads) {
+    float x[kSumUnroll][kPer];
+#pragma unroll
+    for (int k = 0; k < kSumUnroll; ++k)
+      load_vec<kPer>(body + (u + k * kThreads) * kPer, x[k]);
+#pragma unroll
+    for (int k = 0; k < kSumUnroll; ++k)
+#pragma unroll
+      for (int j = 0; j < kPer; ++j)
+        visit(x[k][j], in_norm, acc, bad);
+  }
+  for (; u < units; u += kThreads) {
+    float x[kPer];
+    load_vec<kPer>(body + u * kPer, x);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j)
+      visit(x[j], in_norm, acc, bad);
+  }
+  if (units * kPer + t < len - head) // the tail is shorter than kPer <= kThreads
+    visit(to_float(body[units * kPer + t]), in_norm, acc, bad);
+}
+
+/// partials[b], flags[b] = the sum of squares (over spans in the norm) and the nonfinite flag of chunk b of
+/// the runs' elements laid end to end.
+template <class T>
 __global__ void __launch_bounds__(kThreads)
-    sum_squares_kernel(const float *__restrict__ x, const SpanRun *__restrict__ runs, int num_runs,
-                       std::uint64_t total, std::uint64_t chunk, double *__restrict__ partials) {
+    grad_stats_kernel(const T *__restrict__ x, const SpanRun *__restrict__ runs, int num_runs, std::uint64_t total,
+                      std::uint64_t chunk, double *__restrict__ partials, unsigned *__restrict__ flags) {
   const std::uint64_t first = std::uint64_t(blockIdx.x) * chunk, last = umin64(total, first + chunk);
   double acc = 0.0;
+  bool bad = false;
   if (first < last) {
     int r = 0, hi = num_runs - 1; // the run holding `first`: the last one with offset <= first
     while (r < hi) {
@@ -212,24 +223,28 @@ __global__ void __launch_bounds__(kThreads)
     for (std::uint64_t at = first; at < last; ++r) {
       const std::uint64_t run_end = r + 1 < num_runs ? runs[r + 1].offset : total;
       const std::uint64_t end = umin64(last, run_end);
-      add_squares(x + runs[r].begin + std::int64_t(at - runs[r].offset), end - at, acc);
+      add_stats(x + runs[r].begin + std::int64_t(at - runs[r].offset), end - at, runs[r].in_norm != 0, acc, bad);
       at = end;
     }
   }
+  const bool any_bad = __syncthreads_or(bad);
   const double sum = block_sum(acc);
   if (threadIdx.x == 0)
-    partials[blockIdx.x] = sum;
+    partials[blockIdx.x] = sum, flags[blockIdx.x] = any_bad ? 1u : 0u;
 }
 
-/// *result = partials[0] + ... + partials[n - 1], in a fixed order (one block).
-__global__ void __launch_bounds__(kThreads) sum_partials_kernel(const double *__restrict__ partials, int n,
-                                                                double *__restrict__ result) {
+/// result = the sum of partials[0, n) in a fixed order, and the OR of flags[0, n) (one block).
+__global__ void __launch_bounds__(kThreads)
+    grad_stats_total_kernel(const double *__restrict__ partials, const unsigned *__restrict__ flags, int n,
+                            DeviceStats *__restrict__ result) {
   double acc = 0.0;
+  bool bad = false;
   for (int i = threadIdx.x; i < n; i += kThreads)
-    acc += partials[i];
+    acc += partials[i], bad |= flags[i] != 0;
+  const bool any_bad = __syncthreads_or(bad);
   const double sum = block_sum(acc);
   if (threadIdx.x == 0)
-    *result = sum;
+    *result = DeviceStats{sum, any_bad ? 1u : 0u};
 }
 
 } // namespace

@@ -72,7 +72,8 @@ template <> __device__ __forceinline__ F16 from_float<F16>(float x) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// V consecutive elements as floats, through 16-byte accesses (V a multiple of 8; p 16-byte aligned)
+// V consecutive elements as floats, through 16-byte accesses (V a multiple of 4 for floats, of 8 for 16-bit
+// elements; p 16-byte aligned)
 
 template <int V> __device__ __forceinline__ void load_vec(const float *__restrict__ p, float (&x)[V]) {
 #pragma unroll

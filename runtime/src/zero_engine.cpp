@@ -1,7 +1,14 @@
 /* zero_engine.cpp - ZeRO stage 0/1/2 over one TP rank's flat buffers (zero.h says what each stage does).
 
    All buffer work goes through Ops and all communication through the TP and DP Comms, so the same code
-   drives host buffers with MPI and device buffers with NCCL (give both comms the ops' stream). */
+   drives host buffers with MPI and device buffers with NCCL (give both comms the ops' stream).
+
+   Passes over the optimizer's elements at a boundary (stage 1, bf16, DP 1: bytes per element): one
+   grad_stats over the working gradients (2: the norm's sum of squares and, in fp16, the overflow check in
+   the same pass), one AdamW reading the working gradients directly (28: p, m, v read and written, 2 of
+   gradient, 2 of bf16 weights out), one memset of the working gradients (2). At stage 1 the fp32 gradients
+   would hold nothing but an exact widening of the working ones, so they are not written; at stages 0 and 2
+   they hold the fp32 sum over micro-steps, and the norm and AdamW read them. */
 #include "atp/zero.h"
 
 #include "atp/lr_schedule.h"
@@ -42,7 +49,9 @@ struct ZeroEngine::State {
   bool separate_fp32;           // master weights and fp32 gradients are buffers of their own
   std::vector<int> slot_of;     // ModelPlan index -> FlatLayout index
   std::vector<int> bucket_of;   // FlatLayout index -> bucket
-  std::vector<Span> norm_spans; // elements of the fp32 gradients that count in the norm
+  bool read_working_grads;      // stage 1: the norm, the overflow check and AdamW read `grads` directly
+  std::vector<GradSpan> norm_spans;  // elements of the optimizer's gradients that count in the norm
+  std::vector<GradSpan> check_spans; // every element the overflow check reads, norm_spans among them
   std::byte *params = nullptr, *grads = nullptr;
   float *master = nullptr, *grads32 = nullptr, *m = nullptr, *v = nullptr;
   void *scratch = nullptr;
@@ -78,6 +87,10 @@ struct ZeroEngine::State {
   std::byte *at(std::byte *base, std::int64_t element) const { return base + std::size_t(element) * elem; }
   float *fp32_grads() { return separate_fp32 ? grads32 : reinterpret_cast<float *>(grads); }
   float *master_weights() { return separate_fp32 ? master : reinterpret_cast<float *>(params); }
+  /// The gradients the optimizer reads (norm, overflow check, AdamW) and their dtype: the working gradients at
+  /// stage 1 (coordinates of the padded flat buffer), else the fp32 ones (optimizer coordinates).
+  const void *optimizer_grads() { return read_working_grads ? static_cast<const void *>(grads) : fp32_grads(); }
+  DType optimizer_grads_dtype() const { return read_working_grads ? dtype : DType::F32; }
 
   Status allocate() {
     auto get = [&](std::uint64_t bytes, std::uint64_t &account) -> Result<void *> {
@@ -104,9 +117,12 @@ struct ZeroEngine::State {
     return {};
   }
 
-  /// The elements of the fp32 gradients that the norm counts: DeepSpeed's rule, TP-sharded parameters on
-  /// every TP rank and replicated ones on TP rank 0 only; in partition coordinates when partitioned.
-  void build_norm_spans() {
+  /// The elements of the optimizer's gradients that the norm counts: DeepSpeed's rule, TP-sharded parameters
+  /// on every TP rank and replicated ones on TP rank 0 only; in partition coordinates at stage 2, in the padded
+  /// flat buffer's at stages 0 and 1. Then the spans the overflow check reads: everything this rank
+  /// optimizes, the norm's spans in place and the rest between them, in the same order (so the norm's sum
+  /// is the same whether or not the check rides along).
+  void build_grad_spans() {
     const std::int64_t d = dp.rank();
     for (int k = 0; k < flat.num_params; ++k) {
       const FlatParam &f = flat.params[k];
@@ -114,13 +130,35 @@ struct ZeroEngine::State {
         continue;
       const std::int64_t begin = pad.offsets[k], end = begin + f.numel;
       if (!partitioned) {
-        norm_spans.push_back({begin, end});
+        norm_spans.push_back({begin, end, true});
         continue;
       }
       const PaddedBucket &b = pad.buckets[bucket_of[k]];
       const std::int64_t lo = std::max(begin, b.begin + d * b.piece), hi = std::min(end, b.begin + (d + 1) * b.piece);
-      if (lo < hi)
-        norm_spans.push_back({b.part + lo - (b.begin + d * b.piece), b.part + hi - (b.begin + d * b.piece)});
+      if (lo >= hi)
+        continue;
+      if (read_working_grads)
+        norm_spans.push_back({lo, hi, true});
+      else
+        norm_spans.push_back({b.part + lo - (b.begin + d * b.piece), b.part + hi - (b.begin + d * b.piece), true});
+    }
+    std::vector<Span> regions; // what this rank optimizes, in the same coordinates, in order
+    if (read_working_grads)
+      for (int b = 0; b < int(pad.buckets.size()); ++b)
+        regions.push_back({own_piece(b), own_piece(b) + pad.buckets[b].piece});
+    else
+      regions.push_back({0, opt_numel()});
+    std::size_t next = 0;
+    for (const Span &r : regions) {
+      std::int64_t at = r.begin;
+      for (; next < norm_spans.size() && norm_spans[next].begin < r.end; ++next) {
+        if (norm_spans[next].begin > at)
+          check_spans.push_back({at, norm_spans[next].begin, false});
+        check_spans.push_back(norm_spans[next]);
+        at = std::max(at, norm_spans[next].end);
+      }
+      if (at < r.end)
+        check_spans.push_back({at, r.end, false});
     }
   }
 
@@ -150,11 +188,11 @@ struct ZeroEngine::State {
           ATP_TRY(dp.all_reduce(g, g, std::size_t(pb.piece * dp.size()), DType::F32, ReduceOp::Sum).with_context(where));
         continue;
       }
-      std::byte *mine = at(grads, own_piece(b));
+      // stage 1: the optimizer reads this rank's piece of the working gradients where it lands
       if (dp.size() > 1)
-        ATP_TRY(dp.reduce_scatter(at(grads, pb.begin), mine, std::size_t(pb.piece), dtype, ReduceOp::Sum)
+        ATP_TRY(dp.reduce_scatter(at(grads, pb.begin), at(grads, own_piece(b)), std::size_t(pb.piece), dtype,
+                                  ReduceOp::Sum)
                     .with_context(where));
-      ATP_TRY(ops.cast(grads32 + pb.part, DType::F32, mine, dtype, std::size_t(pb.piece)));
     }
     return {};
   }
@@ -186,19 +224,20 @@ struct ZeroEngine::State {
 
   Status clear_gradients() {
     ATP_TRY(ops.zero(grads, std::size_t(pad.numel) * elem));
-    if (separate_fp32)
+    if (separate_fp32 && !read_working_grads) // stage 1 never writes them
       ATP_TRY(ops.zero(grads32, std::size_t(opt_numel()) * 4));
     return {};
   }
 
   Status apply_adamw(const AdamWStep &st) {
     if (!partitioned)
-      return ops.adamw(master_weights(), fp32_grads(), m, v, std::size_t(pad.numel), st,
+      return ops.adamw(master_weights(), fp32_grads(), DType::F32, m, v, std::size_t(pad.numel), st,
                        separate_fp32 ? params : nullptr, dtype);
     for (int b = 0; b < int(pad.buckets.size()); ++b) {
       const PaddedBucket &pb = pad.buckets[b];
-      ATP_TRY(ops.adamw(master + pb.part, grads32 + pb.part, m + pb.part, v + pb.part, std::size_t(pb.piece), st,
-                        at(params, own_piece(b)), dtype));
+      const void *g = read_working_grads ? static_cast<const void *>(at(grads, own_piece(b))) : grads32 + pb.part;
+      ATP_TRY(ops.adamw(master + pb.part, g, optimizer_grads_dtype(), m + pb.part, v + pb.part,
+                        std::size_t(pb.piece), st, at(params, own_piece(b)), dtype));
     }
     if (dp.size() > 1)
       for (int b = 0; b < int(pad.buckets.size()); ++b) {
@@ -219,11 +258,13 @@ struct ZeroEngine::State {
       ATP_TRY(init_master());
       master_ready = true;
     }
-    float *g = fp32_grads();
     const bool fp16 = zero.precision == Precision::F16;
+    // One pass: the norm's sum of squares, and in fp16 the overflow check over everything this rank optimizes.
+    const std::vector<GradSpan> &spans = fp16 ? check_spans : norm_spans;
+    ATP_ASSIGN_OR_RETURN(GradStats stats,
+                         ops.grad_stats(optimizer_grads(), optimizer_grads_dtype(), spans.data(), spans.size()));
     if (fp16) {
-      ATP_ASSIGN_OR_RETURN(bool local, ops.any_nonfinite(g, std::size_t(opt_numel())));
-      ATP_ASSIGN_OR_RETURN(double any, reduce_scalar(local ? 1.0 : 0.0, DType::F32, ReduceOp::Max, true));
+      ATP_ASSIGN_OR_RETURN(double any, reduce_scalar(stats.nonfinite ? 1.0 : 0.0, DType::F32, ReduceOp::Max, true));
       r.overflow = any > 0;
       scaler.update(r.overflow);
       if (r.overflow) {
@@ -232,8 +273,7 @@ struct ZeroEngine::State {
       }
     }
     const double inv = 1.0 / (double(zero.gradient_accumulation_steps) * dp.size() * r.loss_scale);
-    ATP_ASSIGN_OR_RETURN(double local_sq, ops.sum_squares(g, norm_spans.data(), norm_spans.size()));
-    ATP_ASSIGN_OR_RETURN(double sq, reduce_scalar(local_sq, DType::F64, ReduceOp::Sum, partitioned));
+    ATP_ASSIGN_OR_RETURN(double sq, reduce_scalar(stats.sum_squares, DType::F64, ReduceOp::Sum, partitioned));
     r.grad_norm = std::sqrt(sq) * inv;
     double clip = 1.0;
     if (zero.gradient_clipping > 0) {
@@ -305,7 +345,8 @@ Result<std::unique_ptr<ZeroEngine>> ZeroEngine::create(const ModelPlan &model, c
   for (int i = 0; i < model.num_params; ++i)
     if (s->slot_of[std::size_t(i)] < 0)
       return error("zero engine: " + param_label(model, i) + " is missing from the ZeRO plan");
-  s->build_norm_spans();
+  s->read_working_grads = zero.stage == 1;
+  s->build_grad_spans();
   s->ready.assign(std::size_t(s->flat.num_params), false);
   s->ready_count.assign(std::size_t(s->flat.num_buckets), 0);
   ATP_TRY(s->allocate());

@@ -5,12 +5,15 @@
    of one call at different alignments (the one-element-per-thread path). Every device output sits between
    poisoned guard bytes, poisoned again before each run: bytes the call must not touch are checked as well.
      - cast (all 9 pairs of F32, BF16, F16, from random bits, ties, specials: NaN payloads, infs, subnormals,
-       the f16 overflow edge), accumulate and AdamW (with and without a BF16, F16 or F32 copy, both weight
-       decay modes, gradients that square to subnormals) must give the same bytes (memcmp);
-     - sum_squares over many spans (empty, overlapping, crossing blocks) agrees with a long double sum to
-       max(1e-12, terms * 2^-53) relative, the bound of any summation order in double (the CPU's as well),
-       and gives the same bits when run twice;
-     - any_nonfinite finds an inf or a NaN at the first, middle and last element, and nothing in finite data;
+       the f16 overflow edge), accumulate and AdamW (F32, BF16 or F16 gradients, with and without a BF16,
+       F16 or F32 copy, both weight decay modes, gradients that square to subnormals) must give the same
+       bytes (memcmp);
+     - grad_stats' sum of squares over many spans (empty, overlapping, crossing blocks, some outside the
+       norm) of F32, BF16 and F16 elements agrees with a long double sum to max(1e-12, terms * 2^-53)
+       relative, the bound of any summation order in double (the CPU's as well), and gives the same bits when
+       run twice;
+     - grad_stats' nonfinite flag finds an inf or a NaN at the first, middle and last element, inside the
+       norm's spans or outside them, and nothing in finite data;
      - alloc is zero-filled even over reused memory, zero / copies touch exactly their bytes, bad dtypes fail.
    Prints "ops_cuda_test: N passed, M failed"; exits 1 on any failure. */
 #include "atp/check_cuda.h"
@@ -211,104 +214,130 @@ AdamWStep random_step(bool adam_w_mode) {
   return s;
 }
 
-/// offs: element offsets of p, g, m, v and out.
+/// offs: element offsets of p, g, m, v and out; the gradients are g_dtype elements.
 void test_adamw(Ops &cpu, Ops &gpu, std::size_t n, const std::size_t (&offs)[5], DType out_dtype, bool with_out,
-                bool adam_w_mode) {
+                bool adam_w_mode, DType g_dtype = DType::F32) {
   std::vector<float> p = normal(n, 0.05f), g = normal(n, 1.0f), m = normal(n, 1e-3f), v = normal(n, 1e-6f);
   for (std::size_t i = 0; i < n; ++i) {
     v[i] = v[i] * v[i];
-    if (i % 13 == 5)
-      g[i] *= 1e-21f; // (g * grad_scale)^2 is subnormal
+    if (i % 13 == 5) // (g * grad_scale)^2 is subnormal; in f16 the smallest subnormals instead
+      g[i] *= g_dtype == DType::F16 ? 1e-7f : 1e-21f;
   }
+  const Bytes g_bytes = encode(g, g_dtype); // both backends read the same gradient elements
   const AdamWStep step = random_step(adam_w_mode);
-  const std::size_t osz = dtype_size(out_dtype);
-  std::vector<float *> host = {p.data(), g.data(), m.data(), v.data()};
+  const std::size_t osz = dtype_size(out_dtype), gsz = dtype_size(g_dtype);
+  std::vector<float *> host = {p.data(), m.data(), v.data()};
   std::vector<Bytes> before;
   for (float *h : host)
     before.emplace_back(reinterpret_cast<unsigned char *>(h), reinterpret_cast<unsigned char *>(h) + n * 4);
   Bytes out(n * osz);
-  ATP_CHECK_OK(cpu.adamw(p.data(), g.data(), m.data(), v.data(), n, step, with_out ? out.data() : nullptr,
-                         out_dtype));
+  ATP_CHECK_OK(cpu.adamw(p.data(), g_bytes.data(), g_dtype, m.data(), v.data(), n, step,
+                         with_out ? out.data() : nullptr, out_dtype));
 
-  DevBuf dp(gpu, offs[0] * 4, n * 4), dg(gpu, offs[1] * 4, n * 4), dm(gpu, offs[2] * 4, n * 4),
+  DevBuf dp(gpu, offs[0] * 4, n * 4), dg(gpu, offs[1] * gsz, n * gsz), dm(gpu, offs[2] * 4, n * 4),
       dv(gpu, offs[3] * 4, n * 4), dout(gpu, offs[4] * osz, n * osz);
-  DevBuf *dev[] = {&dp, &dg, &dm, &dv};
-  for (int k = 0; k < 4; ++k)
+  DevBuf *dev[] = {&dp, &dm, &dv};
+  for (int k = 0; k < 3; ++k)
     dev[k]->upload(before[std::size_t(k)].data());
+  dg.upload(g_bytes.data());
   dout.upload(nullptr);
-  const Status st = gpu.adamw(static_cast<float *>(dp.at()), static_cast<const float *>(dg.at()),
-                              static_cast<float *>(dm.at()), static_cast<float *>(dv.at()), n, step,
-                              with_out ? dout.at() : nullptr, out_dtype);
+  const Status st = gpu.adamw(static_cast<float *>(dp.at()), dg.at(), g_dtype, static_cast<float *>(dm.at()),
+                              static_cast<float *>(dv.at()), n, step, with_out ? dout.at() : nullptr, out_dtype);
   bool ok = st.ok();
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < 3; ++k) {
     bool intact = false;
     const Bytes got = dev[k]->download(intact);
     ok = ok && intact && std::memcmp(got.data(), host[std::size_t(k)], n * 4) == 0;
+  }
+  {
+    bool intact = false; // the gradients are read only
+    ok = ok && dg.download(intact) == g_bytes && intact;
   }
   bool intact = false;
   const Bytes got_out = dout.download(intact), all = poison(dout.total());
   const Bytes untouched(all.begin() + long(offs[4] * osz), all.begin() + long(offs[4] * osz + n * osz));
   ok = ok && intact && got_out == (with_out ? out : untouched); // no copy asked: the poison stays
   expect(ok, label("adamw", n, offs[0],
-                   std::string(with_out ? dtype_name(out_dtype) : "no-out") + (adam_w_mode ? " adamw" : " l2") +
+                   std::string("g ") + dtype_name(g_dtype) + " " + (with_out ? dtype_name(out_dtype) : "no-out") +
+                       (adam_w_mode ? " adamw" : " l2") +
                        " offs=" + std::to_string(offs[1]) + std::to_string(offs[2]) + std::to_string(offs[3]) +
                        std::to_string(offs[4]) + (st.ok() ? "" : ": " + st.message())));
 }
 
-void test_sum_squares(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off, std::size_t num_spans) {
-  std::vector<float> x = normal(n, 4.0f);
-  std::vector<Span> spans;
+/// Random spans of [0, n), possibly empty or overlapping, about one in four outside the norm.
+std::vector<GradSpan> random_spans(std::size_t n, std::size_t num_spans) {
+  std::vector<GradSpan> spans;
   std::uniform_int_distribution<std::int64_t> at(0, std::int64_t(n));
   if (num_spans == 1)
-    spans.push_back({0, std::int64_t(n)});
-  for (std::size_t s = 0; spans.size() < num_spans; ++s) { // random, possibly empty or overlapping
+    spans.push_back({0, std::int64_t(n), true});
+  for (std::size_t s = 0; spans.size() < num_spans; ++s) {
     std::int64_t a = at(rng), b = at(rng);
     if (s % 5 == 0) // short spans, many per block
       b = std::min<std::int64_t>(std::int64_t(n), a + std::int64_t(s % 37));
-    spans.push_back({std::min(a, b), std::max(a, b)});
+    spans.push_back({std::min(a, b), std::max(a, b), s % 4 != 3});
   }
-  const double cpu_sum = ATP_CHECK_OK(cpu.sum_squares(x.data(), spans.data(), spans.size()));
-  // The reference: long double accumulation of the exact double squares. Any order of summing T terms of
-  // one sign in double is within (T - 1) * 2^-53 of it (relative), the CPU's sequential order included.
-  long double exact = 0;
-  double terms = 0;
-  for (const Span &sp : spans) {
-    terms += double(sp.end - sp.begin);
-    for (std::int64_t i = sp.begin; i < sp.end; ++i)
-      exact += (long double)(double(x[std::size_t(i)]) * double(x[std::size_t(i)]));
-  }
-  const double want = double(exact), tol = std::max(1e-12, terms * std::ldexp(1.0, -53));
-  expect(std::fabs(cpu_sum - want) <= tol * std::fabs(want), "sum_squares reference: the CPU's sum is within bounds");
-  DevBuf d(gpu, off * 4, n * 4);
-  d.upload(x.data());
-  const Result<double> r1 = gpu.sum_squares(static_cast<const float *>(d.at()), spans.data(), spans.size());
-  const Result<double> r2 = gpu.sum_squares(static_cast<const float *>(d.at()), spans.data(), spans.size());
-  const bool ok = r1.ok() && r2.ok();
-  const double got = ok ? *r1 : NAN;
-  const std::string what = label("sum_squares", n, off, std::to_string(num_spans) + " spans");
-  expect(ok && std::fabs(got - want) <= tol * std::fabs(want) && (want != 0.0 || got == 0.0),
-         what + " got " + std::to_string(got) + " want " + std::to_string(want));
-  expect(ok && std::memcmp(&*r1, &*r2, sizeof(double)) == 0, what + ": not the same bits twice");
+  return spans;
 }
 
-void test_any_nonfinite(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off) {
-  std::vector<float> x = normal(n, 1e30f);
+void test_grad_stats_sum(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off, std::size_t num_spans, DType dtype) {
+  // f16 holds up to 65504: N(0, 1) * 4 stays far below it
+  const Bytes x = encode(normal(n, 4.0f), dtype);
+  const std::vector<GradSpan> spans = random_spans(n, num_spans);
+  const GradStats cpu_stats = ATP_CHECK_OK(cpu.grad_stats(x.data(), dtype, spans.data(), spans.size()));
+  // The reference: long double accumulation of the exact double squares of the spans in the norm. Any order of
+  // summing T terms of one sign in double is within (T - 1) * 2^-53 of it (relative), the CPU's included.
+  std::vector<float> xf(n);
+  ATP_CHECK_OK(cpu.cast(xf.data(), DType::F32, x.data(), dtype, n));
+  long double exact = 0;
+  double terms = 0;
+  for (const GradSpan &sp : spans) {
+    if (!sp.in_norm)
+      continue;
+    terms += double(sp.end - sp.begin);
+    for (std::int64_t i = sp.begin; i < sp.end; ++i)
+      exact += (long double)(double(xf[std::size_t(i)]) * double(xf[std::size_t(i)]));
+  }
+  const double want = double(exact), tol = std::max(1e-12, terms * std::ldexp(1.0, -53));
+  const std::string what =
+      label("grad_stats", n, off, std::string(dtype_name(dtype)) + " " + std::to_string(num_spans) + " spans");
+  expect(std::fabs(cpu_stats.sum_squares - want) <= tol * std::fabs(want) && !cpu_stats.nonfinite,
+         what + ": the CPU's sum is within bounds");
+  DevBuf d(gpu, off * dtype_size(dtype), x.size());
+  d.upload(x.data());
+  const Result<GradStats> r1 = gpu.grad_stats(d.at(), dtype, spans.data(), spans.size());
+  const Result<GradStats> r2 = gpu.grad_stats(d.at(), dtype, spans.data(), spans.size());
+  const bool ok = r1.ok() && r2.ok();
+  const double got = ok ? r1->sum_squares : NAN;
+  expect(ok && std::fabs(got - want) <= tol * std::fabs(want) && (want != 0.0 || got == 0.0) && !r1->nonfinite,
+         what + " got " + std::to_string(got) + " want " + std::to_string(want));
+  expect(ok && std::memcmp(&r1->sum_squares, &r2->sum_squares, sizeof(double)) == 0,
+         what + ": not the same bits twice");
+}
+
+void test_grad_stats_nonfinite(Ops &cpu, Ops &gpu, std::size_t n, std::size_t off, DType dtype) {
+  // large finite values, the largest of the dtype among them
+  std::vector<float> x = normal(n, dtype == DType::F16 ? 1e3f : 1e30f);
   if (n)
-    x[n / 3] = 3.4028235e38f; // the largest float is finite
-  DevBuf d(gpu, off * 4, n * 4);
+    x[n / 3] = dtype == DType::F16 ? 65504.0f : dtype == DType::BF16 ? bits_float(0x7f7f0000u) : 3.4028235e38f;
+  // [0, n/2) in the norm, the rest only checked
+  const std::vector<GradSpan> spans = {{0, std::int64_t(n / 2), true}, {std::int64_t(n / 2), std::int64_t(n), false}};
+  DevBuf d(gpu, off * dtype_size(dtype), n * dtype_size(dtype));
   auto check = [&](const std::string &what) {
-    const bool want = ATP_CHECK_OK(cpu.any_nonfinite(x.data(), n));
-    d.upload(x.data());
-    const Result<bool> got = gpu.any_nonfinite(static_cast<const float *>(d.at()), n);
-    expect(got.ok() && *got == want, label("any_nonfinite", n, off, what));
+    const Bytes b = encode(x, dtype);
+    const bool want = ATP_CHECK_OK(cpu.grad_stats(b.data(), dtype, spans.data(), spans.size())).nonfinite;
+    d.upload(b.data());
+    const Result<GradStats> got = gpu.grad_stats(d.at(), dtype, spans.data(), spans.size());
+    expect(got.ok() && got->nonfinite == want,
+           label("grad_stats nonfinite", n, off, std::string(dtype_name(dtype)) + " " + what));
+    return want;
   };
-  check("finite");
+  expect(!check("finite"), label("grad_stats nonfinite", n, off, "the CPU finds finite data finite"));
   const float bad[] = {INFINITY, -INFINITY, NAN, bits_float(0xff812345u)};
   const std::size_t where[] = {n ? n - 1 : 0, n / 2, 0};
   for (std::size_t w = 0; w < 3 && n; ++w) {
     const float keep = x[where[w]];
     x[where[w]] = bad[(w + n) % 4];
-    check("bad at " + std::to_string(where[w]));
+    expect(check("bad at " + std::to_string(where[w])), label("grad_stats nonfinite", n, off, "the CPU finds it"));
     x[where[w]] = keep;
   }
 }
@@ -346,7 +375,10 @@ void test_errors(Ops &gpu) {
   expect(!gpu.cast(&x, DType::I32, &x, DType::F32, 1).ok(), "cast to I32 fails");
   expect(!gpu.accumulate(&x, &x, DType::F64, 1).ok(), "accumulate from F64 fails");
   const AdamWStep s = random_step(true);
-  expect(!gpu.adamw(&x, &x, &x, &x, 1, s, &x, DType::I8).ok(), "adamw to I8 fails");
+  expect(!gpu.adamw(&x, &x, DType::F32, &x, &x, 1, s, &x, DType::I8).ok(), "adamw to I8 fails");
+  expect(!gpu.adamw(&x, &x, DType::F64, &x, &x, 1, s, nullptr, DType::F32).ok(), "adamw from F64 gradients fails");
+  const GradSpan one{0, 1, true};
+  expect(!gpu.grad_stats(&x, DType::I32, &one, 1).ok(), "grad_stats of I32 fails");
   expect(std::string(gpu.name()) == "cuda", "name is cuda");
 }
 
@@ -363,14 +395,20 @@ int main() {
     for (std::size_t off : {0, 1}) {
       test_cast(*cpu, *gpu, n, off, off);
       test_accumulate(*cpu, *gpu, n, off, off);
-      test_any_nonfinite(*cpu, *gpu, n, off);
-      for (std::size_t spans : {1, 3, 200})
-        test_sum_squares(*cpu, *gpu, n, off, spans);
+      for (DType d : kFloats) {
+        test_grad_stats_nonfinite(*cpu, *gpu, n, off, d);
+        for (std::size_t spans : {1, 3, 200})
+          test_grad_stats_sum(*cpu, *gpu, n, off, spans, d);
+      }
       for (int mode = 0; mode < 2; ++mode) {
         const std::size_t offs[5] = {off, off, off, off, off};
         test_adamw(*cpu, *gpu, n, offs, DType::BF16, false, mode == 0);
         for (DType od : kFloats)
           test_adamw(*cpu, *gpu, n, offs, od, true, mode == 0);
+        for (DType gd : {DType::BF16, DType::F16}) {
+          test_adamw(*cpu, *gpu, n, offs, DType::BF16, true, mode == 0, gd);
+          test_adamw(*cpu, *gpu, n, offs, DType::F16, false, mode == 0, gd);
+        }
       }
     }
   // Arrays of one call at different alignments: the vector path after a head of 3, and no vector path.
@@ -378,10 +416,16 @@ int main() {
     test_cast(*cpu, *gpu, n, 0, 1);
     test_cast(*cpu, *gpu, n, 3, 1);
     test_accumulate(*cpu, *gpu, n, 1, 0);
-    test_sum_squares(*cpu, *gpu, n, 3, 5000);
+    for (DType d : kFloats)
+      test_grad_stats_sum(*cpu, *gpu, n, 3, 5000, d);
     const std::size_t head3[5] = {1, 1, 1, 1, 5}, none[5] = {1, 0, 1, 0, 1};
     test_adamw(*cpu, *gpu, n, head3, DType::BF16, true, true);
     test_adamw(*cpu, *gpu, n, none, DType::F16, true, false);
+    // bf16 gradients 10 bytes past alignment: a head of 3 aligns them and the fp32 arrays (4 bytes past);
+    // 4 bytes past, they need a head of 6 that aligns no fp32 array: one element per thread
+    const std::size_t head3_g16[5] = {1, 5, 1, 1, 5}, none_g16[5] = {1, 2, 1, 1, 1};
+    test_adamw(*cpu, *gpu, n, head3_g16, DType::BF16, true, true, DType::BF16);
+    test_adamw(*cpu, *gpu, n, none_g16, DType::BF16, true, false, DType::BF16);
   }
   test_memory(*gpu);
   test_errors(*gpu);

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -147,7 +148,7 @@ TEST(CpuOps, AdamWDecoupledByHand) {
   auto ops = make_cpu_ops();
   float p = 1, g = 0.5f, m = 0, v = 0;
   std::uint16_t out = 0;
-  ASSERT_TRUE(ops->adamw(&p, &g, &m, &v, 1, first_step(true), &out, DType::BF16).ok());
+  ASSERT_TRUE(ops->adamw(&p, &g, DType::F32, &m, &v, 1, first_step(true), &out, DType::BF16).ok());
   EXPECT_NEAR(p, 0.899000002, 1e-6);
   EXPECT_NEAR(m, 0.05, 1e-7);     // 1 - 0.9f and 1 - 0.999f are float: relative errors up to 1.3e-5
   EXPECT_NEAR(v, 0.00025, 1e-8);
@@ -158,7 +159,7 @@ TEST(CpuOps, AdamWL2ByHand) {
   // g = 0.5 + 0.01 * 1 = 0.51: m/bc1 = 0.51 = sqrt(v/bc2); update = 0.51 / (0.51 + 1e-8); p = 1 - 0.1 * that = 0.9
   auto ops = make_cpu_ops();
   float p = 1, g = 0.5f, m = 0, v = 0;
-  ASSERT_TRUE(ops->adamw(&p, &g, &m, &v, 1, first_step(false), nullptr, DType::F32).ok());
+  ASSERT_TRUE(ops->adamw(&p, &g, DType::F32, &m, &v, 1, first_step(false), nullptr, DType::F32).ok());
   EXPECT_NEAR(p, 0.9, 1e-6);
 }
 
@@ -168,7 +169,7 @@ TEST(CpuOps, GradScaleMultipliesFirst) {
   AdamWStep s = first_step(true);
   s.grad_scale = 0.25f;
   float p = 1, g = 2, m = 0, v = 0;
-  ASSERT_TRUE(ops->adamw(&p, &g, &m, &v, 1, s, nullptr, DType::F32).ok());
+  ASSERT_TRUE(ops->adamw(&p, &g, DType::F32, &m, &v, 1, s, nullptr, DType::F32).ok());
   EXPECT_NEAR(p, 0.899000002, 1e-6);
 }
 
@@ -188,16 +189,44 @@ TEST(CpuOps, CastRoundsToNearestEvenAndAccumulates) {
   EXPECT_FALSE(ops->cast(out, DType::I32, in, DType::F32, 2).ok());
 }
 
-TEST(CpuOps, SumSquaresOverSpansAndNonFinite) {
+TEST(CpuOps, GradStatsSumsNormSpansAndChecksEverySpan) {
   auto ops = make_cpu_ops();
   const float x[6] = {1, 2, 3, 4, 5, 6};
-  const Span spans[2] = {{0, 2}, {4, 6}}; // 1 + 4 + 25 + 36
-  EXPECT_EQ(*ops->sum_squares(x, spans, 2), 66.0);
-  EXPECT_FALSE(*ops->any_nonfinite(x, 6));
+  const GradSpan spans[3] = {{0, 2, true}, {2, 4, false}, {4, 6, true}}; // 1 + 4 + 25 + 36
+  GradStats r = *ops->grad_stats(x, DType::F32, spans, 3);
+  EXPECT_EQ(r.sum_squares, 66.0);
+  EXPECT_FALSE(r.nonfinite);
+  // The same values in bf16 (all exact there): the same sum.
+  std::uint16_t h[6];
+  ASSERT_TRUE(ops->cast(h, DType::BF16, x, DType::F32, 6).ok());
+  r = *ops->grad_stats(h, DType::BF16, spans, 3);
+  EXPECT_EQ(r.sum_squares, 66.0);
   float y[3] = {0, std::numeric_limits<float>::quiet_NaN(), 0};
-  EXPECT_TRUE(*ops->any_nonfinite(y, 3));
+  const GradSpan outside_norm[2] = {{0, 1, true}, {1, 3, false}}; // the check reads spans outside the norm too
+  EXPECT_TRUE(ops->grad_stats(y, DType::F32, outside_norm, 2)->nonfinite);
   y[1] = std::numeric_limits<float>::infinity();
-  EXPECT_TRUE(*ops->any_nonfinite(y, 3));
+  EXPECT_TRUE(ops->grad_stats(y, DType::F32, outside_norm, 2)->nonfinite);
+  EXPECT_FALSE(ops->grad_stats(y, DType::F32, outside_norm, 1)->nonfinite);
+  EXPECT_FALSE(ops->grad_stats(x, DType::I32, spans, 3).ok());
+}
+
+TEST(CpuOps, AdamWReadsSixteenBitGradientsExactly) {
+  auto ops = make_cpu_ops();
+  const float g32[3] = {0.75f, -3.5f, 1.0f / 1024}; // exact in bf16 and f16
+  std::uint16_t g16[3];
+  for (DType d : {DType::BF16, DType::F16}) {
+    ASSERT_TRUE(ops->cast(g16, d, g32, DType::F32, 3).ok());
+    float p[3] = {1, 2, 3}, m[3] = {0.1f, 0, 0}, v[3] = {0.01f, 0, 0};
+    float q[3] = {1, 2, 3}, mq[3] = {0.1f, 0, 0}, vq[3] = {0.01f, 0, 0};
+    const AdamWStep s = first_step(true);
+    ASSERT_TRUE(ops->adamw(p, g32, DType::F32, m, v, 3, s, nullptr, DType::F32).ok());
+    ASSERT_TRUE(ops->adamw(q, g16, d, mq, vq, 3, s, nullptr, DType::F32).ok());
+    EXPECT_EQ(std::memcmp(p, q, sizeof p), 0);
+    EXPECT_EQ(std::memcmp(m, mq, sizeof m), 0);
+    EXPECT_EQ(std::memcmp(v, vq, sizeof v), 0);
+  }
+  float x = 0;
+  EXPECT_FALSE(ops->adamw(&x, &x, DType::I32, &x, &x, 1, first_step(true), nullptr, DType::F32).ok());
 }
 
 } // namespace

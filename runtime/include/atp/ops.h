@@ -8,7 +8,11 @@
 
    Buffers are raw pointers returned by alloc(). Work on the CUDA backend is
    enqueued on one stream in call order; results that come back to the host
-   (sum_squares, any_nonfinite) synchronize. Every call returns a Status. */
+   (grad_stats) synchronize. Every call returns a Status.
+
+   Gradients may be read in their working dtype (F32, BF16 or F16): at ZeRO stage 1 the
+   engine's fp32 gradients would only be an exact widening of the working ones, so the
+   norm, the overflow check and AdamW read the working gradients directly. */
 #pragma once
 
 #include "atp/dtype.h"
@@ -24,6 +28,19 @@ namespace atp {
 /// [begin, end) in elements.
 struct Span {
   std::int64_t begin, end;
+};
+
+/// [begin, end) in elements, and whether those elements count in the gradient norm (all of them are
+/// checked for inf and NaN).
+struct GradSpan {
+  std::int64_t begin, end;
+  bool in_norm;
+};
+
+/// grad_stats' answer.
+struct GradStats {
+  double sum_squares = 0.0; ///< sum of x^2 over the spans in the norm (double)
+  bool nonfinite = false;   ///< some element of some span is inf or NaN
 };
 
 /// One fused AdamW update (DeepSpeed's FusedAdam; bias corrections are
@@ -54,14 +71,15 @@ public:
   virtual Status cast(void *dst, DType dst_dtype, const void *src, DType src_dtype, std::size_t n) = 0;
   /// acc[i] += float(src[i]), i < n; src is F32, BF16 or F16.
   virtual Status accumulate(float *acc, const void *src, DType src_dtype, std::size_t n) = 0;
-  /// Sum of x[i]^2 over the spans, accumulated in double.
-  virtual Result<double> sum_squares(const float *x, const Span *spans, std::size_t num_spans) = 0;
-  /// True if any x[i], i < n, is inf or NaN.
-  virtual Result<bool> any_nonfinite(const float *x, std::size_t n) = 0;
-  /// One AdamW step over n elements: master weights p, gradients g (read only), moments m and v; when out is not
-  /// null, the updated weights are also written to out in out_dtype (the working copy).
-  virtual Status adamw(float *p, const float *g, float *m, float *v, std::size_t n, const AdamWStep &step, void *out,
-                       DType out_dtype) = 0;
+  /// One pass over the spans of x (F32, BF16 or F16, read as floats): the sum of x[i]^2, accumulated in
+  /// double, over the spans marked in_norm (on the host in span order, element by element), and whether any
+  /// element of any span is inf or NaN (the sum is then meaningless).
+  virtual Result<GradStats> grad_stats(const void *x, DType dtype, const GradSpan *spans, std::size_t num_spans) = 0;
+  /// One AdamW step over n elements: master weights p, gradients g (read only, F32, BF16 or F16, widened to
+  /// float exactly), moments m and v; when out is not null, the updated weights are also written to out in
+  /// out_dtype (the working copy).
+  virtual Status adamw(float *p, const void *g, DType g_dtype, float *m, float *v, std::size_t n,
+                       const AdamWStep &step, void *out, DType out_dtype) = 0;
   /// Waits for all enqueued work.
   virtual Status synchronize() = 0;
 };
