@@ -200,6 +200,8 @@ struct ZeroEngine::State {
   /// One scalar reduced over the DP group (when `over_dp`) and then the TP group.
   Result<double> reduce_scalar(double x, DType t, ReduceOp op, bool over_dp) {
     float f = float(x);
+    if (!(over_dp && dp.size() > 1) && tp.size() <= 1) // nothing to reduce: skip the trip through the device
+      return t == DType::F64 ? x : double(f);
     const void *host = t == DType::F64 ? static_cast<const void *>(&x) : static_cast<const void *>(&f);
     const std::size_t bytes = dtype_size(t);
     ATP_TRY(ops.copy_from_host(scratch, host, bytes));
