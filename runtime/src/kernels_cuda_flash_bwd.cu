@@ -17,10 +17,6 @@
 
 #include <cstdint>
 
-#ifndef ATP_FLASH_BWD_M64
-#define ATP_FLASH_BWD_M64 2
-#endif
-
 namespace atp::kcuda::flash {
 
 namespace {
@@ -299,7 +295,7 @@ Status backward(cudaStream_t st, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout,
   const Params p = params_of(a);
   switch (a.head_dim) {
   case 64:
-    return launch_backward<64, ATP_FLASH_BWD_M64>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
+    return launch_backward<64, 2>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
   case 96:
     return launch_backward<96, 1>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
   default:
