@@ -11,14 +11,16 @@
 //   parameters      bN                    bN
 //   gradients       bN                    bN
 //   fp32 master     4N if b = 2, else 0   4P
-//   fp32 gradients  4N if b = 2, else 0   4P
+//   fp32 gradients  4N if b = 2, else 0   0 (stage 1), 4P (stage 2)
 //   Adam moments    8N                    8P
 //
 // These are the bytes the engine allocates (atp::ZeroEngine::allocated()).
 // Up to alignment and padding (N ≈ Φ, P ≈ Φ/dp), 16-bit training under ZeRO
-// 1/2 is 4Φ + 16Φ/dp, the formula of DeepSpeed's
+// 2 is 4Φ + 16Φ/dp, the formula of DeepSpeed's
 // estimate_zero2_model_states_mem_needs without offload (which DeepSpeed's
 // stage 1 shares: both are stage_1_and_2.py); stage 0 is its dp = 1 value.
+// Our stage 1 is 4P less: its optimizer reads the working gradients in place
+// (an exact widening), so it keeps no fp32 gradients.
 // With the decoder's constants, the activations of one micro-batch follow
 // (runtime/include/atp/decoder_memory.h, the rule the trainer's decoder
 // allocates by): per layer, all layers, the LM head's logits, backward's
@@ -53,7 +55,8 @@ MemoryLedger autotpc::memoryLedger(const ZeroRankLayout &Layout, const Config &C
   L.Params = mul(B, L.FlatNumel);
   L.Grads = mul(B, L.FlatNumel);
   L.Fp32Master = SeparateFp32 ? mul(4, Opt) : 0;
-  L.Fp32Grads = SeparateFp32 ? mul(4, Opt) : 0;
+  // Stage 1 reads the working gradients in place (zero_engine.cpp): fp32 gradients only at stages 0 and 2.
+  L.Fp32Grads = SeparateFp32 && C.Zero.Stage != 1 ? mul(4, Opt) : 0;
   L.Moments = mul(8, Opt);
   return L;
 }
@@ -106,13 +109,18 @@ void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo
   OS << "formula: phi = parameter elements of a TP rank; N = its flat buffer (each parameter aligned to "
      << FlatAlign << " elements, each bucket padded to a multiple of dp); P = one DP rank's partition (the sum "
      << "over buckets of ceil(bucket / dp)); b = " << (SixteenBit ? 2 : 4) << " bytes\n";
-  if (C.Zero.Stage >= 1)
+  if (C.Zero.Stage == 1) // the optimizer reads the working gradients in place
+    OS << "  parameters b*N + gradients b*N + fp32 master 4*P + Adam moments 8*P (stage 1: no fp32 gradients)\n";
+  else if (C.Zero.Stage >= 2)
     OS << "  parameters b*N + gradients b*N + fp32 master 4*P + fp32 gradients 4*P + Adam moments 8*P\n";
   else if (!SixteenBit)
     OS << "  parameters b*N + gradients b*N + Adam moments 8*N\n";
   else
     OS << "  parameters b*N + gradients b*N + fp32 master 4*N + fp32 gradients 4*N + Adam moments 8*N\n";
-  if (SixteenBit)
+  if (SixteenBit && C.Zero.Stage == 1)
+    OS << "  = 4*phi + 12*phi/dp up to alignment and padding: DeepSpeed's estimate_zero2_model_states_mem_needs "
+          "(4*phi + 16*phi/dp) less the fp32 gradients\n";
+  else if (SixteenBit)
     OS << "  = 4*phi + 16*phi/" << (C.Zero.Stage >= 1 ? "dp" : "1")
        << " up to alignment and padding: DeepSpeed's estimate_zero2_model_states_mem_needs"
        << (C.Zero.Stage >= 1 ? "" : " at dp = 1") << "\n";

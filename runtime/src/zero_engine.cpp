@@ -6,9 +6,10 @@
    Passes over the optimizer's elements at a boundary (stage 1, bf16, DP 1: bytes per element): one
    grad_stats over the working gradients (2: the norm's sum of squares and, in fp16, the overflow check in
    the same pass), one AdamW reading the working gradients directly (28: p, m, v read and written, 2 of
-   gradient, 2 of bf16 weights out), one memset of the working gradients (2). At stage 1 the fp32 gradients
-   would hold nothing but an exact widening of the working ones, so they are not written; at stages 0 and 2
-   they hold the fp32 sum over micro-steps, and the norm and AdamW read them. */
+   gradient, 2 of bf16 weights out), one memset of the working gradients (2). At stage 1 fp32 gradients
+   would hold nothing but an exact widening of the working ones, so there are none (4 bytes per partition
+   element saved; --emit=memory counts the same); at stages 0 and 2 they hold the fp32 sum over
+   micro-steps, and the norm and AdamW read them. */
 #include "atp/zero.h"
 
 #include "atp/lr_schedule.h"
@@ -105,6 +106,8 @@ struct ZeroEngine::State {
     if (separate_fp32) {
       ATP_ASSIGN_OR_RETURN(void *w, get(4 * o, ledger.fp32_master));
       master = static_cast<float *>(w);
+    }
+    if (separate_fp32 && !read_working_grads) { // stage 1 reads the working gradients: no fp32 copy
       ATP_ASSIGN_OR_RETURN(void *g32, get(4 * o, ledger.fp32_grads));
       grads32 = static_cast<float *>(g32);
     }
@@ -226,7 +229,7 @@ struct ZeroEngine::State {
 
   Status clear_gradients() {
     ATP_TRY(ops.zero(grads, std::size_t(pad.numel) * elem));
-    if (separate_fp32 && !read_working_grads) // stage 1 never writes them
+    if (grads32) // not at stage 1
       ATP_TRY(ops.zero(grads32, std::size_t(opt_numel()) * 4));
     return {};
   }

@@ -14,10 +14,10 @@
         16-bit: each micro-step's gradients are accumulated into fp32 gradients (4N).
      1: gradients accumulate in the working buffer; at the boundary every bucket is reduce-scattered over
         DP in place, and the norm, the overflow check and AdamW read this rank's pieces there, widened to
-        fp32 exactly (the 4P fp32 gradient buffer the memory plan still counts is not touched); AdamW updates
-        the P elements of fp32 master weights; the updated pieces are all-gathered over DP, bucket by bucket.
+        fp32 exactly (no fp32 gradients at this stage); AdamW updates the P elements of fp32 master
+        weights; the updated pieces are all-gathered over DP, bucket by bucket.
      2: as soon as a bucket's parameters are all ready (and every earlier bucket was reduced) it is
-        reduce-scattered in place and this rank's piece is added into the fp32 gradients (4P); the
+        reduce-scattered in place and this rank's piece is added into fp32 gradients (4P); the
         working gradients of the bucket are zeroed for the next micro-step. The rest as stage 1.
    Buckets are reduced strictly in bucket order, so the sequence of collectives is the same on every rank.
    Gradients are averaged over GAS x DP micro-batches (summed, then scaled inside AdamW). The global norm
