@@ -2,6 +2,8 @@
 #include "atp/check_cuda.h"
 #include "atp/cuda_device.h"
 
+#include <cstdint>
+
 namespace atp {
 
 int cuda_device_count() {
@@ -21,6 +23,13 @@ Result<std::unique_ptr<CudaDevice>> CudaDevice::open(int local_rank) {
   ATP_CUDA_TRY(cudaSetDevice(index));
   cudaDeviceProp prop{};
   ATP_CUDA_TRY(cudaGetDeviceProperties(&prop, index));
+  // The kernels' stream-ordered scratch (cudaMallocAsync) comes from the device's default pool, which by
+  // default hands its memory back to the driver at every synchronization: the next scratch after a sync (the
+  // loss read-back, the norm, every call under train --profile) would be a fresh driver allocation. Keep it.
+  cudaMemPool_t pool = nullptr;
+  ATP_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, index));
+  std::uint64_t keep = UINT64_MAX;
+  ATP_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   cudaStream_t stream = nullptr;
   ATP_CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   return std::unique_ptr<CudaDevice>(
