@@ -150,6 +150,48 @@ __device__ __forceinline__ void load_stats_async(float *dst, const float *src, i
   }
 }
 
+/// acc[mi] (16 x D) += W[mi] (16 x 8 NB) Y[k0 .. k0 + 8 NB, :], W in C-fragment registers (rounded to bf16
+/// here), Y a row-major smem tile.
+template <int D, int M, int NB>
+__device__ __forceinline__ void accumulate_wy(float (&acc)[M][D / 8][4], const float (&w)[M][NB][4],
+                                              const SmemTile<D> &y, int k0) {
+#pragma unroll
+  for (int kk = 0; kk < NB / 2; ++kk) {
+    std::uint32_t a[M][4];
+#pragma unroll
+    for (int mi = 0; mi < M; ++mi) {
+      a[mi][0] = pack_f32(w[mi][2 * kk][0], w[mi][2 * kk][1]);
+      a[mi][1] = pack_f32(w[mi][2 * kk][2], w[mi][2 * kk][3]);
+      a[mi][2] = pack_f32(w[mi][2 * kk + 1][0], w[mi][2 * kk + 1][1]);
+      a[mi][3] = pack_f32(w[mi][2 * kk + 1][2], w[mi][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int nb = 0; nb < D / 8; nb += 2) {
+      std::uint32_t bb[4];
+      load_b_cols(bb, y, k0 + kk * 16, nb * 8);
+#pragma unroll
+      for (int mi = 0; mi < M; ++mi) {
+        mma(acc[mi][nb], a[mi], bb[0], bb[1]);
+        mma(acc[mi][nb + 1], a[mi], bb[2], bb[3]);
+      }
+    }
+  }
+}
+
+/// Sets the scores of a warp's 16 M x 8 NB C fragments that attend(r, c) rejects to -inf, where r is the
+/// fragment row (16 mi + g + 8 (e / 2)) offset by r0 and c the column (8 nb + 2 t + (e & 1)).
+template <int M, int NB, class Attend>
+__device__ __forceinline__ void mask_scores(float (&s)[M][NB][4], Attend attend, int r0, int g, int t) {
+#pragma unroll
+  for (int mi = 0; mi < M; ++mi)
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (!attend(r0 + 16 * mi + g + 8 * (e / 2), nb * 8 + 2 * t + (e & 1)))
+          s[mi][nb][e] = -INFINITY;
+}
+
 Params params_of(const AttentionDims &a);
 
 /// Whether query i attends key j.

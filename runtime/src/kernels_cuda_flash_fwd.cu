@@ -103,16 +103,8 @@ __global__ void __launch_bounds__(kThreads)
 
       // A tile wholly inside every row's causal window needs no mask: only edge tiles pay for it.
       const bool whole = j0 + kTile - 1 <= w0 && j0 + kTile <= S && (p.window <= 0 || w0 + 16 * M - 1 - j0 < p.window);
-      if (!whole) {
-#pragma unroll
-        for (int mi = 0; mi < M; ++mi)
-#pragma unroll
-          for (int nb = 0; nb < kTile / 8; ++nb)
-#pragma unroll
-            for (int e = 0; e < 4; ++e)
-              if (!attends_int(w0 + mi * 16 + g + 8 * (e / 2), j0 + nb * 8 + 2 * t + (e & 1), seq, window))
-                s[mi][nb][e] = -INFINITY;
-      }
+      if (!whole)
+        mask_scores<M, kTile / 8>(s, [&](int row, int key) { return attends_int(row, j0 + key, seq, window); }, w0, g, t);
       // The running max is kept scaled (log2 domain); scale > 0 (supports), so the max of the raw scores
       // scaled is the max of the scaled ones, and p = 2^(s scale_log2 - m) is one FFMA and one EX2.
 #pragma unroll
@@ -150,27 +142,7 @@ __global__ void __launch_bounds__(kThreads)
           o[mi][nb][3] *= corr[1];
         }
       }
-#pragma unroll
-      for (int kk = 0; kk < kTile / 16; ++kk) {
-        std::uint32_t pa[M][4];
-#pragma unroll
-        for (int mi = 0; mi < M; ++mi) {
-          pa[mi][0] = pack_f32(s[mi][2 * kk][0], s[mi][2 * kk][1]);
-          pa[mi][1] = pack_f32(s[mi][2 * kk][2], s[mi][2 * kk][3]);
-          pa[mi][2] = pack_f32(s[mi][2 * kk + 1][0], s[mi][2 * kk + 1][1]);
-          pa[mi][3] = pack_f32(s[mi][2 * kk + 1][2], s[mi][2 * kk + 1][3]);
-        }
-#pragma unroll
-        for (int nb = 0; nb < D / 8; nb += 2) {
-          std::uint32_t bb[4];
-          load_b_cols(bb, vs, kk * 16, nb * 8);
-#pragma unroll
-          for (int mi = 0; mi < M; ++mi) {
-            mma(o[mi][nb], pa[mi], bb[0], bb[1]);
-            mma(o[mi][nb + 1], pa[mi], bb[2], bb[3]);
-          }
-        }
-      }
+      accumulate_wy<D, M, kTile / 8>(o, s, vs, 0); // O += P V, P rounded to bf16
     }
     __syncthreads(); // the next iteration's copy overwrites this buffer pair, which this one was reading
   }
