@@ -111,8 +111,16 @@ TEST(KernelsAttention, BackwardMatchesFiniteDifferences) {
     Vec dq(q.size(), nan), dk(k.size(), nan), dv(v.size(), nan); // written, not accumulated
     ASSERT_TRUE(kk->attention_backward(dq.data(), dk.data(), dv.data(), R.data(), q.data(), k.data(), v.data(),
                                        out0.data(), lse0.data(), d).ok());
-    EXPECT_TRUE(grad_check(q, dq, loss));
-    EXPECT_TRUE(grad_check(k, dk, loss));
+    if (c.S == 1) {
+      // One key: its probability is 1 whatever q and k are, so no gradient reaches them (dp - D cancels, exactly
+      // or to rounding, depending on the CPU's libm); v's gradient is dout itself.
+      for (const Vec *g : {&dq, &dk})
+        for (double x : *g)
+          EXPECT_LE(std::fabs(x), 1e-12);
+    } else {
+      EXPECT_TRUE(grad_check(q, dq, loss));
+      EXPECT_TRUE(grad_check(k, dk, loss));
+    }
     EXPECT_TRUE(grad_check(v, dv, loss));
   }
 }
