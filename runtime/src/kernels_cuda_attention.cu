@@ -14,7 +14,7 @@
    v, dout and out are widened to float as they are read (registers hold floats), every output row is
    rounded once to bf16 as it is stored; lse and D stay float.
    BF16 calls with head_dim 64, 96 or 128 and 16-byte aligned rows take the flash kernels instead
-   (kernels_cuda_flash.cuh: tensor cores, tiles of 64 x 64); the backward's D comes from delta_kernel here. */
+   (kernels_cuda_flash.cuh: tensor cores, tiles of 64 x 64, and a D kernel of their own). */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
@@ -224,11 +224,11 @@ Status attention_backward(cudaStream_t st, T *dq, T *dk, T *dv, const T *dout, c
   float *delta = nullptr;
   ATP_CUDA_TRY(cudaMallocAsync(&delta, std::size_t(q_rows) * sizeof(float), st));
   Status run = [&]() -> Status {
-    delta_kernel<<<warp_blocks(q_rows), 32 * kWarpsPerBlock, 0, st>>>(delta, dout, out, d);
-    ATP_CUDA_TRY(cudaGetLastError());
     if constexpr (std::is_same_v<T, bf16>)
       if (flash::supports(a, {dq, dk, dv, dout, q, k, v, out}))
-        return flash::backward(st, dq, dk, dv, dout, q, k, v, lse, delta, a);
+        return flash::backward(st, dq, dk, dv, dout, q, k, v, out, lse, delta, a);
+    delta_kernel<<<warp_blocks(q_rows), 32 * kWarpsPerBlock, 0, st>>>(delta, dout, out, d);
+    ATP_CUDA_TRY(cudaGetLastError());
     dq_kernel<<<warp_blocks(q_rows), 32 * kWarpsPerBlock, 0, st>>>(dq, dout, q, k, v, lse, delta, d);
     ATP_CUDA_TRY(cudaGetLastError());
     dkv_kernel<<<warp_blocks(d.batch * d.kv_heads * d.seq), 32 * kWarpsPerBlock, 0, st>>>(dk, dv, dout, q, k, v, lse,

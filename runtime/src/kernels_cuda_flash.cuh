@@ -7,7 +7,7 @@
    copy overlaps this tile's math).
      forward  one CTA per (batch, q head, q tile): S = Q K^T, online softmax in fp32 registers, P rounded to
               bf16, O += P V in fp32, out = O / l rounded once, lse = m + log l in fp32.
-     backward D_i = dout_i . out_i (kernels_cuda_attention.cu's delta kernel), then
+     backward D_i = dout_i . out_i (a kernel of its own: 16-byte loads, fp32 sums), then
               dkv: one CTA per (batch, kv head, kv tile) over the group's query heads in head order and their
                    q tiles in order: dV += P^T dO, dK += dS^T Q (P, dS recomputed, rounded to bf16);
               dq:  one CTA per (batch, q head, q tile) over its kv tiles in order: dQ += dS K.
@@ -29,9 +29,10 @@ bool supports(const AttentionDims &a, std::initializer_list<const void *> pointe
 Status forward(cudaStream_t st, bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                const AttentionDims &a);
 
-/// delta: D_i = dout_i . out_i, [batch, q_heads, seq] like lse.
+/// out: the forward's output, rows of q_heads x head_dim (contiguous heads). delta: scratch of batch x q_heads
+/// x seq floats for D_i = dout_i . out_i (laid out like lse), computed here first.
 Status backward(cudaStream_t st, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
-                const bf16 *v, const float *lse, const float *delta, const AttentionDims &a);
+                const bf16 *v, const bf16 *out, const float *lse, float *delta, const AttentionDims &a);
 
 // ------------------------------------------------------------------ device pieces shared by the kernels
 

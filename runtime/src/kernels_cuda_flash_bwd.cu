@@ -230,9 +230,39 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(bf16 *dq, const bf16 *dout
   store_rows<D, M>(dq + b * S * p.q_stride + h * D, p.q_stride, w0, seq, dqa, p.scale);
 }
 
+/// D_i = dout_i . out_i for the rows [batch, seq, q_heads] of dout and out (row stride q_heads D), stored as
+/// delta [batch, q_heads, seq]. G = the power of two >= D / 8 threads per row, each thread one 16-byte
+/// chunk of the row (the rest of a group idle at D 96); fp32 products, summed by a butterfly in the group.
+template <int D>
+__global__ void __launch_bounds__(256) delta_kernel(float *delta, const bf16 *dout, const bf16 *out, i64 rows,
+                                                    i64 seq, i64 q_heads) {
+  constexpr int kChunks = D / 8, G = kChunks <= 8 ? 8 : 16;
+  const i64 thread = blockIdx.x * i64(blockDim.x) + threadIdx.x, row = thread / G;
+  const int chunk = int(thread % G);
+  float s = 0.0f;
+  if (row < rows && chunk < kChunks) {
+    const uint4 a = *reinterpret_cast<const uint4 *>(dout + row * D + chunk * 8);
+    const uint4 b = *reinterpret_cast<const uint4 *>(out + row * D + chunk * 8);
+    const bf16 *x = reinterpret_cast<const bf16 *>(&a), *y = reinterpret_cast<const bf16 *>(&b);
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      s = fmaf(__bfloat162float(x[e]), __bfloat162float(y[e]), s);
+  }
+#pragma unroll
+  for (int o = G / 2; o > 0; o /= 2)
+    s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (row < rows && chunk == 0) {
+    const i64 h = row % q_heads, i = (row / q_heads) % seq, b = row / (q_heads * seq);
+    delta[(b * q_heads + h) * seq + i] = s;
+  }
+}
+
 template <int D, int M>
 Status launch_backward(cudaStream_t st, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
-                       const bf16 *v, const float *lse, const float *delta, const Params &p) {
+                       const bf16 *v, const bf16 *out, const float *lse, float *delta, const Params &p) {
+  const i64 rows = p.batch * p.seq * p.q_heads, threads = rows * (D / 8 <= 8 ? 8 : 16);
+  delta_kernel<D><<<unsigned((threads + 255) / 256), 256, 0, st>>>(delta, dout, out, rows, p.seq, p.q_heads);
+  ATP_CUDA_TRY(cudaGetLastError());
   const int smem = int(sizeof(BwdSmem<D, M>));
   ATP_CUDA_TRY(cudaFuncSetAttribute(dkv_kernel<D, M>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
   ATP_CUDA_TRY(cudaFuncSetAttribute(dq_kernel<D, M>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -249,15 +279,15 @@ Status launch_backward(cudaStream_t st, bf16 *dq, bf16 *dk, bf16 *dv, const bf16
 } // namespace
 
 Status backward(cudaStream_t st, bf16 *dq, bf16 *dk, bf16 *dv, const bf16 *dout, const bf16 *q, const bf16 *k,
-                const bf16 *v, const float *lse, const float *delta, const AttentionDims &a) {
+                const bf16 *v, const bf16 *out, const float *lse, float *delta, const AttentionDims &a) {
   const Params p = params_of(a);
   switch (a.head_dim) {
   case 64:
-    return launch_backward<64, 2>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
+    return launch_backward<64, 2>(st, dq, dk, dv, dout, q, k, v, out, lse, delta, p);
   case 96:
-    return launch_backward<96, 1>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
+    return launch_backward<96, 1>(st, dq, dk, dv, dout, q, k, v, out, lse, delta, p);
   default:
-    return launch_backward<128, 1>(st, dq, dk, dv, dout, q, k, v, lse, delta, p);
+    return launch_backward<128, 1>(st, dq, dk, dv, dout, q, k, v, out, lse, delta, p);
   }
 }
 
