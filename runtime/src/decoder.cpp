@@ -117,7 +117,9 @@ struct Decoder::State {
     return d;
   }
 
-  Status layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq);
+  /// input_normed: n1 and rstd1 of layer l are already there (the previous layer's fused add + norm);
+  /// norm_out: end with the next layer's input norm (or the final norm) fused into the residual add.
+  Status layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq, bool input_normed, bool norm_out);
   Status layer_backward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq);
   Result<CrossEntropySum> forward(ParamStore &s, const MicroBatch &mb, bool write_grad);
   Status head_backward(ParamStore &s, std::int64_t tokens);
@@ -126,10 +128,12 @@ struct Decoder::State {
 // ---------------------------------------------------------------------------------------------------------
 // forward
 
-Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq) {
+Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq, bool input_normed,
+                                     bool norm_out) {
   const DecoderLayerParams &p = layers[l];
   const std::int64_t t = batch * seq, hd = shape.hidden;
-  ATP_TRY(k->rmsnorm_forward(n1[slot(l)].p, rstd1[slot(l)].p, x[l].p, w(s, p.input_norm), t, hd, shape.rms_eps));
+  if (!input_normed)
+    ATP_TRY(k->rmsnorm_forward(n1[slot(l)].p, rstd1[slot(l)].p, x[l].p, w(s, p.input_norm), t, hd, shape.rms_eps));
   if (qkv_one) {
     ATP_TRY(k->linear_forward(qkv[slot(l)].p, n1[slot(l)].p, w(s, qkv_param(p)), nullptr, t, hd, cqkv));
   } else {
@@ -144,9 +148,8 @@ Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, s
   ATP_TRY(k->linear_forward(tmp.p, attn[slot(l)].p, w(s, p.o), nullptr, t, cq, hd));
   if (shape.attn_split)
     ATP_TRY(all_reduce(tmp, t * hd, counts.forward_row));
-  ATP_TRY(k->add(h[slot(l)].p, x[l].p, tmp.p, t * hd));
-
-  ATP_TRY(k->rmsnorm_forward(n2[slot(l)].p, rstd2[slot(l)].p, h[slot(l)].p, w(s, p.post_norm), t, hd, shape.rms_eps));
+  ATP_TRY(k->add_rmsnorm_forward(h[slot(l)].p, n2[slot(l)].p, rstd2[slot(l)].p, x[l].p, tmp.p, w(s, p.post_norm), t,
+                                 hd, shape.rms_eps));
   void *gp, *up_p;
   std::int64_t stride;
   if (gu_one) {
@@ -161,7 +164,14 @@ Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, s
   ATP_TRY(k->linear_forward(tmp.p, act[slot(l)].p, w(s, p.down), nullptr, t, f, hd));
   if (shape.mlp_split)
     ATP_TRY(all_reduce(tmp, t * hd, counts.forward_row));
-  return k->add(x[l + 1].p, h[slot(l)].p, tmp.p, t * hd);
+  if (!norm_out)
+    return k->add(x[l + 1].p, h[slot(l)].p, tmp.p, t * hd);
+  // Layer l's own n1 is spent (the projections read it), so with recomputation's shared slot it may be
+  // overwritten here; the final norm's output is nf.
+  const bool last = l + 1 == int(shape.layers);
+  void *next_n = last ? nf.p : n1[slot(l + 1)].p, *next_rstd = last ? rstdf.p : rstd1[slot(l + 1)].p;
+  const void *next_w = w(s, last ? params.final_norm : layers[l + 1].input_norm);
+  return k->add_rmsnorm_forward(x[l + 1].p, next_n, next_rstd, h[slot(l)].p, tmp.p, next_w, t, hd, shape.rms_eps);
 }
 
 Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch &mb, bool write_grad) {
@@ -173,9 +183,8 @@ Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch 
   ATP_TRY(ops->copy_from_host(ids.p, mb.inputs, std::size_t(t) * 4));
   const VocabRange full{shape.vocab, 0, shape.vocab};
   ATP_TRY(k->embedding_forward(x[0].p, w(s, params.embed), static_cast<const std::int32_t *>(ids.p), t, hd, full));
-  for (int l = 0; l < int(shape.layers); ++l)
-    ATP_TRY(layer_forward(s, l, mb.batch, mb.seq));
-  ATP_TRY(k->rmsnorm_forward(nf.p, rstdf.p, x[shape.layers].p, w(s, params.final_norm), t, hd, shape.rms_eps));
+  for (int l = 0; l < int(shape.layers); ++l) // each layer ends with the next one's input norm (the last: nf)
+    ATP_TRY(layer_forward(s, l, mb.batch, mb.seq, /*input_normed=*/l > 0, /*norm_out=*/true));
   const int head = shape.tied_embeddings ? params.embed : params.lm_head;
   ATP_TRY(k->linear_forward(logits.p, nf.p, w(s, head), nullptr, t, hd, shape.vocab));
   if (!mb.targets)
@@ -463,7 +472,7 @@ Result<CrossEntropySum> Decoder::forward_backward(ParamStore &store, const Micro
     // Recomputation: the shared buffers hold the last layer's activations after the forward; every other
     // layer is recomputed from its kept input (the forward rewrites x[l + 1] with the same bits).
     if (s_->shape.recompute && l + 1 < int(s_->shape.layers))
-      ATP_TRY(s_->layer_forward(store, l, mb.batch, mb.seq));
+      ATP_TRY(s_->layer_forward(store, l, mb.batch, mb.seq, /*input_normed=*/false, /*norm_out=*/false));
     ATP_TRY(s_->layer_backward(store, l, mb.batch, mb.seq));
   }
   const VocabRange full{s_->shape.vocab, 0, s_->shape.vocab};

@@ -129,6 +129,13 @@ public:
     return kcuda::rmsnorm_forward(stream_, as(y), stat(rstd), as(x), as(w), rows, hidden, eps);
   }
 
+  Status add_rmsnorm_forward(void *sum, void *y, void *rstd, const void *a, const void *b, const void *w,
+                             std::int64_t rows, std::int64_t hidden, double eps) override {
+    ATP_TRY(kcheck::rmsnorm_forward(y, rstd, sum, w, rows, hidden, eps));
+    ATP_TRY(kcheck::elementwise("add_rmsnorm_forward", {sum, a, b}, rows * hidden));
+    return kcuda::add_rmsnorm_forward(stream_, as(sum), as(y), stat(rstd), as(a), as(b), as(w), rows, hidden, eps);
+  }
+
   Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x, const void *w,
                           const void *rstd, std::int64_t rows, std::int64_t hidden) override {
     ATP_TRY(kcheck::rmsnorm_backward(dw, dy, x, w, rstd, rows, hidden));

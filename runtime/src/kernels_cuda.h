@@ -141,6 +141,10 @@ Status embedding_backward(cudaStream_t st, T *dtable, const T *dout, const std::
 // kernels_cuda_norm.cu
 template <class T>
 Status rmsnorm_forward(cudaStream_t st, T *y, float *rstd, const T *x, const T *w, i64 rows, i64 hidden, double eps);
+/// sum = a + b (as add), then rmsnorm_forward of sum: one kernel where the rows fit the vectorized forward.
+template <class T>
+Status add_rmsnorm_forward(cudaStream_t st, T *sum, T *y, float *rstd, const T *a, const T *b, const T *w, i64 rows,
+                           i64 hidden, double eps);
 template <class T>
 Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w,
                         const float *rstd, i64 rows, i64 hidden);

@@ -100,10 +100,13 @@ template <int R> __device__ __forceinline__ void block_sum_rows(float (&v)[R], f
 }
 
 /// The forward with 16-byte loads: each block takes R rows at a time, each thread keeping its V vectors of
-/// each row in registers between the sum of squares (fp32) and the output.
-template <class T, int V>
+/// each row in registers between the sum of squares (fp32) and the output. kAdd: the row is the residual add
+/// x + b, rounded to T as add() rounds it and stored to sum, then normalized (add_rmsnorm_forward: the same
+/// bits as add followed by this kernel, one pass over memory fewer).
+template <class T, int V, bool kAdd = false>
 __global__ void __launch_bounds__(kBlock)
-    rmsnorm_forward_vec_kernel(T *y, float *rstd, const T *x, const T *w, i64 rows, i64 hidden, double eps) {
+    rmsnorm_forward_vec_kernel(T *y, float *rstd, const T *x, const T *w, i64 rows, i64 hidden, double eps,
+                               T *sum = nullptr, const T *b = nullptr) {
   constexpr int kN = Vec<T>::kN, R = kForwardRows<V>;
   __shared__ float buf[2][kWarps][R];
   const i64 vecs = hidden / kN;
@@ -119,6 +122,13 @@ __global__ void __launch_bounds__(kBlock)
         const i64 j = threadIdx.x + i64(k) * kBlock;
         if (t0 + r < rows && j < vecs) {
           xv[r][k] = load16(x + (t0 + r) * hidden + j * kN);
+          if constexpr (kAdd) {
+            const Vec<T> bv = load16(b + (t0 + r) * hidden + j * kN);
+#pragma unroll
+            for (int e = 0; e < kN; ++e)
+              xv[r][k].v[e] = round_to<T>(to_f32(xv[r][k].v[e]) + to_f32(bv.v[e]));
+            store16(sum + (t0 + r) * hidden + j * kN, xv[r][k]); // sum may be x or b: read just above
+          }
 #pragma unroll
           for (int e = 0; e < kN; ++e)
             ss[r] += to_f32(xv[r][k].v[e]) * to_f32(xv[r][k].v[e]);
@@ -317,6 +327,23 @@ Status rmsnorm_forward(cudaStream_t st, T *y, float *rstd, const T *x, const T *
 }
 
 template <class T>
+Status add_rmsnorm_forward(cudaStream_t st, T *sum, T *y, float *rstd, const T *a, const T *b, const T *w, i64 rows,
+                           i64 hidden, double eps) {
+  if (!row_in_registers<T>({sum, y, a, b, w}, hidden)) { // the unfused pair, whose bits the fused kernel matches
+    ATP_TRY(add(st, sum, a, b, rows * hidden));
+    return rmsnorm_forward(st, y, rstd, sum, w, rows, hidden, eps);
+  }
+  with_vecs_per_thread<T>(hidden, [&](auto vecs_per_thread) {
+    constexpr int V = decltype(vecs_per_thread)::value;
+    const i64 groups = (rows + kForwardRows<V> - 1) / kForwardRows<V>;
+    rmsnorm_forward_vec_kernel<T, V, true>
+        <<<row_grid(groups), kBlock, 0, st>>>(y, rstd, a, w, rows, hidden, eps, sum, b);
+  });
+  ATP_CUDA_TRY(cudaGetLastError());
+  return {};
+}
+
+template <class T>
 Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w,
                         const float *rstd, i64 rows, i64 hidden) {
   const i64 blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
@@ -347,6 +374,8 @@ Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, 
 
 #define ATP_INSTANTIATE(T)                                                                                             \
   template Status rmsnorm_forward<T>(cudaStream_t, T *, float *, const T *, const T *, i64, i64, double);              \
+  template Status add_rmsnorm_forward<T>(cudaStream_t, T *, T *, float *, const T *, const T *, const T *, i64, i64,   \
+                                         double);                                                                      \
   template Status rmsnorm_backward<T>(cudaStream_t, T *, Write, T *, const T *, const T *, const T *, const float *,   \
                                       i64, i64);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)

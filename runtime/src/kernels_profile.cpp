@@ -93,6 +93,13 @@ Status ProfilingKernels::rmsnorm_forward(void *y, void *rstd, const void *x, con
                [&] { return k_.rmsnorm_forward(y, rstd, x, w, rows, hidden, eps); });
 }
 
+Status ProfilingKernels::add_rmsnorm_forward(void *sum, void *y, void *rstd, const void *a, const void *b,
+                                             const void *w, std::int64_t rows, std::int64_t hidden, double eps) {
+  return timed("add_rmsnorm_forward " + dims({rows, hidden}), 0,
+               4.0 * double(dtype_size(dtype())) * double(rows * hidden),
+               [&] { return k_.add_rmsnorm_forward(sum, y, rstd, a, b, w, rows, hidden, eps); });
+}
+
 Status ProfilingKernels::rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x,
                                           const void *w, const void *rstd, std::int64_t rows, std::int64_t hidden) {
   return timed("rmsnorm_backward " + dims({rows, hidden}), 0,

@@ -346,6 +346,31 @@ void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300, bool want_dx = true) {
   expect_close(what + " dw", res[3], dw);
 }
 
+/// add_rmsnorm_forward is add then rmsnorm_forward in one pass: the same bytes as those two calls (which
+/// test_add_scale and test_rmsnorm check against references), in place (sum = a) too. hidden 300: the unfused
+/// fallback (bf16); 2048 / 8192: the fused vectorized kernel.
+void test_add_rmsnorm(i64 rows, i64 hidden) {
+  const double eps = 1e-5;
+  const Vec a = random_vec(rows * hidden), b = random_vec(rows * hidden), w = random_vec(hidden, 0.5f, 1.5f);
+  const std::string what = "add_rmsnorm_forward rows " + std::to_string(rows) + " hidden " + std::to_string(hidden);
+  auto fused = twice(what, [&] {
+    DevX A(a), B(b), W(w), S{Vec(rows * hidden)}, Y{Vec(rows * hidden)}, Y2{Vec(rows * hidden)};
+    DevS R{Vec(rows)}, R2{Vec(rows)};
+    expect_ok(K->add_rmsnorm_forward(S.p(), Y.p(), R.p(), A.p(), B.p(), W.p(), rows, hidden, eps), what);
+    expect_ok(K->add_rmsnorm_forward(A.p(), Y2.p(), R2.p(), A.p(), B.p(), W.p(), rows, hidden, eps), what + " in place");
+    return std::vector<Vec>{S.get(), Y.get(), R.get(), A.get(), Y2.get(), R2.get()};
+  });
+  DevX A(a), B(b), W(w), S{Vec(rows * hidden)}, Y{Vec(rows * hidden)};
+  DevS R{Vec(rows)};
+  expect_ok(K->add(S.p(), A.p(), B.p(), rows * hidden), what + ": add");
+  expect_ok(K->rmsnorm_forward(Y.p(), R.p(), S.p(), W.p(), rows, hidden, eps), what + ": rmsnorm_forward");
+  const Vec sum = S.get(), y = Y.get(), rstd = R.get();
+  expect(same_bytes(fused[0], sum) && same_bytes(fused[1], y) && same_bytes(fused[2], rstd),
+         what + ": the same bytes as add then rmsnorm_forward");
+  expect(same_bytes(fused[3], sum) && same_bytes(fused[4], y) && same_bytes(fused[5], rstd),
+         what + " in place: the same bytes");
+}
+
 // ---------------------------------------------------------------------------------------------- RoPE
 
 /// head_dim 16, half rotary, odd row stride: one pair per thread; head_dim 32 with a 16-aligned stride: 16-byte
@@ -648,6 +673,52 @@ void test_cross_entropy(i64 vocab) {
   expect(same_bytes(L.get(), logits), what + " bad target writes nothing");
 }
 
+/// The 16-byte path's special values (vocab 1024): whole vectors of -inf logits and single -inf ones add nothing
+/// to a row's sum (their dlogits are 0), and a NaN among a vector's -inf must still make the loss NaN.
+void test_cross_entropy_special() {
+  const i64 rows = 3, vocab = 1024;
+  Vec logits = random_vec(rows * vocab, -3.0f, 3.0f);
+  for (i64 j = 0; j < 512; ++j)
+    logits[j] = -INFINITY; // row 0: its first 512 logits (64 or 128 whole vectors)
+  for (i64 j = 3; j < vocab; j += 37)
+    logits[vocab + j] = -INFINITY; // row 1: scattered
+  const std::vector<std::int32_t> targets = {700, 5, -100};
+  CrossEntropyArgs a;
+  a.rows = rows, a.vocab = vocab, a.denominator = 2, a.grad_scale = 1.0;
+  DevI TG(targets);
+  DevX L(logits);
+  auto s = K->cross_entropy(L.p(), TG.p(), a);
+  expect_ok(s.status(), "cross_entropy -inf logits");
+  double loss = 0;
+  Ref grad(rows * vocab, 0.0);
+  for (i64 t = 0; t < 2; ++t) {
+    double m = -INFINITY, sum = 0;
+    for (i64 j = 0; j < vocab; ++j)
+      m = std::max(m, double(logits[t * vocab + j]));
+    for (i64 j = 0; j < vocab; ++j)
+      sum += std::exp(double(logits[t * vocab + j]) - m); // exp(-inf) = 0
+    const double lse = m + std::log(sum);
+    loss += lse - logits[t * vocab + targets[t]];
+    for (i64 j = 0; j < vocab; ++j)
+      grad[t * vocab + j] = 0.5 * (std::exp(double(logits[t * vocab + j]) - lse) - (j == targets[t] ? 1.0 : 0.0));
+  }
+  if (s.ok())
+    expect(std::fabs(s->loss_sum - loss) <= kF32Tol * std::fabs(loss),
+           "cross_entropy -inf logits: loss " + std::to_string(s->loss_sum) + " vs " + std::to_string(loss));
+  expect_close("cross_entropy -inf logits dlogits", L.get(), grad);
+
+  Vec poisoned = logits;
+  poisoned[100] = NAN; // inside row 0's -inf vectors
+  DevX P(poisoned);
+  CrossEntropyArgs eval = a;
+  eval.write_grad = false;
+  auto n = K->cross_entropy(P.p(), TG.p(), eval);
+  expect_ok(n.status(), "cross_entropy NaN among -inf");
+  if (n.ok())
+    expect(std::isnan(n->loss_sum), "cross_entropy: a NaN among -inf logits makes the loss NaN, got " +
+                                        std::to_string(n->loss_sum));
+}
+
 /// Every check, for the current dtype `dt` and kernels K.
 void run_suite() {
   for (bool ta : {false, true})
@@ -671,6 +742,9 @@ void run_suite() {
   test_rmsnorm(Write::Overwrite, 70, 4096);         // 2 (bf16) and 4 (float) vectors a thread
   test_rmsnorm(Write::Accumulate, 33, 8192);        // 4 vectors a thread (bf16); float: the scalar kernels
   test_rmsnorm(Write::Accumulate, 45, 2048, false); // no dx: dw only
+  test_add_rmsnorm(7, 300);
+  test_add_rmsnorm(9, 2048);
+  test_add_rmsnorm(33, 8192);
   test_rope(16, false);
   test_rope(32, true);
   test_swiglu(37);
@@ -695,6 +769,7 @@ void run_suite() {
   test_cross_entropy(50);
   test_cross_entropy(700);
   test_cross_entropy(1024); // 16-byte loads for both dtypes
+  test_cross_entropy_special();
   // A bad argument is rejected by the shared checks before anything runs.
   expect(!K->add(nullptr, nullptr, nullptr, 4).ok(), "add with null pointers fails");
 }

@@ -76,6 +76,30 @@ TEST(KernelsRmsNorm, BackwardMatchesFiniteDifferencesAndAccumulates) {
   EXPECT_TRUE(near_all(dw_only, dw, 0, 0));
 }
 
+// The residual add and the norm after it (the decoder's layer boundary): the bytes of add then rmsnorm_forward,
+// in place too; bad sizes are rmsnorm_forward's error with nothing written.
+TEST(KernelsRmsNorm, AddRmsNormIsAddThenRmsNorm) {
+  const i64 rows = 3, hidden = 16;
+  const double eps = 1e-6;
+  auto k = kernels(DType::F32);
+  auto a = to_float(random_vec(rows * hidden, 3, -2, 2)), b = to_float(random_vec(rows * hidden, 4, -2, 2));
+  const auto w = to_float(random_vec(hidden, 5, 0.5, 1.5));
+  std::vector<float> sum(a.size()), y(a.size()), r(rows), want_sum(a.size()), want_y(a.size()), want_r(rows);
+  ASSERT_TRUE(k->add(want_sum.data(), a.data(), b.data(), rows * hidden).ok());
+  ASSERT_TRUE(k->rmsnorm_forward(want_y.data(), want_r.data(), want_sum.data(), w.data(), rows, hidden, eps).ok());
+  ASSERT_TRUE(k->add_rmsnorm_forward(sum.data(), y.data(), r.data(), a.data(), b.data(), w.data(), rows, hidden, eps).ok());
+  EXPECT_EQ(sum, want_sum);
+  EXPECT_EQ(y, want_y);
+  EXPECT_EQ(r, want_r);
+  ASSERT_TRUE(k->add_rmsnorm_forward(a.data(), y.data(), r.data(), a.data(), b.data(), w.data(), rows, hidden, eps).ok());
+  EXPECT_EQ(a, want_sum);
+  EXPECT_EQ(y, want_y);
+  std::vector<float> untouched = sum;
+  EXPECT_EQ(err(k->add_rmsnorm_forward(sum.data(), y.data(), r.data(), a.data(), b.data(), w.data(), rows, 0, eps)),
+            "rmsnorm_forward: hidden 0 must be positive");
+  EXPECT_EQ(sum, untouched);
+}
+
 TEST(KernelsRmsNorm, BadArguments) {
   auto k = kernels(DType::F32);
   std::vector<float> x(8, 1.0f), w(4, 1.0f), y(8, 2.0f), r(2, 2.0f);

@@ -33,9 +33,10 @@
    kept with h, q, k, v, a, lse, x1, h2, g, u, m and the rstds for backward), forward:
      rmsnorm_forward(h, rstd1, x, w_in)                 linear_forward(q|k|v, h, Wq|Wk|Wv, bq|bk|bv)
      rope_forward(q), rope_forward(k)                   attention_forward(a, lse, q, k, v)
-     linear_forward(o, a, Wo); all-reduce(o)            add(x1, x, o)
-     rmsnorm_forward(h2, rstd2, x1, w_post)             linear_forward(g, h2, Wg), linear_forward(u, h2, Wu)
-     swiglu_forward(m, g, u)                            linear_forward(d, m, Wd); all-reduce(d); add(x2, x1, d)
+     linear_forward(o, a, Wo); all-reduce(o)            add_rmsnorm_forward(x1, h2, rstd2, x, o, w_post)
+     linear_forward(g, h2, Wg), linear_forward(u, h2, Wu)   swiglu_forward(m, g, u)
+     linear_forward(d, m, Wd); all-reduce(d)            add(x2, x1, d), or with the next layer's input norm (the
+                                                        last layer: the final norm) add_rmsnorm_forward(x2, ...)
    backward (dx: the residual stream's gradient, d(x2) on entry, d(x) on exit, accumulated into):
      linear_backward(dm, Overwrite, dWd, -, dx, m, Wd)  swiglu_backward(dg, du, dm, g, u)
      linear_backward(dh2, Overwrite, dWg, -, dg, h2, Wg); linear_backward(dh2, Accumulate, dWu, -, du, h2, Wu)
@@ -183,6 +184,16 @@ public:
   /// rstd [rows] (stat_dtype) for backward. x and y are [rows, hidden]; y may equal x.
   virtual Status rmsnorm_forward(void *y, void *rstd, const void *x, const void *w, std::int64_t rows,
                                  std::int64_t hidden, double eps) = 0;
+  /// The residual add and the norm after it: sum = a + b (as add), then rmsnorm_forward(y, rstd, sum, w), with
+  /// the same bytes as those two calls (this default makes them); a backend may fuse them into one pass.
+  /// sum may equal a or b; y must not overlap sum, a or b.
+  virtual Status add_rmsnorm_forward(void *sum, void *y, void *rstd, const void *a, const void *b, const void *w,
+                                     std::int64_t rows, std::int64_t hidden, double eps) {
+    if (rows < 1 || hidden < 1 || rows > INT64_MAX / hidden) // rmsnorm_forward's argument check names the error
+      return rmsnorm_forward(y, rstd, sum, w, rows, hidden, eps);
+    ATP_TRY(add(sum, a, b, rows * hidden));
+    return rmsnorm_forward(y, rstd, sum, w, rows, hidden, eps);
+  }
   /// With xhat = x * rstd and g = dy * w: dx (=|+=) rstd * (g - xhat * mean_j(g * xhat)); dw += sum over
   /// rows of dy * xhat. dx may be null (only dw wanted); it must not overlap x, dy or w.
   virtual Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x,

@@ -50,6 +50,8 @@ public:
                             std::int64_t hidden, const VocabRange &range) override;
   Status rmsnorm_forward(void *y, void *rstd, const void *x, const void *w, std::int64_t rows, std::int64_t hidden,
                          double eps) override;
+  Status add_rmsnorm_forward(void *sum, void *y, void *rstd, const void *a, const void *b, const void *w,
+                             std::int64_t rows, std::int64_t hidden, double eps) override;
   Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x, const void *w,
                           const void *rstd, std::int64_t rows, std::int64_t hidden) override;
   Status rope_table(void *table, const RopeConfig &cfg, std::int64_t head_dim, std::int64_t positions) override;
