@@ -21,7 +21,7 @@
 #   run(command="bash tools/gpu-train.sh bench", carry=["gpu-train", ".deps"])   # there: the speed benchmark
 #       our train on the Llama-3.2-1B shape (specs/bench), seq 2048, micro-batch 4, one GPU, bf16 and fp32:
 #       the median tokens/s and MFU (989 TFLOP/s) of steps 3..BENCH_STEPS, and the device memory in use.
-#   TORCH_BASELINES=0  bench: ours only (no tools/bench_torch.py)
+#   TORCH_BASELINES=0  bench: ours only (no tools/bench_torch.py); BENCH_F32=0: not our fp32 run either
 #   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral"); BENCH_STEPS (default 10)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -203,7 +203,9 @@ with open(sys.argv[1], "wb") as f:
     f.write(b"ATPTOKEN" + struct.pack("<IIQII", 1, 4, count, max(ids) + 1, 0))
     f.write(struct.pack("<%dI" % count, *ids))
 PY
-  for project in bench-llama-1b bench-llama-1b-f32; do
+  local projects=(bench-llama-1b)
+  [ "${BENCH_F32:-1}" = 0 ] || projects+=(bench-llama-1b-f32)
+  for project in "${projects[@]}"; do
     mkdir -p "$out/$project"
     # bf16: the last step is profiled (train --profile: every kernel synchronized; H200 HBM3e 4.8 TB/s peak)
     # and left out of the median.
