@@ -46,8 +46,10 @@ __global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, 
     // st of exp(x - mt), rescaled when the max grows; then the block's max and the rescaled sums, through
     // fixed trees. Reads go 16 bytes at a time when the row allows.
     float mt = -INFINITY;
-    double st = 0.0;
+    double st = 0.0, poison = 0.0; // poison: NaN once the thread reads a NaN (st alone can lose it, below)
     auto take = [&](float x) {
+      if (x != x)
+        poison = double(NAN);
       if (x > mt) {
         st = st * double(expf(mt - x)) + 1.0;
         mt = x;
@@ -72,7 +74,7 @@ __global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, 
 #pragma unroll
           for (int e = 0; e < kN; ++e)
             if (xf[e] != xf[e])
-              st = double(NAN);
+              poison = double(NAN); // not st: the next larger max resets st while mt is still -inf
           continue;
         }
         if (mx > mt) {
@@ -91,7 +93,8 @@ __global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, 
     }
     const float m = block_max(mt);
     const float xt = to_f32(row[target]); // read by every thread before any write below (block_sum syncs)
-    const double sum = block_sum(mt == -INFINITY ? 0.0 : st * double(expf(mt - m)));
+    // A thread whose values were all -inf (or NaN) adds nothing but its poison.
+    const double sum = block_sum((mt == -INFINITY ? 0.0 : st * double(expf(mt - m))) + poison);
     const double lse = double(m) + log(sum);
     if (threadIdx.x == 0)
       row_loss[t] = lse - double(xt);
