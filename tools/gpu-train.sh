@@ -243,7 +243,9 @@ out = sys.argv[1]
 def ours(project):
     path = os.path.join(out, project, "summary.json")
     return json.load(open(path)) if os.path.exists(path) else None
-rows = [("ours bf16", ours("bench-llama-1b")), ("ours fp32", ours("bench-llama-1b-f32"))]
+rows = [("ours bf16", ours("bench-llama-1b"))]
+if os.path.isdir(os.path.join(out, "bench-llama-1b-f32")):  # left out with BENCH_F32=0
+    rows.append(("ours fp32", ours("bench-llama-1b-f32")))
 names = {"eager": "PyTorch eager", "compile": "torch.compile", "hf": "HF transformers eager"}
 path = os.path.join(out, "torch.json")
 for rec in json.load(open(path)) if os.path.exists(path) else []:

@@ -2,7 +2,8 @@
    on the GPU (start and end in ns on the GPU's clock, stream, name) and writes them as CSV at exit.
 
    Loaded by the CUDA driver itself when CUDA_INJECTION64_PATH names it (no change to the program: it works
-   for our train and for python3 running torch alike); ATP_TIMELINE_OUT is the CSV to write. CUPTI's
+   for our train and for python3 running torch alike); ATP_TIMELINE_OUT is the CSV to write (%p in it: the
+   process id, for several ranks). CUPTI's
    activity API buffers the records on the side, so the program runs at its own speed: unlike ncu, kernels
    are not serialized or replayed and clocks are not touched. tools/gpu_timeline.py reads the CSV.
    Build: tools/gpu-timeline.sh does it (g++ -shared against libcupti). */
@@ -93,13 +94,19 @@ void write_csv() {
   if (getpid() != owner)
     return;
   check(cuptiActivityFlushAll(1), "cuptiActivityFlushAll");
-  const char *path = std::getenv("ATP_TIMELINE_OUT");
-  std::FILE *f = std::fopen(path ? path : "gpu-timeline.csv", "w");
+  std::lock_guard<std::mutex> lock(records_mutex);
+  // A process that ran nothing on the GPU writes nothing: a helper it starts (MPI's daemon, which may probe
+  // CUDA) inherits CUDA_INJECTION64_PATH and must not overwrite the trainer's file when it exits after it.
+  if (records.empty())
+    return;
+  std::string path = std::getenv("ATP_TIMELINE_OUT") ? std::getenv("ATP_TIMELINE_OUT") : "gpu-timeline.csv";
+  if (const std::size_t at = path.find("%p"); at != std::string::npos) // one file per process (several ranks)
+    path.replace(at, 2, std::to_string(getpid()));
+  std::FILE *f = std::fopen(path.c_str(), "w");
   if (!f) {
     std::perror("gpu-timeline: cannot write the CSV");
     return;
   }
-  std::lock_guard<std::mutex> lock(records_mutex);
   std::fprintf(f, "kind,start_ns,end_ns,stream,name\n");
   for (const Record &r : records) {
     std::string name = r.name;
@@ -110,7 +117,7 @@ void write_csv() {
                  r.stream, name.c_str());
   }
   std::fclose(f);
-  std::fprintf(stderr, "gpu-timeline: %zu records -> %s\n", records.size(), path ? path : "gpu-timeline.csv");
+  std::fprintf(stderr, "gpu-timeline: %zu records -> %s\n", records.size(), path.c_str());
 }
 
 } // namespace
