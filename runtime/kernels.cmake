@@ -17,6 +17,23 @@ if(AUTOTPC_ENABLE_CUDA AND "CUDA" IN_LIST _atp_kernel_languages)
     list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda${part}.cu)
   endforeach()
   list(APPEND ATP_RUNTIME_LIBS CUDA::cublas CUDA::cublasLt)
+  # cuDNN 9 (the CUDA toolkit's or the system's) for the BF16 attention forward (kernels_cuda_sdpa.cpp); without
+  # it that forward stays on our flash kernels. AUTOTPC_CUDNN=OFF leaves it out.
+  if(NOT DEFINED AUTOTPC_CUDNN OR AUTOTPC_CUDNN)
+    find_library(ATP_RUNTIME_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_BIN_DIR}/../lib
+                 ${CUDAToolkit_BIN_DIR}/../lib64)
+    find_path(ATP_RUNTIME_CUDNN_INCLUDE_DIR cudnn_graph.h HINTS ${CUDAToolkit_INCLUDE_DIRS}
+              ${CUDAToolkit_BIN_DIR}/../include)
+  endif()
+  if(ATP_RUNTIME_CUDNN_LIBRARY AND ATP_RUNTIME_CUDNN_INCLUDE_DIR AND (NOT DEFINED AUTOTPC_CUDNN OR AUTOTPC_CUDNN))
+    message(STATUS "autotpc runtime: cuDNN attention forward on (${ATP_RUNTIME_CUDNN_LIBRARY})")
+    list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_sdpa.cpp)
+    list(APPEND ATP_RUNTIME_LIBS ${ATP_RUNTIME_CUDNN_LIBRARY})
+    set(ATP_RUNTIME_PRIVATE_INCLUDES ${ATP_RUNTIME_CUDNN_INCLUDE_DIR})
+  else()
+    message(STATUS "autotpc runtime: cuDNN attention forward off (no cuDNN 9 found, or AUTOTPC_CUDNN=OFF)")
+    list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_sdpa_stub.cpp)
+  endif()
 else()
   list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_stub.cpp)
 endif()

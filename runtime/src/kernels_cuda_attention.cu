@@ -14,11 +14,14 @@
    v, dout and out are widened to float as they are read (registers hold floats), every output row is
    rounded once to bf16 as it is stored; lse and D stay float.
    BF16 calls with head_dim 64, 96 or 128 and 16-byte aligned rows take the flash kernels instead
-   (kernels_cuda_flash.cuh: tensor cores, tiles of 64 x 64, and a D kernel of their own). */
+   (kernels_cuda_flash.cuh: tensor cores, tiles of 64 x 64, and a D kernel of their own); before them, the BF16
+   forward goes to cuDNN's fused attention where cuDNN is built in and takes the shape (kernels_cuda_sdpa.h: no
+   sliding window; ATP_ATTENTION=flash keeps it on ours). The backward is always ours. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
 #include "kernels_cuda_flash.cuh"
+#include "kernels_cuda_sdpa.h"
 
 #include <string>
 #include <type_traits>
@@ -206,9 +209,13 @@ template <class T>
 Status attention_forward(cudaStream_t st, T *out, float *lse, const T *q, const T *k, const T *v,
                          const AttentionDims &a) {
   ATP_TRY(check_head_dim("attention_forward", a));
-  if constexpr (std::is_same_v<T, bf16>)
+  if constexpr (std::is_same_v<T, bf16>) {
+    ATP_ASSIGN_OR_RETURN(bool by_cudnn, cudnn_sdpa::forward(st, out, lse, q, k, v, a));
+    if (by_cudnn)
+      return {};
     if (flash::supports(a, {out, q, k, v}))
       return flash::forward(st, out, lse, q, k, v, a);
+  }
   const Shape d = shape_of(a);
   forward_kernel<<<warp_blocks(d.batch * d.q_heads * d.seq), 32 * kWarpsPerBlock, 0, st>>>(out, lse, q, k, v, d);
   ATP_CUDA_TRY(cudaGetLastError());

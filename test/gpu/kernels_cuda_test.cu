@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -765,7 +766,11 @@ void run_suite() {
       {1, 130, 4, 1, 128, 33, 8}, {1, 64, 2, 1, 64, 0, 8},   {1, 70, 2, 1, 64, 0, 3},
   };
   for (const AttnCase &ac : flash_cases)
+    test_attention(ac); // BF16's forward: cuDNN's fused attention where the runtime has cuDNN and it takes the case
+  ::setenv("ATP_ATTENTION", "flash", 1); // and our flash forward on every case
+  for (const AttnCase &ac : flash_cases)
     test_attention(ac);
+  ::unsetenv("ATP_ATTENTION");
   test_cross_entropy(50);
   test_cross_entropy(700);
   test_cross_entropy(1024); // 16-byte loads for both dtypes

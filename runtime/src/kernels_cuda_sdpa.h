@@ -1,0 +1,19 @@
+/* kernels_cuda_sdpa.h - the BF16 causal attention forward through cuDNN's fused flash attention, built with
+   cuDNN's backend graph API (kernels_cuda_sdpa.cpp). Built where cuDNN 9 is found (runtime/kernels.cmake);
+   elsewhere forward() takes nothing. */
+#pragma once
+
+#include "atp/kernels.h"
+
+#include <cuda_runtime.h>
+
+namespace atp::kcuda::cudnn_sdpa {
+
+/// out [T, q_heads, head_dim] (dense) and lse [batch, q_heads, seq] of causal GQA attention, as the flash
+/// forward writes them, when cuDNN takes the call: BF16, no sliding window, head_dim a multiple of 8 up to 128,
+/// 16-byte aligned rows, and ATP_ATTENTION is not "flash". Returns false (nothing written) when it does not; the
+/// caller runs its own kernels then. A shape's plan is built once, on first use (kernels_cuda_sdpa.cpp).
+Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, const void *k, const void *v,
+                     const AttentionDims &a);
+
+} // namespace atp::kcuda::cudnn_sdpa
