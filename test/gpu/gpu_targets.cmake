@@ -65,15 +65,3 @@ atp_gpu_bench(adamw_bench adamw_bench.cu)
 atp_gpu_test(kernels_cuda_test kernels_cuda_test.cu)
 atp_gpu_bench(kernels_cuda_bench kernels_cuda_bench.cu)
 
-# ---- cuDNN's fused attention forward through the backend graph API, against our flash forward (where the
-# CUDA toolkit or the system has cuDNN 9; without it the benchmark is not built)
-find_package(CUDAToolkit QUIET) # its variables are directory-scoped: the runtime's call does not reach here
-find_library(ATP_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_BIN_DIR}/../lib
-             ${CUDAToolkit_BIN_DIR}/../lib64)
-find_path(ATP_CUDNN_INCLUDE_DIR cudnn_graph.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_BIN_DIR}/../include)
-if(ATP_CUDNN_LIBRARY AND ATP_CUDNN_INCLUDE_DIR)
-  atp_gpu_bench(cudnn_sdpa_bench cudnn_sdpa_bench.cu LIBS ${ATP_CUDNN_LIBRARY})
-  target_include_directories(cudnn_sdpa_bench PRIVATE ${ATP_CUDNN_INCLUDE_DIR})
-else()
-  message(STATUS "autotpc: cuDNN not found: cudnn_sdpa_bench is not built")
-endif()
