@@ -19,13 +19,17 @@ if(AUTOTPC_ENABLE_CUDA AND "CUDA" IN_LIST _atp_kernel_languages)
   list(APPEND ATP_RUNTIME_LIBS CUDA::cublas CUDA::cublasLt)
   # cuDNN 9 (the CUDA toolkit's or the system's) for the BF16 attention forward (kernels_cuda_sdpa.cpp); without
   # it that forward stays on our flash kernels. AUTOTPC_CUDNN=OFF leaves it out.
+  set(_atp_cudnn FALSE)
   if(NOT DEFINED AUTOTPC_CUDNN OR AUTOTPC_CUDNN)
     find_library(ATP_RUNTIME_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_BIN_DIR}/../lib
                  ${CUDAToolkit_BIN_DIR}/../lib64)
     find_path(ATP_RUNTIME_CUDNN_INCLUDE_DIR cudnn_graph.h HINTS ${CUDAToolkit_INCLUDE_DIRS}
               ${CUDAToolkit_BIN_DIR}/../include)
+    if(ATP_RUNTIME_CUDNN_LIBRARY AND ATP_RUNTIME_CUDNN_INCLUDE_DIR)
+      set(_atp_cudnn TRUE)
+    endif()
   endif()
-  if(ATP_RUNTIME_CUDNN_LIBRARY AND ATP_RUNTIME_CUDNN_INCLUDE_DIR AND (NOT DEFINED AUTOTPC_CUDNN OR AUTOTPC_CUDNN))
+  if(_atp_cudnn)
     message(STATUS "autotpc runtime: cuDNN attention forward on (${ATP_RUNTIME_CUDNN_LIBRARY})")
     list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_sdpa.cpp)
     list(APPEND ATP_RUNTIME_LIBS ${ATP_RUNTIME_CUDNN_LIBRARY})

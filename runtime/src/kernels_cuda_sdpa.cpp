@@ -43,11 +43,13 @@ std::string cudnn_message(cudnnStatus_t s) {
   return std::string(cudnnGetErrorString(s)) + (detail[0] ? std::string(": ") + detail : "");
 }
 
+// The way out rides with every error: a cuDNN that cannot run here need not stop training.
 #define SDPA_TRY(expr)                                                                                                 \
   do {                                                                                                                 \
     const cudnnStatus_t s_ = (expr);                                                                                   \
     if (s_ != CUDNN_STATUS_SUCCESS)                                                                                    \
-      return error(std::string("cuDNN attention: ") + #expr + ": " + cudnn_message(s_));                             \
+      return error(std::string("cuDNN attention: ") + #expr + ": " + cudnn_message(s_) +                             \
+                   " (ATP_ATTENTION=flash runs our own attention forward instead)");                                  \
   } while (0)
 
 /// A graph's descriptors, kept alive together (the plan refers to the graph, the graph to its operations).

@@ -64,4 +64,3 @@ atp_gpu_bench(adamw_bench adamw_bench.cu)
 # ---- the model's kernels on CUDA (atp/kernels.h, make_cuda_kernels): against double host loops; device times
 atp_gpu_test(kernels_cuda_test kernels_cuda_test.cu)
 atp_gpu_bench(kernels_cuda_bench kernels_cuda_bench.cu)
-
