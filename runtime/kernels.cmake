@@ -17,8 +17,9 @@ if(AUTOTPC_ENABLE_CUDA AND "CUDA" IN_LIST _atp_kernel_languages)
     list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda${part}.cu)
   endforeach()
   list(APPEND ATP_RUNTIME_LIBS CUDA::cublas CUDA::cublasLt)
-  # cuDNN 9 (the CUDA toolkit's or the system's) for the BF16 attention forward (kernels_cuda_sdpa.cpp); without
-  # it that forward stays on our flash kernels. AUTOTPC_CUDNN=OFF leaves it out.
+  # cuDNN 9 (the CUDA toolkit's or the system's) for BF16 attention, forward and backward (kernels_cuda_sdpa.cpp);
+  # without it attention stays on our flash kernels. AUTOTPC_CUDNN=OFF leaves it out. The global property
+  # ATP_RUNTIME_HAS_CUDNN tells the GPU tests which paths to expect.
   set(_atp_cudnn FALSE)
   if(NOT DEFINED AUTOTPC_CUDNN OR AUTOTPC_CUDNN)
     find_library(ATP_RUNTIME_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_BIN_DIR}/../lib
@@ -30,14 +31,15 @@ if(AUTOTPC_ENABLE_CUDA AND "CUDA" IN_LIST _atp_kernel_languages)
     endif()
   endif()
   if(_atp_cudnn)
-    message(STATUS "autotpc runtime: cuDNN attention forward on (${ATP_RUNTIME_CUDNN_LIBRARY})")
+    message(STATUS "autotpc runtime: cuDNN attention on (${ATP_RUNTIME_CUDNN_LIBRARY})")
     list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_sdpa.cpp)
     list(APPEND ATP_RUNTIME_LIBS ${ATP_RUNTIME_CUDNN_LIBRARY})
     set(ATP_RUNTIME_PRIVATE_INCLUDES ${ATP_RUNTIME_CUDNN_INCLUDE_DIR})
   else()
-    message(STATUS "autotpc runtime: cuDNN attention forward off (no cuDNN 9 found, or AUTOTPC_CUDNN=OFF)")
+    message(STATUS "autotpc runtime: cuDNN attention off (no cuDNN 9 found, or AUTOTPC_CUDNN=OFF)")
     list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_sdpa_stub.cpp)
   endif()
+  set_property(GLOBAL PROPERTY ATP_RUNTIME_HAS_CUDNN ${_atp_cudnn})
 else()
   list(APPEND ATP_RUNTIME_SOURCES ${CMAKE_CURRENT_LIST_DIR}/src/kernels_cuda_stub.cpp)
 endif()

@@ -14,9 +14,9 @@
    v, dout and out are widened to float as they are read (registers hold floats), every output row is
    rounded once to bf16 as it is stored; lse and D stay float.
    BF16 calls with head_dim 64, 96 or 128 and 16-byte aligned rows take the flash kernels instead
-   (kernels_cuda_flash.cuh: tensor cores, tiles of 64 x 64, and a D kernel of their own); before them, the BF16
-   forward goes to cuDNN's fused attention where cuDNN is built in and takes the shape (kernels_cuda_sdpa.h: no
-   sliding window; ATP_ATTENTION=flash keeps it on ours). The backward is always ours. */
+   (kernels_cuda_flash.cuh: tensor cores, tiles of 64 x 64, and a D kernel of their own); before them, BF16
+   attention goes to cuDNN's fused attention, forward and backward, where cuDNN is built in and takes the shape
+   (kernels_cuda_sdpa.h: no sliding window; ATP_ATTENTION=flash keeps it on ours). */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
@@ -226,6 +226,11 @@ template <class T>
 Status attention_backward(cudaStream_t st, T *dq, T *dk, T *dv, const T *dout, const T *q, const T *k, const T *v,
                           const T *out, const float *lse, const AttentionDims &a) {
   ATP_TRY(check_head_dim("attention_backward", a));
+  if constexpr (std::is_same_v<T, bf16>) {
+    ATP_ASSIGN_OR_RETURN(bool by_cudnn, cudnn_sdpa::backward(st, dq, dk, dv, dout, q, k, v, out, lse, a));
+    if (by_cudnn)
+      return {};
+  }
   const Shape d = shape_of(a);
   const i64 q_rows = d.batch * d.q_heads * d.seq;
   float *delta = nullptr;

@@ -1,6 +1,6 @@
-/* kernels_cuda_sdpa.h - the BF16 causal attention forward through cuDNN's fused flash attention, built with
-   cuDNN's backend graph API (kernels_cuda_sdpa.cpp). Built where cuDNN 9 is found (runtime/kernels.cmake);
-   elsewhere forward() takes nothing. */
+/* kernels_cuda_sdpa.h - BF16 causal attention, forward and backward, through cuDNN's fused flash attention, built
+   with cuDNN's backend graph API (kernels_cuda_sdpa.cpp). Built where cuDNN 9 is found (runtime/kernels.cmake);
+   elsewhere both calls take nothing (kernels_cuda_sdpa_stub.cpp). */
 #pragma once
 
 #include "atp/kernels.h"
@@ -15,5 +15,12 @@ namespace atp::kcuda::cudnn_sdpa {
 /// caller runs its own kernels then. A shape's plan is built once, on first use (kernels_cuda_sdpa.cpp).
 Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, const void *k, const void *v,
                      const AttentionDims &a);
+
+/// dq, dk, dv (the q, k, v row layouts) of the same attention from dout, the forward's out and lse, on cuDNN's
+/// deterministic backward, under the forward's conditions and two more: the cuDNN in use has no known defect for
+/// the shape, and its scratch (the dP workspace, 2 bytes per score) fits the budget of kernels_cuda_sdpa.cpp,
+/// batch by batch if need be. Returns false (nothing written) when cuDNN does not take it.
+Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
+                      const void *v, const void *out, const float *lse, const AttentionDims &a);
 
 } // namespace atp::kcuda::cudnn_sdpa

@@ -9,7 +9,7 @@
    the fewest, at the dtype's element size). BF16 GEMM lines also give the share of the H200's dense bf16 peak,
    989 TFLOP/s. The table runs twice: F32 (fp32 without TF32; the baseline) and BF16 (cuBLASLt, fp32
    accumulation). Attention: F32 runs the row-per-warp kernels, BF16 the flash kernels (tensor cores, 64 x 64
-   tiles: kernels_cuda_flash.cuh) and, first, the forward on cuDNN's fused attention (kernels_cuda_sdpa.h);
+   tiles: kernels_cuda_flash.cuh) and, first, cuDNN's fused attention forward and backward (kernels_cuda_sdpa.h);
    its lines give the share of the bf16 peak too. embedding_* and cross_entropy include
    their stream synchronization (they read device data back). A benchmark prints, it does not judge: exit 0
    unless a call fails. */
@@ -160,15 +160,18 @@ void run(DType dtype) {
   const double attn = 2.0 * B * Hq * double(S) * S * D;
   void *k = at(qkv, Hq * D), *v = at(qkv, (Hq + Hkv) * D);
   const char *attn_path = dt == DType::BF16 ? "flash" : "row per warp";
-  if (dt == DType::BF16) // cuDNN's fused forward where the runtime has cuDNN (else the flash kernels again)
-    bench("attention_forward (cuDNN where built)", attn, 0, [&] { return K.attention_forward(out, lse, qkv, k, v, ad); });
-  ::setenv("ATP_ATTENTION", "flash", 1);
-  bench(("attention_forward (" + std::string(attn_path) + ")").c_str(), attn, 0,
-        [&] { return K.attention_forward(out, lse, qkv, k, v, ad); });
-  ::unsetenv("ATP_ATTENTION");
-  bench(("attention_backward (" + std::string(attn_path) + ")").c_str(), 2.5 * attn, 0, [&] {
+  auto forward = [&] { return K.attention_forward(out, lse, qkv, k, v, ad); };
+  auto backward = [&] {
     return K.attention_backward(dqkv, at(dqkv, Hq * D), at(dqkv, (Hq + Hkv) * D), out, qkv, k, v, out, lse, ad);
-  });
+  };
+  if (dt == DType::BF16) { // cuDNN's fused attention where the runtime has cuDNN (else the flash kernels again)
+    bench("attention_forward (cuDNN where built)", attn, 0, forward);
+    bench("attention_backward (cuDNN where built)", 2.5 * attn, 0, backward);
+  }
+  ::setenv("ATP_ATTENTION", "flash", 1);
+  bench(("attention_forward (" + std::string(attn_path) + ")").c_str(), attn, 0, forward);
+  bench(("attention_backward (" + std::string(attn_path) + ")").c_str(), 2.5 * attn, 0, backward);
+  ::unsetenv("ATP_ATTENTION");
   const VocabRange all{V, 0, V};
   bench("embedding_forward", 0, e * 2.0 * T * H, [&] { return K.embedding_forward(x2, table, tok, T, H, all); });
   bench("embedding_backward", 0, e * 3.0 * T * H, [&] { return K.embedding_backward(table, x2, tok, T, H, all); });

@@ -612,6 +612,49 @@ void test_attention(const AttnCase &ac) {
   expect(pad_kept, what + ": the padding columns of dqkv keep their bytes");
 }
 
+/// Where the runtime has cuDNN (ATP_RUNTIME_HAS_CUDNN) and the GPU is a Hopper, BF16 attention of this shape must
+/// run on cuDNN, forward and backward: each direction is run once with ATP_ATTENTION unset and once with
+/// "flash" on the same inputs (the backward fed by one forward's out and lse), and the two must differ in some
+/// byte; cuDNN's sums and ours run in different orders, so equal bytes over every element mean one path ran twice.
+/// (Their values are held to the double reference by test_attention.)
+void test_attention_runs_on_cudnn(const AttnCase &ac) {
+#ifdef ATP_RUNTIME_HAS_CUDNN
+  int device = 0;
+  cudaDeviceProp prop{};
+  ATP_CUDA_CHECK(cudaGetDevice(&device));
+  ATP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  if (dt != DType::BF16 || prop.major != 9)
+    return;
+  AttentionDims d;
+  d.batch = ac.batch, d.seq = ac.seq, d.q_heads = ac.q_heads, d.kv_heads = ac.kv_heads, d.head_dim = ac.head_dim;
+  const i64 D = ac.head_dim, kv_off = ac.q_heads * D, v_off = (ac.q_heads + ac.kv_heads) * D,
+            stride = (ac.q_heads + 2 * ac.kv_heads) * D + ac.pad, T = d.batch * d.seq, od = d.q_heads * D;
+  d.q_stride = d.k_stride = d.v_stride = stride;
+  d.scale = 1.0 / std::sqrt(double(D));
+  const std::string what = "attention b" + std::to_string(ac.batch) + " s" + std::to_string(ac.seq) + " h" +
+                           std::to_string(ac.q_heads) + "/" + std::to_string(ac.kv_heads) + " head_dim " +
+                           std::to_string(D);
+  DevX QKV(random_vec(T * stride, -2.0f, 2.0f)), DO(random_vec(T * od)), O{Vec(T * od)}, O2{Vec(T * od)};
+  DevX G1{Vec(T * stride)}, G2{Vec(T * stride)};
+  DevS L{Vec(d.batch * d.q_heads * d.seq)}, L2{Vec(d.batch * d.q_heads * d.seq)};
+  auto backward = [&](DevX &G) {
+    expect_ok(K->attention_backward(G.p(), G.at(kv_off), G.at(v_off), DO.p(), QKV.p(), QKV.at(kv_off), QKV.at(v_off),
+                                    O.p(), L.p(), d),
+              what + " backward");
+  };
+  ::setenv("ATP_ATTENTION", "flash", 1);
+  expect_ok(K->attention_forward(O.p(), L.p(), QKV.p(), QKV.at(kv_off), QKV.at(v_off), d), what + " forward");
+  backward(G2);
+  ::unsetenv("ATP_ATTENTION");
+  backward(G1);
+  expect_ok(K->attention_forward(O2.p(), L2.p(), QKV.p(), QKV.at(kv_off), QKV.at(v_off), d), what + " forward");
+  expect(!same_bytes(O.get(), O2.get()), what + ": the forward runs on cuDNN (its out differs from our flash's)");
+  expect(!same_bytes(G1.get(), G2.get()), what + ": the backward runs on cuDNN (its dqkv differs from our flash's)");
+#else
+  (void)ac;
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------- cross-entropy
 
 void test_cross_entropy(i64 vocab) {
@@ -767,8 +810,22 @@ void run_suite() {
   };
   for (const AttnCase &ac : flash_cases)
     test_attention(ac); // BF16's forward: cuDNN's fused attention where the runtime has cuDNN and it takes the case
-  ::setenv("ATP_ATTENTION", "flash", 1); // and our flash forward on every case
+  // Shapes cuDNN's backward takes on every cuDNN 9 (up to 9.15 it leaves keys not a multiple of 128 to ours):
+  // GQA ratios 4, 1 and 2, head dims 64, 128 and 96.
+  const AttnCase cudnn_cases[] = {{2, 256, 4, 1, 64, 0, 8}, {1, 128, 2, 2, 128, 0, 8}, {2, 128, 4, 2, 96, 0, 8}};
+  for (const AttnCase &ac : cudnn_cases) {
+    test_attention(ac);
+    test_attention_runs_on_cudnn(ac);
+  }
+  // cuDNN's backward one batch row at a time: a workspace limit below two rows' dP
+  ::setenv("ATP_CUDNN_WORKSPACE_LIMIT", std::to_string(4 * 256 * 256 * 2).c_str(), 1);
+  test_attention(cudnn_cases[0]);
+  test_attention_runs_on_cudnn(cudnn_cases[0]);
+  ::unsetenv("ATP_CUDNN_WORKSPACE_LIMIT");
+  ::setenv("ATP_ATTENTION", "flash", 1); // and our flash kernels on every case
   for (const AttnCase &ac : flash_cases)
+    test_attention(ac);
+  for (const AttnCase &ac : cudnn_cases)
     test_attention(ac);
   ::unsetenv("ATP_ATTENTION");
   test_cross_entropy(50);
