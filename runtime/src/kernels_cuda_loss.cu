@@ -102,11 +102,19 @@ __global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, 
       continue;
     if (vec) {
       V *rv = reinterpret_cast<V *>(row);
+      // BF16 in float: the result keeps 8 bits, and rounding lse and g to float (2^-24 relative: an absolute
+      // 2^-24 |lse| in the exponent) moves it far less unless |lse| nears 2^15. Double conversions bounded this
+      // pass (2.2 ms for 8192 rows of 128256 on an H200, ~1.4x the time its memory traffic needs). F32 keeps
+      // double.
+      const float lse_f = float(lse), g_f = float(g);
       for (i64 j = threadIdx.x; j < vocab / kN; j += blockDim.x) {
         V x = rv[j];
 #pragma unroll
         for (int e = 0; e < kN; ++e)
-          x.v[e] = round_to<T>(double(expf(float(double(to_f32(x.v[e])) - lse))) * g);
+          if constexpr (std::is_same_v<T, float>)
+            x.v[e] = round_to<T>(double(expf(float(double(to_f32(x.v[e])) - lse))) * g);
+          else
+            x.v[e] = round_to<T>(expf(to_f32(x.v[e]) - lse_f) * g_f);
         rv[j] = x;
       }
     } else {
