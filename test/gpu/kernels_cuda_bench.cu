@@ -133,7 +133,7 @@ void run(DType dtype) {
   bench("linear_forward qkv+bias 2048->3072", 2.0 * T * H * QKV, 0,
         [&] { return K.linear_forward(qkv, x, w_qkv, b_qkv, T, H, QKV); });
   bench("linear_forward up 2048->8192", 2.0 * T * H * F, 0,
-        [&] { return K.linear_forward(up, x, w_up, nullptr, T, H, F);
+        [&] { return K.linear_forward(up, x, w_up, nullptr, T, H, F); });
   if (dt == DType::BF16) { // the fused gate_up projection: one product, or its two halves of the weight's rows
     void *w_gu = tensor(2 * F * H, 25), *gu = tensor(T * 2 * F, 26);
     bench("linear_forward gate_up 2048->16384", 4.0 * T * H * F, 0,
@@ -144,7 +144,7 @@ void run(DType dtype) {
       ATP_TRY(K.gemm(g, x, w_gu, gu));
       return K.gemm(g, x, at(w_gu, F * H), at(gu, F));
     });
-  } });
+  }
   bench("linear_forward down 8192->2048", 2.0 * T * H * F, 0,
         [&] { return K.linear_forward(dy, m, w_up, nullptr, T, F, H); });
   bench("linear_backward down dx+dw", 4.0 * T * H * F, 0,
