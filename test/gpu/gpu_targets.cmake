@@ -70,3 +70,4 @@ else()
   atp_gpu_test(kernels_cuda_test kernels_cuda_test.cu)
 endif()
 atp_gpu_bench(kernels_cuda_bench kernels_cuda_bench.cu)
+atp_gpu_bench(lt_algos_bench lt_algos_bench.cu) # cuBLASLt's candidates per product: time, same bytes as the first
