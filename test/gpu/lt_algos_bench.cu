@@ -114,10 +114,10 @@ void run(cublasLtHandle_t lt, void *workspace, std::size_t workspace_bytes, cons
     matmul(algo, out);
     bool same = true;
     if (i > 0)
-      same = ATP_CHECK_OK(gpucheck::count_mismatches(ref, c, std::size_t(p.m * p.n) * 2, stream)) == 0;
-    gpucheck::Timing t;
+      same = ATP_CHECK_OK(atp::gpucheck::count_mismatches(ref, c, std::size_t(p.m * p.n) * 2, stream)) == 0;
+    atp::gpucheck::Timing t;
     t.warmup = 1, t.reps = 5;
-    const double ms = ATP_CHECK_OK(gpucheck::median_device_ms(stream, [&](int) { matmul(algo, c); }, t));
+    const double ms = ATP_CHECK_OK(atp::gpucheck::median_device_ms(stream, [&](int) { matmul(algo, c); }, t));
     const double us = ms * 1e3;
     if (i == 0)
       first_us = us;
