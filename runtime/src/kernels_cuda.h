@@ -24,7 +24,6 @@
 #include <map>
 #include <memory>
 #include <tuple>
-#include <vector>
 
 namespace atp::kcuda {
 
@@ -70,8 +69,7 @@ struct LtProduct {
 };
 
 /// bf16 products through cuBLASLt (kernels_cuda_lt.cu): bf16 A, B, C, fp32 compute and scale, one workspace
-/// allocated at creation, and a plan (descriptors + an algorithm: the fastest of the heuristic's candidates
-/// that gives its first's bytes, kernels_cuda_lt.cu) cached per distinct
+/// allocated at creation, and a plan (descriptors + the heuristic's algorithm) cached per distinct
 /// (shape, transposes, strides, beta = 0 or not, bias epilogue, pointer alignments): the model's shapes are
 /// constants, so the cache holds a few dozen plans and the heuristic runs once per plan.
 class LtMatmul {
@@ -108,9 +106,6 @@ private:
   LtMatmul(cudaStream_t stream, cublasLtHandle_t handle, void *workspace)
       : stream_(stream), handle_(handle), workspace_(workspace) {}
   Result<const Plan *> plan_for(const LtProduct &p);
-  /// Of the heuristic's candidates (the first first), the fastest on p's operands that gives the first's bytes.
-  Result<cublasLtMatmulAlgo_t> fastest_same_bytes(const Plan &plan, const LtProduct &p,
-                                                  const std::vector<cublasLtMatmulAlgo_t> &candidates);
   static void destroy(Plan &plan);
 
   cudaStream_t stream_;

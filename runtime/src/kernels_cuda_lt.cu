@@ -20,28 +20,12 @@
    COMPUTE_TYPE keeps the partials in fp32 in the workspace and adds them in a separate step (a fixed order,
    and still one rounding to bf16); INPLACE and OUTPUT_TYPE would add bf16-rounded partials (more than one
    rounding), so they are excluded. With the algorithm fixed per plan, the same inputs give the same bytes;
-   kernels_cuda_test checks it.
-
-   Choosing among candidates without changing a result: the heuristic's first is not always the fastest (on
-   an H200, lt_algos_bench measured the 1B model's down-projection dx 17 % and gate_up forward 6 % faster on a
-   later candidate), and every candidate it offered for those products gave the first's bytes exactly (one
-   split-K count, so each output's K-sum runs in the same order whatever the tile). So a new plan asks for up
-   to kCandidates algorithms and, on its first call's own operands, runs each once into a scratch D (from a
-   copy of C when beta is not 0) and hashes the bytes; of the candidates whose hash equals the first's, the
-   fastest (median of 3 timed runs, cudaEvents) becomes the plan's algorithm. The choice may differ from run
-   to run; the bytes a plan produces do not, as its algorithm gives the first candidate's on the probe. This
-   costs the first step a few runs of each distinct product and one synchronization per plan. Skipped, with
-   the first candidate kept, when the scratch D would pass kMaxProbeBytes (the LM head's logits) or
-   ATP_GEMM_AUTOTUNE=0. */
+   kernels_cuda_test checks it. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 
-#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <string>
-#include <vector>
 
 namespace atp::kcuda {
 
@@ -65,31 +49,6 @@ template <class V>
 Status set_pref(cublasLtMatmulPreference_t p, cublasLtMatmulPreferenceAttributes_t attr, const V &v) {
   ATP_CUBLAS_TRY(cublasLtMatmulPreferenceSetAttribute(p, attr, &v, sizeof v));
   return {};
-}
-
-constexpr int kCandidates = 8;
-constexpr std::size_t kMaxProbeBytes = std::size_t(1) << 30;
-
-bool autotune_wanted() {
-  const char *v = std::getenv("ATP_GEMM_AUTOTUNE");
-  return !(v && std::strcmp(v, "0") == 0);
-}
-
-/// A 64-bit hash of D's bytes (our row-major [rows, cols], leading dimension ld): splitmix64 of (index, bits),
-/// added up (mod 2^64: any order gives the same sum). It only compares candidates' outputs.
-__global__ void hash_kernel(const std::uint16_t *d, i64 rows, i64 cols, i64 ld, unsigned long long *out) {
-  unsigned long long h = 0;
-  for (i64 i = blockIdx.x * i64(blockDim.x) + threadIdx.x; i < rows * cols; i += i64(gridDim.x) * blockDim.x) {
-    unsigned long long x = (unsigned long long)(i) * 0x10000ull + d[(i / cols) * ld + i % cols];
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    h += x ^ (x >> 31);
-  }
-  for (int o = 16; o > 0; o /= 2)
-    h += __shfl_down_sync(0xffffffffu, h, o);
-  if (threadIdx.x % 32 == 0)
-    atomicAdd(out, h);
 }
 
 /// A column-major bf16 layout of rows x cols with leading dimension ld.
@@ -173,19 +132,15 @@ Result<const LtMatmul::Plan *> LtMatmul::plan_for(const LtProduct &p) {
     ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, std::uint32_t(key.align_c)));
     ATP_TRY(set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, std::uint32_t(key.align_c)));
 
-    cublasLtMatmulHeuristicResult_t results[kCandidates] = {};
+    cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    ATP_CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref,
-                                                  autotune_wanted() ? kCandidates : 1, results, &found));
-    if (found < 1 || results[0].state != CUBLAS_STATUS_SUCCESS)
+    ATP_CUBLAS_TRY(
+        cublasLtMatmulAlgoGetHeuristic(handle_, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, &result, &found));
+    if (found < 1 || result.state != CUBLAS_STATUS_SUCCESS)
       return error("cuBLASLt has no algorithm for the bf16 product m " + std::to_string(p.m) + " n " +
                    std::to_string(p.n) + " k " + std::to_string(p.k) + " (lda " + std::to_string(p.lda) + ", ldb " +
                    std::to_string(p.ldb) + ", ldc " + std::to_string(p.ldc) + ")");
-    std::vector<cublasLtMatmulAlgo_t> candidates;
-    for (int i = 0; i < found; ++i)
-      if (results[i].state == CUBLAS_STATUS_SUCCESS)
-        candidates.push_back(results[i].algo);
-    ATP_ASSIGN_OR_RETURN(plan.algo, fastest_same_bytes(plan, p, candidates));
+    plan.algo = result.algo;
     return {};
   }();
   if (pref)
@@ -195,68 +150,6 @@ Result<const LtMatmul::Plan *> LtMatmul::plan_for(const LtProduct &p) {
     return st;
   }
   return &plans_.emplace(key, plan).first->second;
-}
-
-Result<cublasLtMatmulAlgo_t> LtMatmul::fastest_same_bytes(const Plan &plan, const LtProduct &p,
-                                                           const std::vector<cublasLtMatmulAlgo_t> &candidates) {
-  const std::size_t d_bytes = std::size_t(p.m) * std::size_t(p.ldc) * sizeof(bf16);
-  if (candidates.size() < 2 || d_bytes > kMaxProbeBytes)
-    return candidates.front();
-  bf16 *scratch = nullptr;
-  unsigned long long *hashes = nullptr;
-  if (cudaMallocAsync(&scratch, d_bytes, stream_) != cudaSuccess) {
-    cudaGetLastError(); // no room to try: the first candidate, as without autotuning
-    return candidates.front();
-  }
-  const std::size_t n = candidates.size();
-  std::vector<cudaEvent_t> events(2 * n, nullptr);
-  std::vector<unsigned long long> host(n, 0);
-  std::vector<float> ms(n, 0.0f);
-  std::vector<bool> ran(n, false);
-  auto matmul = [&](std::size_t i) {
-    return cublasLtMatmul(handle_, plan.desc, &p.alpha, p.b, plan.a, p.a, plan.b, &p.beta, scratch, plan.c, scratch,
-                          plan.c, &candidates[i], workspace_, kWorkspaceBytes, stream_) == CUBLAS_STATUS_SUCCESS;
-  };
-  Status st = [&]() -> Status {
-    ATP_CUDA_TRY(cudaMallocAsync(&hashes, n * sizeof *hashes, stream_));
-    ATP_CUDA_TRY(cudaMemsetAsync(hashes, 0, n * sizeof *hashes, stream_));
-    for (cudaEvent_t &e : events)
-      ATP_CUDA_TRY(cudaEventCreate(&e));
-    for (std::size_t i = 0; i < n; ++i) {
-      if (p.beta != 0.0f) // D = alpha AB + beta C from the call's C
-        ATP_CUDA_TRY(cudaMemcpy2DAsync(scratch, std::size_t(p.ldc) * sizeof(bf16), p.c, std::size_t(p.ldc) * sizeof(bf16),
-                                       std::size_t(p.n) * sizeof(bf16), std::size_t(p.m), cudaMemcpyDeviceToDevice,
-                                       stream_));
-      if (!(ran[i] = matmul(i)))
-        continue;
-      hash_kernel<<<1024, 256, 0, stream_>>>(reinterpret_cast<const std::uint16_t *>(scratch), p.m, p.n, p.ldc,
-                                             hashes + i);
-      ATP_CUDA_TRY(cudaGetLastError());
-      matmul(i); // warm
-      ATP_CUDA_TRY(cudaEventRecord(events[2 * i], stream_));
-      for (int r = 0; r < 3; ++r)
-        matmul(i);
-      ATP_CUDA_TRY(cudaEventRecord(events[2 * i + 1], stream_));
-    }
-    ATP_CUDA_TRY(cudaMemcpyAsync(host.data(), hashes, n * sizeof *hashes, cudaMemcpyDeviceToHost, stream_));
-    ATP_CUDA_TRY(cudaStreamSynchronize(stream_));
-    for (std::size_t i = 0; i < n; ++i)
-      if (ran[i])
-        ATP_CUDA_TRY(cudaEventElapsedTime(&ms[i], events[2 * i], events[2 * i + 1]));
-    return {};
-  }();
-  for (cudaEvent_t e : events)
-    if (e)
-      cudaEventDestroy(e);
-  if (hashes)
-    cudaFreeAsync(hashes, stream_);
-  cudaFreeAsync(scratch, stream_);
-  ATP_TRY(std::move(st));
-  std::size_t best = 0;
-  for (std::size_t i = 1; i < n; ++i)
-    if (ran[i] && ran[0] && host[i] == host[0] && ms[i] < ms[best])
-      best = i;
-  return candidates[best];
 }
 
 Status LtMatmul::run(const LtProduct &p) {

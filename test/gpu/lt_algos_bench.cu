@@ -1,7 +1,6 @@
 /* lt_algos_bench.cu - cuBLASLt's candidate algorithms for each bf16 product of a Llama-3.2-1B training step.
 
-   kernels_cuda_lt.cu's plans take the fastest of cuBLASLt's candidates that gives the first candidate's bytes,
-   timed on each plan's first call. This bench shows the whole field behind that choice: it asks for up to
+   kernels_cuda_lt.cu runs the first algorithm cuBLASLt's heuristic offers. This asks the heuristic for up to
    16 candidates per product (the runtime's settings: CUBLAS_COMPUTE_32F, bf16 A/B/C/D, the 32 MiB workspace,
    reduction schemes NONE or COMPUTE_TYPE only, 256-byte alignments) and, for each candidate, prints its device
    time (median of 5 after 1 warmup, cudaEvents), its TFLOP/s, its tile id, split-K count and reduction scheme,
