@@ -17,9 +17,9 @@ Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, cons
                      const AttentionDims &a);
 
 /// dq, dk, dv (the q, k, v row layouts) of the same attention from dout, the forward's out and lse, on cuDNN's
-/// deterministic backward, under the forward's conditions and two more: the cuDNN in use has no known defect for
-/// the shape, and its scratch (the dP workspace, 2 bytes per score) fits the budget of kernels_cuda_sdpa.cpp,
-/// batch by batch if need be. Returns false (nothing written) when cuDNN does not take it.
+/// deterministic backward, under the forward's conditions and three more: seq >= 2, the cuDNN in use has no
+/// known defect for the shape, and its scratch (the dP workspace, 2 bytes per score) fits the limit of
+/// kernels_cuda_sdpa.cpp, batch by batch if need be. Returns false (nothing written) when cuDNN does not take it.
 Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                       const void *v, const void *out, const float *lse, const AttentionDims &a);
 

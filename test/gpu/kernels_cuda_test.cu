@@ -7,7 +7,10 @@
    vocab-parallel embedding slice with repeated ids; rows wider than a block; RoPE on a fused qkv row with partial
    rotary; fused SwiGLU, also in place; grouped-query attention (4 query heads on 2 kv heads) on the column blocks of
    one fused qkv buffer, head dims 16 and 40, plain causal and a sliding window, and the BF16 flash path's shapes
-   (head dims 64, 96, 128, seq over several 64-row tiles and not a multiple of them, GQA ratios 1, 2, 4); cross-entropy
+   (head dims 64, 96, 128, seq over several 64-row tiles and not a multiple of them, GQA ratios 1, 2, 4), each on
+   cuDNN's fused attention where the runtime has it and on our flash kernels (ATP_ATTENTION=flash), with the
+   shapes cuDNN must take on a Hopper checked to run there, its backward also one batch row at a time
+   (ATP_CUDNN_WORKSPACE_LIMIT); cross-entropy
    with ignore_index -100 rows and vocabs below and above a block. Values must agree to 1e-5 of the tensor's largest
    reference element (plus 1e-5 relative); weight gradients start from random values, so accumulation is checked too;
    padding columns of strided outputs must keep their bytes. Every case runs twice from the same inputs and must give
