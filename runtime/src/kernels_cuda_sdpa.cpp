@@ -498,12 +498,13 @@ Result<i64> workspace_limit() {
 }
 
 /// How many batch rows one backward run takes: the largest divisor of the batch whose dP workspace (2 bytes a
-/// score, the sequence padded to 64, as cudnn-frontend sizes it) fits the limit; 0 if not even one row does.
+/// score, the sequence padded to 64, as cudnn-frontend sizes it) fits the limit, and whose later runs' stats
+/// start 16-byte aligned like the first's; 0 if none.
 Result<i64> backward_batch(const AttentionDims &a) {
   ATP_ASSIGN_OR_RETURN(const i64 limit, workspace_limit());
   const i64 padded = (a.seq + 63) / 64 * 64, per_row = a.q_heads * padded * padded * 2;
   for (i64 rows = a.batch; rows > 0; --rows)
-    if (a.batch % rows == 0 && rows * per_row <= limit)
+    if (a.batch % rows == 0 && rows * per_row <= limit && (rows == a.batch || rows * a.q_heads * a.seq % 4 == 0))
       return rows;
   return i64(0);
 }
