@@ -58,7 +58,9 @@ __global__ void ce_row_kernel(T *logits, const std::int32_t *targets, i64 rows, 
       }
     };
     constexpr int kN = 16 / int(sizeof(T));
-    struct alignas(16) V { T v[kN]; };
+    struct alignas(16) V {
+      T v[kN];
+    };
     const bool vec = vocab % kN == 0 && reinterpret_cast<std::uintptr_t>(row) % 16 == 0;
     if (vec) {
       // A vector at a time: its max first, one rescale at most, then kN independent exponentials (the

@@ -16,7 +16,8 @@
    folds each kv head's group. dQ is written by the product itself, not accumulated through an fp32 buffer with
    atomics: that is the frontend's "deterministic" graph on Hopper (its dP-workspace kernel), and cuDNN then asks
    for 2 bytes of workspace per score; the run goes batch by batch when a whole batch would take more than
-   1/32 of the device's memory (ATP_CUDNN_WORKSPACE_LIMIT, bytes, sets another limit). Engines cuDNN notes as nondeterministic are never used, forward or backward.
+   1/32 of the device's memory (ATP_CUDNN_WORKSPACE_LIMIT, bytes, sets another limit). Engines cuDNN notes as
+   nondeterministic are never used, forward or backward.
    Q, K, V (and dQ, dK, dV) are strided views of the decoder's rows ([T, heads, D] with row strides q/k/v_stride),
    O and dO are [T, Hq, D] dense and the stats [B, Hq, S]: our layouts, so either forward feeds either backward.
    One handle per device and one plan per shape and direction, built on first use and kept for the process (a
@@ -48,7 +49,22 @@ using i64 = std::int64_t;
 using Desc = cudnnBackendDescriptor_t;
 using Owned = std::shared_ptr<std::remove_pointer_t<Desc>>; // destroyed with its plan
 
-enum Uid : i64 { kQ = 1, kK, kV, kO, kStats, kScale, kNegInf, kDO, kDQ, kDK, kDV, kSoftmaxSum, kOne, kFirstVirtual = 100 };
+enum Uid : i64 {
+  kQ = 1,
+  kK,
+  kV,
+  kO,
+  kStats,
+  kScale,
+  kNegInf,
+  kDO,
+  kDQ,
+  kDK,
+  kDV,
+  kSoftmaxSum,
+  kOne,
+  kFirstVirtual = 100
+};
 
 std::string cudnn_message(cudnnStatus_t s) {
   char detail[512] = {0};
@@ -61,8 +77,8 @@ std::string cudnn_message(cudnnStatus_t s) {
   do {                                                                                                                 \
     const cudnnStatus_t s_ = (expr);                                                                                   \
     if (s_ != CUDNN_STATUS_SUCCESS)                                                                                    \
-      return error(std::string("cuDNN attention: ") + #expr + ": " + cudnn_message(s_) +                             \
-                   " (ATP_ATTENTION=flash runs our own attention kernels instead)");                                  \
+      return error(std::string("cuDNN attention: ") + #expr + ": " + cudnn_message(s_) +                               \
+                   " (ATP_ATTENTION=flash runs our own attention kernels instead)");                                   \
   } while (0)
 
 /// A graph's descriptors, kept alive together (the plan refers to the graph, the graph to its operations).
@@ -174,20 +190,16 @@ struct Plan {
 
 using Built = std::pair<std::shared_ptr<Plan>, std::string>; // the plan, or null and cuDNN's reason
 
-bool nondeterministic(Builder &g, Desc config) {
-  auto engine = g.make(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-  if (!engine.ok())
-    return true;
-  Desc e = *engine;
+/// Whether cuDNN notes the config's engine as nondeterministic; its reason when the notes cannot be read.
+Result<bool> nondeterministic(Builder &g, Desc config) {
+  ATP_ASSIGN_OR_RETURN(Desc engine, g.make(CUDNN_BACKEND_ENGINE_DESCRIPTOR));
   i64 got = 0;
-  if (cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &e) !=
-      CUDNN_STATUS_SUCCESS)
-    return true;
+  SDPA_TRY(
+      cudnnBackendGetAttribute(config, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got, &engine));
   cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
   i64 count = 0;
-  if (cudnnBackendGetAttribute(e, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
-                               CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &count, notes) != CUDNN_STATUS_SUCCESS)
-    return true;
+  SDPA_TRY(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                    CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &count, notes));
   return std::find(notes, notes + count, CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC) != notes + count;
 }
 
@@ -218,8 +230,9 @@ Result<Built> plan_graph(Builder &g, const std::vector<Desc> &ops) {
   std::string why = got ? "" : "heuristics offer no engine";
   for (i64 i = 0; i < got; ++i) {
     Desc config = configs[std::size_t(i)];
-    if (nondeterministic(g, config)) {
-      why = "only nondeterministic engines";
+    const Result<bool> unsure = nondeterministic(g, config);
+    if (!unsure.ok() || *unsure) { // an engine whose notes cannot be read is not taken either
+      why = unsure.ok() ? "only nondeterministic engines" : unsure.status().message();
       continue;
     }
     ATP_ASSIGN_OR_RETURN(Desc plan, g.make(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR));
@@ -242,7 +255,8 @@ Result<Built> plan_graph(Builder &g, const std::vector<Desc> &ops) {
 constexpr cudnnDataType_t bf16 = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT, i32 = CUDNN_DATA_INT32,
                           boolean = CUDNN_DATA_BOOLEAN;
 
-/// The tensors both graphs share (K enters as K^T: [B, Hkv, D, S]), and makers for their virtual [B, Hq, S, S] scores and [B, Hq, S, 1] rows.
+/// The tensors both graphs share (K enters as K^T: [B, Hkv, D, S]), and makers for their virtual [B, Hq, S, S] scores
+/// and [B, Hq, S, 1] rows.
 struct Common {
   Builder &g;
   i64 B, S, Hq, Hkv, D;
@@ -436,14 +450,15 @@ Result<const Plan *> plan_for(Cache &c, Direction direction, const AttentionDims
                 a.kv_heads,     a.head_dim, a.q_stride, a.k_stride, a.v_stride};
   auto found = c.plans.find(key);
   if (found == c.plans.end()) {
-    ATP_ASSIGN_OR_RETURN(Built built, direction == Direction::kForward ? build_forward(handle, a)
-                                                                        : build_backward(handle, a));
+    ATP_ASSIGN_OR_RETURN(Built built,
+                         direction == Direction::kForward ? build_forward(handle, a) : build_backward(handle, a));
     if (!built.first)
-      std::fprintf(stderr,
-                   "attention: cuDNN has no %s plan for batch %lld x seq %lld, %lld/%lld heads of %lld (%s); our kernels "
-                   "take it\n",
-                   direction == Direction::kForward ? "forward" : "backward", (long long)a.batch, (long long)a.seq,
-                   (long long)a.q_heads, (long long)a.kv_heads, (long long)a.head_dim, built.second.c_str());
+      std::fprintf(
+          stderr,
+          "attention: cuDNN has no %s plan for batch %lld x seq %lld, %lld/%lld heads of %lld (%s); our kernels "
+          "take it\n",
+          direction == Direction::kForward ? "forward" : "backward", (long long)a.batch, (long long)a.seq,
+          (long long)a.q_heads, (long long)a.kv_heads, (long long)a.head_dim, built.second.c_str());
     found = c.plans.emplace(key, std::move(built.first)).first;
   }
   return found->second.get();
@@ -554,8 +569,7 @@ Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void 
   Status ran;
   for (i64 b = 0; b < a.batch && ran.ok(); b += rows) {
     const i64 t = b * S; // the part's first token row
-    ran = run(st, handle, *plan,
-              {kQ, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSoftmaxSum, kScale, kNegInf, kOne},
+    ran = run(st, handle, *plan, {kQ, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSoftmaxSum, kScale, kNegInf, kOne},
               {const_cast<void *>(at(q, t * a.q_stride, es)), const_cast<void *>(at(k, t * a.k_stride, es)),
                const_cast<void *>(at(v, t * a.v_stride, es)), const_cast<void *>(at(out, t * od, es)),
                const_cast<float *>(lse + b * Hq * S), const_cast<void *>(at(dout, t * od, es)),

@@ -361,7 +361,8 @@ void test_add_rmsnorm(i64 rows, i64 hidden) {
     DevX A(a), B(b), W(w), S{Vec(rows * hidden)}, Y{Vec(rows * hidden)}, Y2{Vec(rows * hidden)};
     DevS R{Vec(rows)}, R2{Vec(rows)};
     expect_ok(K->add_rmsnorm_forward(S.p(), Y.p(), R.p(), A.p(), B.p(), W.p(), rows, hidden, eps), what);
-    expect_ok(K->add_rmsnorm_forward(A.p(), Y2.p(), R2.p(), A.p(), B.p(), W.p(), rows, hidden, eps), what + " in place");
+    expect_ok(K->add_rmsnorm_forward(A.p(), Y2.p(), R2.p(), A.p(), B.p(), W.p(), rows, hidden, eps),
+              what + " in place");
     return std::vector<Vec>{S.get(), Y.get(), R.get(), A.get(), Y2.get(), R2.get()};
   });
   DevX A(a), B(b), W(w), S{Vec(rows * hidden)}, Y{Vec(rows * hidden)};
@@ -762,8 +763,8 @@ void test_cross_entropy_special() {
   auto n = K->cross_entropy(P.p(), TG.p(), eval);
   expect_ok(n.status(), "cross_entropy NaN among -inf");
   if (n.ok())
-    expect(std::isnan(n->loss_sum), "cross_entropy: a NaN among -inf logits makes the loss NaN, got " +
-                                        std::to_string(n->loss_sum));
+    expect(std::isnan(n->loss_sum),
+           "cross_entropy: a NaN among -inf logits makes the loss NaN, got " + std::to_string(n->loss_sum));
 }
 
 /// Every check, for the current dtype `dt` and kernels K.

@@ -104,8 +104,8 @@ void run(cublasLtHandle_t lt, void *workspace, std::size_t workspace_bytes, cons
   LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, desc, la, lb, lc, lc, pref, 16, results, &found));
   const float alpha = 1.0f, beta = p.beta;
   auto matmul = [&](const cublasLtMatmulAlgo_t &algo, __nv_bfloat16 *out) {
-    LT_CHECK(cublasLtMatmul(lt, desc, &alpha, b, la, a, lb, &beta, out, lc, out, lc, &algo, workspace,
-                            workspace_bytes, stream));
+    LT_CHECK(cublasLtMatmul(lt, desc, &alpha, b, la, a, lb, &beta, out, lc, out, lc, &algo, workspace, workspace_bytes,
+                            stream));
   };
   const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
   std::printf("%s: m %lld n %lld k %lld beta %g, %d candidates\n", p.name, (long long)p.m, (long long)p.n,
@@ -122,16 +122,20 @@ void run(cublasLtHandle_t lt, void *workspace, std::size_t workspace_bytes, cons
       same = ATP_CHECK_OK(atp::gpucheck::count_mismatches(ref, c, std::size_t(p.m * p.n) * 2, stream)) == 0;
     atp::gpucheck::Timing t;
     t.warmup = 1, t.reps = 5;
-    const double ms = ATP_CHECK_OK(atp::gpucheck::median_device_ms(stream, [&](int) { matmul(algo, c); }, t));
+    const double ms = ATP_CHECK_OK(atp::gpucheck::median_device_ms(
+        stream, [&](int) { matmul(algo, c); }, t));
     const double us = ms * 1e3;
     if (i == 0)
       first_us = us;
     if (same && us < best_us)
       best_us = us, best = i;
     std::printf("  %2d %9.1f us %7.1f TFLOP/s  tile %3d splitK %2d reduction %d  %s\n", i, us, flops / (us * 1e6),
-                algo_attr<int>(algo, CUBLASLT_ALGO_CONFIG_TILE_ID), algo_attr<int>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
+                algo_attr<int>(algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+                algo_attr<int>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM),
                 algo_attr<int>(algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME),
-                i == 0 ? "(the heuristic's first)" : same ? "same bytes" : "DIFFERENT bytes");
+                i == 0 ? "(the heuristic's first)"
+                : same ? "same bytes"
+                       : "DIFFERENT bytes");
   }
   if (best >= 0)
     std::printf("  fastest with the first's bytes: %d, %.1f us against %.1f (%.1f%%)\n", best, best_us, first_us,
@@ -159,7 +163,10 @@ int main() {
     const char *name;
     i64 in, out;
   };
-  const Linear linears[] = {{"qkv", 2048, 3072}, {"o", 2048, 2048}, {"gate_up", 2048, 16384}, {"down", 8192, 2048},
+  const Linear linears[] = {{"qkv", 2048, 3072},
+                            {"o", 2048, 2048},
+                            {"gate_up", 2048, 16384},
+                            {"down", 8192, 2048},
                             {"lm_head", 2048, 128256}};
   for (const Linear &l : linears) {
     char name[3][64];
