@@ -94,6 +94,21 @@ static int64_t printActivations(const Config &C, const DecoderDesc &D, int64_t S
   return A.total;
 }
 
+/// BF16 attention on CUDA runs its backward on cuDNN where it can (runtime/src/kernels_cuda_sdpa.cpp: head_dim a
+/// multiple of 8 up to 128, no sliding window), whose deterministic graph asks for a transient workspace of 2
+/// bytes a score, the sequence padded to 64 as cudnn-frontend sizes it. It is not a decoder buffer, so it stays out
+/// of the totals; the runtime runs it in whole batch rows within 1/32 of the device's memory.
+static void printCudnnWorkspace(const Config &C, const DecoderDesc &D, int64_t Seq, llvm::raw_ostream &OS) {
+  if (C.Prec != Precision::BF16 || D.HeadDim % 8 != 0 || D.HeadDim > 128 || D.SlidingWindow > 0)
+    return;
+  const int64_t Mb = C.MicroBatch.Value.value_or(1), Padded = (Seq + 63) / 64 * 64;
+  const int64_t Bytes = mul(mul(mul(Mb, D.LocalHeads), mul(Padded, Padded)), 2);
+  OS << "on CUDA with cuDNN: the attention backward also takes a transient workspace of 2 bytes a score, " << Mb
+     << " x " << D.LocalHeads << " heads x " << Padded << "^2 = " << Bytes << " bytes (" << gib(Bytes)
+     << "), not in the totals; it runs in whole batch rows of at most 1/32 of the device's memory "
+     << "(ATP_CUDNN_WORKSPACE_LIMIT sets another limit)\n";
+}
+
 void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo, const DecoderDesc *Dec, int64_t Seq,
                           llvm::raw_ostream &OS) {
   int64_t Dp = Topo.Dp.value_or(1);
@@ -140,5 +155,6 @@ void autotpc::printMemory(const Module &M, const Config &C, const Topology &Topo
     const int64_t Act = printActivations(C, *Dec, Seq, OS);
     OS << "per GPU with activations (largest TP rank): " << add(Max, Act) << " bytes (" << gib(add(Max, Act))
        << ")\n";
+    printCudnnWorkspace(C, *Dec, Seq, OS);
   }
 }
