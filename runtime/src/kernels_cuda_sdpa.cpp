@@ -39,6 +39,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace atp::kcuda::cudnn_sdpa {
@@ -117,18 +118,27 @@ public:
     return d;
   }
 
+  /// A finalized operation of `type` whose descriptor-valued attributes are `links`, set in order (null ones
+  /// left unset).
+  Result<Desc> operation(cudnnBackendDescriptorType_t type,
+                         std::initializer_list<std::pair<cudnnBackendAttributeName_t, Desc>> links) {
+    ATP_ASSIGN_OR_RETURN(Desc op, make(type));
+    for (auto [name, d] : links)
+      if (d)
+        ATP_TRY(set(op, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d));
+    ATP_TRY(finalize(op));
+    return op;
+  }
+
   Result<Desc> matmul(Desc a, Desc b, Desc c) {
     ATP_ASSIGN_OR_RETURN(Desc m, make(CUDNN_BACKEND_MATMUL_DESCRIPTOR));
     const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
     ATP_TRY(set(m, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32));
     ATP_TRY(finalize(m));
-    ATP_ASSIGN_OR_RETURN(Desc op, make(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &m));
-    ATP_TRY(finalize(op));
-    return op;
+    return operation(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR, {{CUDNN_ATTR_OPERATION_MATMUL_ADESC, a},
+                                                                 {CUDNN_ATTR_OPERATION_MATMUL_BDESC, b},
+                                                                 {CUDNN_ATTR_OPERATION_MATMUL_CDESC, c},
+                                                                 {CUDNN_ATTR_OPERATION_MATMUL_DESC, m}});
   }
 
   /// y = mode(x[, b[, t]]); axis >= 0 for GEN_INDEX.
@@ -140,16 +150,11 @@ public:
     if (axis >= 0)
       ATP_TRY(set(p, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis));
     ATP_TRY(finalize(p));
-    ATP_ASSIGN_OR_RETURN(Desc op, make(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &p));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
-    if (b)
-      ATP_TRY(set(op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b));
-    if (t)
-      ATP_TRY(set(op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
-    ATP_TRY(finalize(op));
-    return op;
+    return operation(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, {{CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, p},
+                                                                    {CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x},
+                                                                    {CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b},
+                                                                    {CUDNN_ATTR_OPERATION_POINTWISE_TDESC, t},
+                                                                    {CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y}});
   }
 
   Result<Desc> reduction(cudnnReduceTensorOp_t mode, Desc x, Desc y) {
@@ -158,20 +163,14 @@ public:
     ATP_TRY(set(r, CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &mode));
     ATP_TRY(set(r, CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32));
     ATP_TRY(finalize(r));
-    ATP_ASSIGN_OR_RETURN(Desc op, make(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &r));
-    ATP_TRY(finalize(op));
-    return op;
+    return operation(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR, {{CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x},
+                                                                    {CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y},
+                                                                    {CUDNN_ATTR_OPERATION_REDUCTION_DESC, r}});
   }
 
   Result<Desc> reshape(Desc x, Desc y) {
-    ATP_ASSIGN_OR_RETURN(Desc op, make(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x));
-    ATP_TRY(set(op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y));
-    ATP_TRY(finalize(op));
-    return op;
+    return operation(CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR,
+                     {{CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x}, {CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y}});
   }
 
   cudnnHandle_t handle() const { return handle_; }
