@@ -409,6 +409,7 @@ using Key = std::array<i64, 10>;
 struct Cache {
   std::mutex mutex;
   std::map<int, cudnnHandle_t> handles;       // by device; kept for the process
+  std::map<int, i64> memory;                  // each device's total memory, asked once
   std::map<Key, std::shared_ptr<Plan>> plans; // null: no engine takes the shape
 };
 
@@ -497,8 +498,9 @@ template <class T> T *at(T *p, i64 elements, i64 bytes_each) {
 }
 
 /// The most bytes of dP workspace one backward run may take: ATP_CUDNN_WORKSPACE_LIMIT, else 1/32 of the device's
-/// memory (4.4 GB on an H200: the 1B benchmark's 1 GiB in one run, seq 8192 in four).
-Result<i64> workspace_limit() {
+/// memory (4.4 GB on an H200: the 1B benchmark's 1 GiB in one run, seq 8192 in four). Called with the cache's
+/// mutex held.
+Result<i64> workspace_limit(Cache &c) {
   if (const char *v = std::getenv("ATP_CUDNN_WORKSPACE_LIMIT")) {
     char *end = nullptr;
     const long long bytes = std::strtoll(v, &end, 10);
@@ -506,16 +508,22 @@ Result<i64> workspace_limit() {
       return error(std::string("ATP_CUDNN_WORKSPACE_LIMIT='") + v + "' is not a number of bytes");
     return i64(bytes);
   }
-  std::size_t free_bytes = 0, total = 0;
-  ATP_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total));
-  return i64(total / 32);
+  int device = 0;
+  ATP_CUDA_TRY(cudaGetDevice(&device));
+  auto found = c.memory.find(device);
+  if (found == c.memory.end()) {
+    std::size_t free_bytes = 0, total = 0;
+    ATP_CUDA_TRY(cudaMemGetInfo(&free_bytes, &total));
+    found = c.memory.emplace(device, i64(total)).first;
+  }
+  return found->second / 32;
 }
 
 /// How many batch rows one backward run takes: the largest divisor of the batch whose dP workspace (2 bytes a
 /// score, the sequence padded to 64, as cudnn-frontend sizes it) fits the limit, and whose later runs' stats
 /// start 16-byte aligned like the first's; 0 if none.
-Result<i64> backward_batch(const AttentionDims &a) {
-  ATP_ASSIGN_OR_RETURN(const i64 limit, workspace_limit());
+Result<i64> backward_batch(Cache &c, const AttentionDims &a) {
+  ATP_ASSIGN_OR_RETURN(const i64 limit, workspace_limit(c));
   const i64 padded = (a.seq + 63) / 64 * 64, per_row = a.q_heads * padded * padded * 2;
   for (i64 rows = a.batch; rows > 0; --rows)
     if (a.batch % rows == 0 && rows * per_row <= limit && (rows == a.batch || rows * a.q_heads * a.seq % 4 == 0))
@@ -550,13 +558,13 @@ Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void 
   const std::size_t version = cudnnGetVersion();
   if (version == 91000 || version == 91001 || (version <= 91500 && a.seq % 128 != 0))
     return false;
-  ATP_ASSIGN_OR_RETURN(const i64 rows, backward_batch(a));
+  Cache &c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  ATP_ASSIGN_OR_RETURN(const i64 rows, backward_batch(c, a));
   if (rows == 0)
     return false;
   AttentionDims part = a;
   part.batch = rows;
-  Cache &c = cache();
-  std::lock_guard<std::mutex> lock(c.mutex);
   cudnnHandle_t handle = nullptr;
   ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kBackward, part, handle));
   if (!plan)
