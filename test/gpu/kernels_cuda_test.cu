@@ -569,21 +569,36 @@ struct AttnCase {
   i64 pad = 3; // pad columns of the fused qkv rows: 3 leaves rows unaligned (row-per-warp path), 8 aligned
 };
 
-void test_attention(const AttnCase &ac) {
+/// A case's fused qkv rows (q, k, v column blocks, then pad columns), its dims and its name.
+struct AttnLayout {
   AttentionDims d;
+  i64 kv_off, v_off, width, stride, T, od;
+  std::string name;
+};
+
+AttnLayout attention_layout(const AttnCase &ac) {
+  AttnLayout l;
+  AttentionDims &d = l.d;
   d.batch = ac.batch, d.seq = ac.seq, d.q_heads = ac.q_heads, d.kv_heads = ac.kv_heads, d.head_dim = ac.head_dim;
-  const i64 D = ac.head_dim, kv_off = ac.q_heads * D, v_off = (ac.q_heads + ac.kv_heads) * D,
-            width = (ac.q_heads + 2 * ac.kv_heads) * D, stride = width + ac.pad; // fused qkv with pad columns
-  d.q_stride = d.k_stride = d.v_stride = stride;
+  const i64 D = ac.head_dim;
+  l.kv_off = ac.q_heads * D, l.v_off = (ac.q_heads + ac.kv_heads) * D, l.width = (ac.q_heads + 2 * ac.kv_heads) * D;
+  l.stride = l.width + ac.pad, l.T = d.batch * d.seq, l.od = d.q_heads * D;
+  d.q_stride = d.k_stride = d.v_stride = l.stride;
   d.scale = 1.0 / std::sqrt(double(D)), d.sliding_window = ac.window;
+  l.name = "attention b" + std::to_string(ac.batch) + " s" + std::to_string(ac.seq) + " h" +
+           std::to_string(ac.q_heads) + "/" + std::to_string(ac.kv_heads) + " head_dim " + std::to_string(D) +
+           " window " + std::to_string(ac.window) + " pad " + std::to_string(ac.pad);
+  return l;
+}
+
+void test_attention(const AttnCase &ac) {
+  const AttnLayout l = attention_layout(ac);
+  const AttentionDims &d = l.d;
+  const i64 D = ac.head_dim, kv_off = l.kv_off, v_off = l.v_off, width = l.width, stride = l.stride, T = l.T, od = l.od;
   const bool flash = dt == DType::BF16 && (D == 64 || D == 96 || D == 128) && stride % 8 == 0;
-  const i64 T = d.batch * d.seq, od = d.q_heads * D;
   const Vec qkv = random_vec(T * stride, -2.0f, 2.0f), dout = random_vec(T * od);
   const Vec fill(T * stride, 5.0f); // dq/dk/dv land in one fused buffer; the pad columns must stay 5
-  const std::string what = "attention b" + std::to_string(ac.batch) + " s" + std::to_string(ac.seq) + " h" +
-                           std::to_string(ac.q_heads) + "/" + std::to_string(ac.kv_heads) + " head_dim " +
-                           std::to_string(D) + " window " + std::to_string(ac.window) + " pad " +
-                           std::to_string(ac.pad) + (flash ? " (flash)" : "");
+  const std::string what = l.name + (flash ? " (flash)" : "");
   auto res = twice(what, [&] {
     DevX QKV(qkv), O{Vec(T * od)}, DO(dout), G(fill);
     DevS L{Vec(d.batch * d.q_heads * d.seq)};
@@ -616,47 +631,69 @@ void test_attention(const AttnCase &ac) {
   expect(pad_kept, what + ": the padding columns of dqkv keep their bytes");
 }
 
-/// Where the runtime has cuDNN (ATP_RUNTIME_HAS_CUDNN) and the GPU is a Hopper, BF16 attention of this shape must
-/// run on cuDNN, forward and backward: each direction is run once with ATP_ATTENTION unset and once with
-/// "flash" on the same inputs (the backward fed by one forward's out and lse), and the two must differ in some
-/// byte; cuDNN's sums and ours run in different orders, so equal bytes over every element mean one path ran twice.
-/// (Their values are held to the double reference by test_attention.)
-void test_attention_runs_on_cudnn(const AttnCase &ac) {
+/// True where BF16 attention must run on cuDNN: the runtime has it (ATP_RUNTIME_HAS_CUDNN), the GPU is a Hopper and
+/// the suite runs BF16.
+bool cudnn_expected() {
 #ifdef ATP_RUNTIME_HAS_CUDNN
   int device = 0;
   cudaDeviceProp prop{};
   ATP_CUDA_CHECK(cudaGetDevice(&device));
   ATP_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  if (dt != DType::BF16 || prop.major != 9)
+  return dt == DType::BF16 && prop.major == 9;
+#else
+  return false;
+#endif
+}
+
+/// Where cudnn_expected(), BF16 attention of this shape must run on cuDNN, forward and backward: each direction is
+/// run once with ATP_ATTENTION unset and once with "flash" on the same inputs (the backward fed by one forward's
+/// out and lse), and the two must differ in some byte; cuDNN's sums and ours run in different orders, so equal
+/// bytes over every element mean one path ran twice. (Their values are held to the double reference by
+/// test_attention.)
+void test_attention_runs_on_cudnn(const AttnCase &ac) {
+  if (!cudnn_expected())
     return;
-  AttentionDims d;
-  d.batch = ac.batch, d.seq = ac.seq, d.q_heads = ac.q_heads, d.kv_heads = ac.kv_heads, d.head_dim = ac.head_dim;
-  const i64 D = ac.head_dim, kv_off = ac.q_heads * D, v_off = (ac.q_heads + ac.kv_heads) * D,
-            stride = (ac.q_heads + 2 * ac.kv_heads) * D + ac.pad, T = d.batch * d.seq, od = d.q_heads * D;
-  d.q_stride = d.k_stride = d.v_stride = stride;
-  d.scale = 1.0 / std::sqrt(double(D));
-  const std::string what = "attention b" + std::to_string(ac.batch) + " s" + std::to_string(ac.seq) + " h" +
-                           std::to_string(ac.q_heads) + "/" + std::to_string(ac.kv_heads) + " head_dim " +
-                           std::to_string(D);
-  DevX QKV(random_vec(T * stride, -2.0f, 2.0f)), DO(random_vec(T * od)), O{Vec(T * od)}, O2{Vec(T * od)};
-  DevX G1{Vec(T * stride)}, G2{Vec(T * stride)};
+  const AttnLayout l = attention_layout(ac);
+  const AttentionDims &d = l.d;
+  DevX QKV(random_vec(l.T * l.stride, -2.0f, 2.0f)), DO(random_vec(l.T * l.od)), O{Vec(l.T * l.od)},
+      O2{Vec(l.T * l.od)};
+  DevX G1{Vec(l.T * l.stride)}, G2{Vec(l.T * l.stride)};
   DevS L{Vec(d.batch * d.q_heads * d.seq)}, L2{Vec(d.batch * d.q_heads * d.seq)};
+  auto forward = [&](DevX &Out, DevS &Lse) {
+    expect_ok(K->attention_forward(Out.p(), Lse.p(), QKV.p(), QKV.at(l.kv_off), QKV.at(l.v_off), d),
+              l.name + " forward");
+  };
   auto backward = [&](DevX &G) {
-    expect_ok(K->attention_backward(G.p(), G.at(kv_off), G.at(v_off), DO.p(), QKV.p(), QKV.at(kv_off), QKV.at(v_off),
-                                    O.p(), L.p(), d),
-              what + " backward");
+    expect_ok(K->attention_backward(G.p(), G.at(l.kv_off), G.at(l.v_off), DO.p(), QKV.p(), QKV.at(l.kv_off),
+                                    QKV.at(l.v_off), O.p(), L.p(), d),
+              l.name + " backward");
   };
   ::setenv("ATP_ATTENTION", "flash", 1);
-  expect_ok(K->attention_forward(O.p(), L.p(), QKV.p(), QKV.at(kv_off), QKV.at(v_off), d), what + " forward");
+  forward(O, L);
   backward(G2);
   ::unsetenv("ATP_ATTENTION");
   backward(G1);
-  expect_ok(K->attention_forward(O2.p(), L2.p(), QKV.p(), QKV.at(kv_off), QKV.at(v_off), d), what + " forward");
-  expect(!same_bytes(O.get(), O2.get()), what + ": the forward runs on cuDNN (its out differs from our flash's)");
-  expect(!same_bytes(G1.get(), G2.get()), what + ": the backward runs on cuDNN (its dqkv differs from our flash's)");
-#else
-  (void)ac;
-#endif
+  forward(O2, L2);
+  expect(!same_bytes(O.get(), O2.get()), l.name + ": the forward runs on cuDNN (its out differs from our flash's)");
+  expect(!same_bytes(G1.get(), G2.get()), l.name + ": the backward runs on cuDNN (its dqkv differs from our flash's)");
+}
+
+/// A bad ATP_CUDNN_WORKSPACE_LIMIT is an error that names it, before the backward writes anything.
+void test_cudnn_workspace_limit_is_checked(const AttnCase &ac) {
+  if (!cudnn_expected())
+    return;
+  const AttnLayout l = attention_layout(ac);
+  const Vec fill(l.T * l.stride, 5.0f);
+  DevX QKV(random_vec(l.T * l.stride, -2.0f, 2.0f)), DO(random_vec(l.T * l.od)), O{Vec(l.T * l.od)}, G(fill);
+  DevS L{Vec(l.d.batch * l.d.q_heads * l.d.seq)};
+  expect_ok(K->attention_forward(O.p(), L.p(), QKV.p(), QKV.at(l.kv_off), QKV.at(l.v_off), l.d), l.name + " forward");
+  ::setenv("ATP_CUDNN_WORKSPACE_LIMIT", "4GB", 1);
+  const Status s = K->attention_backward(G.p(), G.at(l.kv_off), G.at(l.v_off), DO.p(), QKV.p(), QKV.at(l.kv_off),
+                                         QKV.at(l.v_off), O.p(), L.p(), l.d);
+  ::unsetenv("ATP_CUDNN_WORKSPACE_LIMIT");
+  expect(!s.ok() && s.message().find("ATP_CUDNN_WORKSPACE_LIMIT='4GB' is not a number of bytes") != std::string::npos,
+         l.name + ": a bad ATP_CUDNN_WORKSPACE_LIMIT fails naming it, got: " + s.message());
+  expect(same_bytes(G.get(), fill), l.name + ": the failed backward writes nothing");
 }
 
 // ---------------------------------------------------------------------------------------------- cross-entropy
@@ -826,6 +863,7 @@ void run_suite() {
   test_attention(cudnn_cases[0]);
   test_attention_runs_on_cudnn(cudnn_cases[0]);
   ::unsetenv("ATP_CUDNN_WORKSPACE_LIMIT");
+  test_cudnn_workspace_limit_is_checked(cudnn_cases[0]);
   ::setenv("ATP_ATTENTION", "flash", 1); // and our flash kernels on every case
   for (const AttnCase &ac : flash_cases)
     test_attention(ac);
