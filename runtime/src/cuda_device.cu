@@ -30,17 +30,24 @@ Result<std::unique_ptr<CudaDevice>> CudaDevice::open(int local_rank) {
   ATP_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, index));
   std::uint64_t keep = UINT64_MAX;
   ATP_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-  cudaStream_t stream = nullptr;
-  ATP_CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  int lowest = 0, highest = 0; // numerically: the lowest priority is the greatest number
+  ATP_CUDA_TRY(cudaDeviceGetStreamPriorityRange(&lowest, &highest));
+  cudaStream_t stream = nullptr, engine = nullptr;
+  ATP_CUDA_TRY(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, highest));
+  if (cudaError_t e = cudaStreamCreateWithPriority(&engine, cudaStreamNonBlocking, lowest); e != cudaSuccess) {
+    (void)cudaStreamDestroy(stream);
+    return cuda_status(e, "cudaStreamCreateWithPriority(&engine, cudaStreamNonBlocking, lowest)", __FILE__, __LINE__);
+  }
   return std::unique_ptr<CudaDevice>(
-      new CudaDevice(index, stream, prop.name, std::string(prop.uuid.bytes, sizeof prop.uuid.bytes)));
+      new CudaDevice(index, stream, engine, prop.name, std::string(prop.uuid.bytes, sizeof prop.uuid.bytes)));
 }
 
 CudaDevice::~CudaDevice() {
-  if (stream_) {
-    (void)cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
-    (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
-  }
+  for (void *s : {stream_, engine_stream_})
+    if (s) {
+      (void)cudaStreamSynchronize(static_cast<cudaStream_t>(s));
+      (void)cudaStreamDestroy(static_cast<cudaStream_t>(s));
+    }
 }
 
 Result<std::uint64_t> CudaDevice::memory_used() const {

@@ -75,6 +75,15 @@ struct Decoder::State {
   void *w(ParamStore &s, int i) const { return i < 0 ? nullptr : s.param(i); }
   void *g(ParamStore &s, int i) const { return i < 0 ? nullptr : s.grad(i); }
   Status ready(ParamStore &s, int i) const { return i < 0 ? Status() : s.grad_ready(i); }
+  /// The store's hooks before the kernels read weights or add into gradients (ParamStore).
+  Status need_weights(ParamStore &s, int i) const { return i < 0 ? Status() : s.weights_needed(i); }
+  Status need_grad(ParamStore &s, int i) const { return i < 0 ? Status() : s.grad_needed(i); }
+  Status need_layer(ParamStore &s, const DecoderLayerParams &p, bool grads) const {
+    for (int i : {p.input_norm, p.q, p.k, p.v, p.q_bias, p.k_bias, p.v_bias, p.qkv, p.o, p.post_norm, p.gate, p.up,
+                  p.gate_up, p.down})
+      ATP_TRY(grads ? need_grad(s, i) : need_weights(s, i));
+    return {};
+  }
   /// Which set of per-layer buffers layer l uses: its own, or with recomputation the one shared set.
   int slot(int l) const { return shape.recompute ? 0 : l; }
 
@@ -132,6 +141,9 @@ Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, s
                                      bool norm_out) {
   const DecoderLayerParams &p = layers[l];
   const std::int64_t t = batch * seq, hd = shape.hidden;
+  ATP_TRY(need_layer(s, p, /*grads=*/false));
+  if (norm_out) // the residual add ends with the next norm
+    ATP_TRY(need_weights(s, l + 1 == int(shape.layers) ? params.final_norm : layers[l + 1].input_norm));
   if (!input_normed)
     ATP_TRY(k->rmsnorm_forward(n1[slot(l)].p, rstd1[slot(l)].p, x[l].p, w(s, p.input_norm), t, hd, shape.rms_eps));
   if (qkv_one) {
@@ -182,10 +194,12 @@ Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch 
   const std::int64_t t = mb.batch * mb.seq, hd = shape.hidden;
   ATP_TRY(ops->copy_from_host(ids.p, mb.inputs, std::size_t(t) * 4));
   const VocabRange full{shape.vocab, 0, shape.vocab};
+  ATP_TRY(need_weights(s, params.embed));
   ATP_TRY(k->embedding_forward(x[0].p, w(s, params.embed), static_cast<const std::int32_t *>(ids.p), t, hd, full));
   for (int l = 0; l < int(shape.layers); ++l) // each layer ends with the next one's input norm (the last: nf)
     ATP_TRY(layer_forward(s, l, mb.batch, mb.seq, /*input_normed=*/l > 0, /*norm_out=*/true));
   const int head = shape.tied_embeddings ? params.embed : params.lm_head;
+  ATP_TRY(need_weights(s, head));
   ATP_TRY(k->linear_forward(logits.p, nf.p, w(s, head), nullptr, t, hd, shape.vocab));
   if (!mb.targets)
     return CrossEntropySum{};
@@ -211,6 +225,7 @@ Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch 
 Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq) {
   const DecoderLayerParams &p = layers[l];
   const std::int64_t t = batch * seq, hd = shape.hidden;
+  ATP_TRY(need_layer(s, p, /*grads=*/true));
   // MLP: x[l+1] = h + down(swiglu(gate, up)(norm(h)))
   ATP_TRY(k->linear_backward(dact.p, Write::Overwrite, g(s, p.down), nullptr, dx.p, act[slot(l)].p, w(s, p.down), t, f,
                              hd));
@@ -285,6 +300,8 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
 Status Decoder::State::head_backward(ParamStore &s, std::int64_t t) {
   const std::int64_t hd = shape.hidden;
   const int head = shape.tied_embeddings ? params.embed : params.lm_head;
+  ATP_TRY(need_grad(s, head));
+  ATP_TRY(need_grad(s, params.final_norm));
   // logits now hold dL/dlogits
   ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, head), nullptr, logits.p, nf.p, w(s, head), t, hd,
                              shape.vocab));
@@ -476,6 +493,7 @@ Result<CrossEntropySum> Decoder::forward_backward(ParamStore &store, const Micro
     ATP_TRY(s_->layer_backward(store, l, mb.batch, mb.seq));
   }
   const VocabRange full{s_->shape.vocab, 0, s_->shape.vocab};
+  ATP_TRY(s_->need_grad(store, s_->params.embed));
   ATP_TRY(s_->k->embedding_backward(s_->g(store, s_->params.embed), s_->dx.p,
                                     static_cast<const std::int32_t *>(s_->ids.p), t, s_->shape.hidden, full));
   ATP_TRY(s_->ready(store, s_->params.embed));

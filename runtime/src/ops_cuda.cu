@@ -214,6 +214,15 @@ Result<GradStats> grad_stats(const void *x, DType dtype, const GradSpan *spans, 
 // ---------------------------------------------------------------------------------------------------------
 // the Ops object
 
+class CudaEvent final : public OpsEvent {
+public:
+  ~CudaEvent() override {
+    if (event)
+      (void)cudaEventDestroy(event);
+  }
+  cudaEvent_t event = nullptr;
+};
+
 class CudaOps final : public Ops {
 public:
   explicit CudaOps(cudaStream_t stream) : stream_(stream) {}
@@ -270,6 +279,26 @@ public:
   }
   Status synchronize() override {
     ATP_CUDA_TRY(cudaStreamSynchronize(stream_));
+    return {};
+  }
+
+  Result<std::unique_ptr<OpsEvent>> make_event() override {
+    auto e = std::make_unique<CudaEvent>();
+    ATP_CUDA_TRY(cudaEventCreateWithFlags(&e->event, cudaEventDisableTiming));
+    return std::unique_ptr<OpsEvent>(std::move(e));
+  }
+  Status record(OpsEvent &event) override {
+    const auto *e = dynamic_cast<const CudaEvent *>(&event);
+    if (!e)
+      return error("cuda ops: record needs an event from a CUDA Ops' make_event");
+    ATP_CUDA_TRY(cudaEventRecord(e->event, stream_));
+    return {};
+  }
+  Status wait(const OpsEvent &event) override {
+    const auto *e = dynamic_cast<const CudaEvent *>(&event);
+    if (!e)
+      return error("cuda ops: wait needs an event from a CUDA Ops' make_event");
+    ATP_CUDA_TRY(cudaStreamWaitEvent(stream_, e->event, 0));
     return {};
   }
 

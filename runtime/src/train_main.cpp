@@ -250,7 +250,7 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   to.eval_fraction = o.eval_fraction;
   const TrainComms comms{tp, dp, all, g.tp_rank, g.dp_rank, world.rank, backend.tp.get(), backend.dp.get()};
   ProfilingKernels profiler(*backend.kernels); // forwards only, until --profile's step
-  auto created = Trainer::create(model, to, comms, profiler, *backend.ops);
+  auto created = Trainer::create(model, to, comms, profiler, *backend.ops, backend.engine_ops.get());
   std::int32_t failed = created.ok() ? 0 : 1;
   if (!all.all_reduce(&failed, &failed, 1, DType::I32, ReduceOp::Max).ok() || failed)
     return created.ok() ? 1 : say_error(created.status());
@@ -316,7 +316,9 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     auto st = t.step();
     if (!st.ok())
       return say_error(st.status());
-    if (Status done = backend.ops->synchronize(); !done.ok()) // the step's time includes its optimizer kernels
+    // The step's time: its model's kernels. The optimizer's, on the engine's stream, overlap the next step's
+    // forward, whose time includes any wait for them (so over many steps the times add up to the wall time).
+    if (Status done = backend.ops->synchronize(); !done.ok())
       return say_error(done);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     profiler.enable(false);

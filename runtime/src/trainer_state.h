@@ -13,6 +13,8 @@ struct EngineStore : ParamStore {
   ZeroEngine *engine = nullptr;
   void *param(int i) override { return engine->param(i); }
   void *grad(int i) override { return engine->grad(i); }
+  Status weights_needed(int i) override { return engine->weights_needed(i); }
+  Status grad_needed(int i) override { return engine->grad_needed(i); }
   Status grad_ready(int i) override { return engine->grad_ready(i); }
 };
 

@@ -34,6 +34,18 @@ DType working_dtype(Precision p) {
 
 std::string param_label(const ModelPlan &m, int i) { return quote(m.params[i].name); }
 
+/// The optimizer updates the flat buffer in segments of about this many elements where it may cut a bucket
+/// (no all-gather follows): small enough that the next forward waits for little more than its first layer,
+/// large enough that a segment's kernel runs long against its launch.
+constexpr std::int64_t kSegmentElements = std::int64_t(1) << 24;
+
+/// A range of one bucket that the optimizer updates at once: [begin, begin + count) relative to the bucket's
+/// start (its padded start at stage 0, this rank's piece at stages 1-2).
+struct Segment {
+  int bucket;
+  std::int64_t begin, count;
+};
+
 } // namespace
 
 struct ZeroEngine::State {
@@ -43,6 +55,7 @@ struct ZeroEngine::State {
   int tp_rank;
   Comm &tp, &dp;
   Ops &ops;
+  Ops *compute; // the model's queue when it is not ops' (zero.h: "Two queues"), else null
   PaddedLayout pad;
   DType dtype;
   std::size_t elem;
@@ -65,9 +78,16 @@ struct ZeroEngine::State {
   int micro = 0;
   std::int64_t steps = 0;
   bool master_ready = false;
+  // the optimizer's segments and the events between the two queues
+  std::vector<Segment> segments; // in flat order; updated from the last
+  std::vector<int> segment_of;   // FlatLayout index -> segment
+  std::unique_ptr<OpsEvent> compute_mark, engine_mark, grads_free;
+  std::vector<std::unique_ptr<OpsEvent>> segment_done;
+  std::vector<bool> segment_pending; // the model's queue has not waited for the segment's last update
+  bool grads_pending = false;        // ... for the engine's last clearing of gradients
 
-  State(const ModelPlan &m, const ZeroPlan &z, int r, Comm &t, Comm &d, Ops &o)
-      : model(m), zero(z), flat(z.layouts[r]), tp_rank(r), tp(t), dp(d), ops(o), scaler(scaling(z)) {}
+  State(const ModelPlan &m, const ZeroPlan &z, int r, Comm &t, Comm &d, Ops &o, Ops *c)
+      : model(m), zero(z), flat(z.layouts[r]), tp_rank(r), tp(t), dp(d), ops(o), compute(c), scaler(scaling(z)) {}
 
   /// fp16 scales the loss as configured; fp32 and bf16 use a fixed scale of 1.
   static LossScaleConfig scaling(const ZeroPlan &z) {
@@ -165,6 +185,80 @@ struct ZeroEngine::State {
     }
   }
 
+  /// Cuts the buckets into the optimizer's segments: whole buckets where an all-gather follows the update
+  /// (stages 1-2 over several DP ranks), else runs of whole parameters of about kSegmentElements.
+  void build_segments() {
+    segment_of.assign(std::size_t(flat.num_params), -1);
+    const bool whole_buckets = partitioned && dp.size() > 1;
+    for (int b = 0; b < flat.num_buckets; ++b) {
+      const PaddedBucket &pb = pad.buckets[b];
+      const GradBucket &gb = flat.buckets[b];
+      segments.push_back({b, 0, 0}); // the bucket's padding (before and after its parameters) included
+      for (int k = gb.first; k < gb.first + gb.count; ++k) {
+        const std::int64_t at = pad.offsets[k] - pb.begin;
+        if (!whole_buckets && at - segments.back().begin >= kSegmentElements) {
+          segments.back().count = at - segments.back().begin;
+          segments.push_back({b, at, 0});
+        }
+        segment_of[std::size_t(k)] = int(segments.size()) - 1;
+      }
+      const std::int64_t length = partitioned ? pb.piece : pb.piece * dp.size();
+      segments.back().count = length - segments.back().begin;
+    }
+  }
+
+  Status make_events() {
+    if (!compute)
+      return {};
+    ATP_ASSIGN_OR_RETURN(compute_mark, compute->make_event());
+    ATP_ASSIGN_OR_RETURN(engine_mark, ops.make_event());
+    ATP_ASSIGN_OR_RETURN(grads_free, ops.make_event());
+    for (std::size_t g = 0; g < segments.size(); ++g) {
+      ATP_ASSIGN_OR_RETURN(auto e, ops.make_event());
+      segment_done.push_back(std::move(e));
+    }
+    segment_pending.assign(segments.size(), false);
+    return {};
+  }
+
+  /// The engine's queue waits for everything the model's queue holds now.
+  Status follow_compute() {
+    if (!compute)
+      return {};
+    ATP_TRY(compute->record(*compute_mark));
+    return ops.wait(*compute_mark);
+  }
+  /// The model's queue waits for everything the engine's queue holds now.
+  Status lead_compute() {
+    if (!compute)
+      return {};
+    ATP_TRY(ops.record(*engine_mark));
+    return compute->wait(*engine_mark);
+  }
+  /// Segment g's weights were written on the engine's queue: the model must wait before it reads them.
+  Status publish_segment(int g) {
+    if (!compute)
+      return {};
+    ATP_TRY(ops.record(*segment_done[std::size_t(g)]));
+    segment_pending[std::size_t(g)] = true;
+    return {};
+  }
+  /// The gradients were cleared on the engine's queue: the model must wait before it adds into them.
+  Status publish_grads_free() {
+    if (!compute)
+      return {};
+    ATP_TRY(ops.record(*grads_free));
+    grads_pending = true;
+    return {};
+  }
+  /// After a host wait for the engine's queue, nothing it did is pending for the model.
+  Status synchronize_engine() {
+    ATP_TRY(ops.synchronize());
+    segment_pending.assign(segment_pending.size(), false);
+    grads_pending = false;
+    return {};
+  }
+
   /// This DP rank's piece of bucket b in the padded flat buffer.
   std::int64_t own_piece(int b) const { return pad.buckets[b].begin + dp.rank() * pad.buckets[b].piece; }
 
@@ -210,8 +304,11 @@ struct ZeroEngine::State {
     ATP_TRY(ops.copy_from_host(scratch, host, bytes));
     if (over_dp && dp.size() > 1)
       ATP_TRY(dp.all_reduce(scratch, scratch, 1, t, op));
-    if (tp.size() > 1)
+    if (tp.size() > 1) { // the TP comm runs on the model's queue
+      ATP_TRY(lead_compute());
       ATP_TRY(tp.all_reduce(scratch, scratch, 1, t, op));
+      ATP_TRY(follow_compute());
+    }
     ATP_TRY(ops.copy_to_host(const_cast<void *>(host), scratch, bytes));
     return t == DType::F64 ? x : double(f);
   }
@@ -231,25 +328,30 @@ struct ZeroEngine::State {
     ATP_TRY(ops.zero(grads, std::size_t(pad.numel) * elem));
     if (grads32) // not at stage 1
       ATP_TRY(ops.zero(grads32, std::size_t(opt_numel()) * 4));
-    return {};
+    return publish_grads_free();
   }
 
+  /// AdamW over every segment, from the last (the forward's first weights) to the first; at stages 1-2 over
+  /// several DP ranks each segment is a bucket, all-gathered right after its update.
   Status apply_adamw(const AdamWStep &st) {
-    if (!partitioned)
-      return ops.adamw(master_weights(), fp32_grads(), DType::F32, m, v, std::size_t(pad.numel), st,
-                       separate_fp32 ? params : nullptr, dtype);
-    for (int b = 0; b < int(pad.buckets.size()); ++b) {
-      const PaddedBucket &pb = pad.buckets[b];
-      const void *g = read_working_grads ? static_cast<const void *>(at(grads, own_piece(b))) : grads32 + pb.part;
-      ATP_TRY(ops.adamw(master + pb.part, g, optimizer_grads_dtype(), m + pb.part, v + pb.part,
-                        std::size_t(pb.piece), st, at(params, own_piece(b)), dtype));
-    }
-    if (dp.size() > 1)
-      for (int b = 0; b < int(pad.buckets.size()); ++b) {
-        const PaddedBucket &pb = pad.buckets[b];
-        ATP_TRY(dp.all_gather(at(params, own_piece(b)), at(params, pb.begin), std::size_t(pb.piece), dtype)
-                    .with_context("parameter all-gather of bucket " + std::to_string(b)));
+    for (int g = int(segments.size()) - 1; g >= 0; --g) {
+      const Segment &sg = segments[std::size_t(g)];
+      const PaddedBucket &pb = pad.buckets[sg.bucket];
+      if (!partitioned) {
+        const std::int64_t at0 = pb.begin + sg.begin;
+        ATP_TRY(ops.adamw(master_weights() + at0, fp32_grads() + at0, DType::F32, m + at0, v + at0,
+                          std::size_t(sg.count), st, separate_fp32 ? at(params, at0) : nullptr, dtype));
+      } else {
+        const std::int64_t o = pb.part + sg.begin, w = own_piece(sg.bucket) + sg.begin;
+        const void *grad = read_working_grads ? static_cast<const void *>(at(grads, w)) : grads32 + o;
+        ATP_TRY(ops.adamw(master + o, grad, optimizer_grads_dtype(), m + o, v + o, std::size_t(sg.count), st,
+                          at(params, w), dtype));
+        if (dp.size() > 1) // the segment is the whole bucket
+          ATP_TRY(dp.all_gather(at(params, own_piece(sg.bucket)), at(params, pb.begin), std::size_t(pb.piece), dtype)
+                      .with_context("parameter all-gather of bucket " + std::to_string(sg.bucket)));
       }
+      ATP_TRY(publish_segment(g));
+    }
     return {};
   }
 
@@ -312,7 +414,7 @@ ZeroEngine::ZeroEngine(std::unique_ptr<State> s) : s_(std::move(s)) {}
 ZeroEngine::~ZeroEngine() = default;
 
 Result<std::unique_ptr<ZeroEngine>> ZeroEngine::create(const ModelPlan &model, const ZeroPlan &zero, int tp_rank,
-                                                       Comm &tp, Comm &dp, Ops &ops) {
+                                                       Comm &tp, Comm &dp, Ops &ops, Ops *compute) {
   if (zero.stage < 0 || zero.stage > 2)
     return error("zero engine: ZeRO stage " + std::to_string(zero.stage) + " is not supported (0, 1 or 2)");
   if (model.tp_size != zero.tp_size || tp.size() != zero.tp_size || tp_rank < 0 || tp_rank >= zero.tp_size ||
@@ -325,7 +427,7 @@ Result<std::unique_ptr<ZeroEngine>> ZeroEngine::create(const ModelPlan &model, c
                  " DP ranks (check the world size against the batch keys)");
   if (zero.gradient_accumulation_steps < 1)
     return error("zero engine: gradient_accumulation_steps must be at least 1");
-  auto s = std::make_unique<State>(model, zero, tp_rank, tp, dp, ops);
+  auto s = std::make_unique<State>(model, zero, tp_rank, tp, dp, ops, compute == &ops ? nullptr : compute);
   ATP_ASSIGN_OR_RETURN(s->pad, zero_padded_layout(s->flat, dp.size()));
   s->dtype = working_dtype(zero.precision);
   s->elem = dtype_size(s->dtype);
@@ -352,9 +454,20 @@ Result<std::unique_ptr<ZeroEngine>> ZeroEngine::create(const ModelPlan &model, c
       return error("zero engine: " + param_label(model, i) + " is missing from the ZeRO plan");
   s->read_working_grads = zero.stage == 1;
   s->build_grad_spans();
+  s->build_segments();
+  std::int64_t covered = 0, buckets = 0; // (at stage 0 the alignment gaps between buckets hold no parameter)
+  for (const Segment &g : s->segments)
+    covered += g.count;
+  for (const PaddedBucket &pb : s->pad.buckets)
+    buckets += s->partitioned ? pb.piece : pb.piece * dp.size();
+  if (covered != buckets)
+    return error("zero engine: internal error: the optimizer's segments cover " + std::to_string(covered) +
+                 " elements of the buckets' " + std::to_string(buckets));
   s->ready.assign(std::size_t(s->flat.num_params), false);
   s->ready_count.assign(std::size_t(s->flat.num_buckets), 0);
   ATP_TRY(s->allocate());
+  ATP_TRY(s->make_events());
+  ATP_TRY(s->publish_grads_free()); // alloc zeroes on the engine's queue
   return std::unique_ptr<ZeroEngine>(new ZeroEngine(std::move(s)));
 }
 
@@ -374,7 +487,34 @@ Status ZeroEngine::load_param(int i, const void *host, DType dtype) {
   std::vector<std::byte> narrow(n * s_->elem);
   ATP_TRY(make_cpu_ops()->cast(narrow.data(), s_->dtype, host, dtype, n)); // on the host, then one copy
   s_->master_ready = false;
-  return s_->ops.copy_from_host(param(i), narrow.data(), narrow.size());
+  ATP_TRY(s_->follow_compute()); // the model may still be reading the old weights
+  ATP_TRY(s_->ops.copy_from_host(param(i), narrow.data(), narrow.size()));
+  return s_->publish_segment(s_->segment_of[std::size_t(s_->slot_of.at(std::size_t(i)))]);
+}
+
+Status ZeroEngine::weights_needed(int i) {
+  State &s = *s_;
+  if (!s.compute)
+    return {};
+  if (i < 0 || i >= s.model.num_params)
+    return error("zero engine: weights_needed(" + std::to_string(i) + ") names no parameter");
+  const std::size_t g = std::size_t(s.segment_of[std::size_t(s.slot_of[std::size_t(i)])]);
+  if (!s.segment_pending[g])
+    return {};
+  s.segment_pending[g] = false;
+  return s.compute->wait(*s.segment_done[g]);
+}
+
+Status ZeroEngine::grad_needed(int i) {
+  State &s = *s_;
+  if (!s.compute)
+    return {};
+  if (i < 0 || i >= s.model.num_params)
+    return error("zero engine: grad_needed(" + std::to_string(i) + ") names no parameter");
+  if (!s.grads_pending)
+    return {};
+  s.grads_pending = false;
+  return s.compute->wait(*s.grads_free);
 }
 
 Status ZeroEngine::read_param(int i, void *host) const {
@@ -394,20 +534,28 @@ Status ZeroEngine::grad_ready(int i) {
   ++s_->ready_count[std::size_t(b)];
   if (s_->zero.stage != 2)
     return {};
+  bool followed = false;
   while (s_->next_bucket < s_->flat.num_buckets &&
-         s_->ready_count[std::size_t(s_->next_bucket)] == s_->flat.buckets[s_->next_bucket].count)
+         s_->ready_count[std::size_t(s_->next_bucket)] == s_->flat.buckets[s_->next_bucket].count) {
+    if (!followed) // the bucket's gradients were written on the model's queue
+      ATP_TRY(s_->follow_compute());
+    followed = true;
     ATP_TRY(s_->reduce_bucket_into_partition(s_->next_bucket++));
+  }
   return {};
 }
 
 Status ZeroEngine::backward_done() {
   State &s = *s_;
-  if (s.zero.stage == 2)
+  ATP_TRY(s.follow_compute()); // everything below, and the boundary step, reads the backward's gradients
+  if (s.zero.stage == 2) {
     while (s.next_bucket < s.flat.num_buckets) // parameters that got no gradient count as zero
       ATP_TRY(s.reduce_bucket_into_partition(s.next_bucket++));
-  else if (s.zero.stage == 0 && s.separate_fp32) {
+    ATP_TRY(s.publish_grads_free());
+  } else if (s.zero.stage == 0 && s.separate_fp32) {
     ATP_TRY(s.ops.accumulate(s.grads32, s.grads, s.dtype, std::size_t(s.pad.numel)));
     ATP_TRY(s.ops.zero(s.grads, std::size_t(s.pad.numel) * s.elem));
+    ATP_TRY(s.publish_grads_free());
   }
   s.ready.assign(s.ready.size(), false);
   s.ready_count.assign(s.ready_count.size(), 0);
@@ -425,6 +573,7 @@ Result<std::vector<StateBuffer>> ZeroEngine::state_buffers() {
     ATP_TRY(s.init_master());
     s.master_ready = true;
   }
+  ATP_TRY(s.synchronize_engine()); // the caller copies them through the model's Ops
   std::vector<StateBuffer> out{{"params", s.params, s.dtype, s.pad.numel}};
   if (s.separate_fp32)
     out.push_back({"master", s.master, DType::F32, s.opt_numel()});

@@ -14,7 +14,9 @@
        run twice;
      - grad_stats' nonfinite flag finds an inf or a NaN at the first, middle and last element, inside the
        norm's spans or outside them, and nothing in finite data;
-     - alloc is zero-filled even over reused memory, zero / copies touch exactly their bytes, bad dtypes fail.
+     - alloc is zero-filled even over reused memory, zero / copies touch exactly their bytes, bad dtypes fail;
+     - events order two streams: a copy on stream B after B.wait(event recorded on A behind 20 accumulates
+       of 256 MB) sees their final sum; an event of another backend is refused.
    Prints "ops_cuda_test: N passed, M failed"; exits 1 on any failure. */
 #include "atp/check_cuda.h"
 #include "atp/comm.h"
@@ -382,6 +384,35 @@ void test_errors(Ops &gpu) {
   expect(std::string(gpu.name()) == "cuda", "name is cuda");
 }
 
+void test_events(Ops &a, Ops &b) {
+  const std::size_t n = std::size_t(1) << 26; // 256 MB of floats: long enough that an unordered copy sees it early
+  float *x = static_cast<float *>(ATP_CHECK_OK(a.alloc(n * 4)));
+  float *ones = static_cast<float *>(ATP_CHECK_OK(a.alloc(n * 4)));
+  float *y = static_cast<float *>(ATP_CHECK_OK(b.alloc(n * 4)));
+  const std::vector<float> host_ones(n, 1.0f);
+  ATP_CHECK_OK(a.copy_from_host(ones, host_ones.data(), n * 4));
+  ATP_CHECK_OK(b.synchronize()); // b's alloc zeroed y on b's stream
+  std::unique_ptr<OpsEvent> done = ATP_CHECK_OK(a.make_event());
+  for (int round = 0; round < 2; ++round) { // the second round records the same event again
+    for (int i = 0; i < 20; ++i)
+      ATP_CHECK_OK(a.accumulate(x, ones, DType::F32, n));
+    ATP_CHECK_OK(a.record(*done));
+    ATP_CHECK_OK(b.wait(*done));
+    ATP_CHECK_OK(b.copy(y, x, n * 4));
+    std::vector<float> got(n);
+    ATP_CHECK_OK(b.copy_to_host(got.data(), y, n * 4));
+    const float want = 20.0f * float(round + 1);
+    const bool all = std::all_of(got.begin(), got.end(), [&](float v) { return v == want; });
+    expect(all, "events: the copy on stream B after waiting sees all 20 accumulates of round " +
+                    std::to_string(round + 1));
+  }
+  std::unique_ptr<Ops> cpu = make_cpu_ops();
+  std::unique_ptr<OpsEvent> foreign = ATP_CHECK_OK(cpu->make_event());
+  expect(!a.record(*foreign).ok() && !b.wait(*foreign).ok(), "events: a CPU event is refused");
+  ATP_CHECK_OK(a.synchronize());
+  a.free(x), a.free(ones), b.free(y);
+}
+
 } // namespace
 
 int main() {
@@ -429,8 +460,15 @@ int main() {
   }
   test_memory(*gpu);
   test_errors(*gpu);
+  cudaStream_t second = nullptr;
+  ATP_CUDA_CHECK(cudaStreamCreateWithFlags(&second, cudaStreamNonBlocking));
+  {
+    std::unique_ptr<Ops> other = ATP_CHECK_OK(make_cuda_ops(second));
+    test_events(*gpu, *other);
+  }
 
   gpu.reset();
+  ATP_CUDA_CHECK(cudaStreamDestroy(second));
   ATP_CUDA_CHECK(cudaStreamDestroy(stream));
   std::printf("ops_cuda_test: %d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

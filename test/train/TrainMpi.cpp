@@ -21,11 +21,18 @@
 // the same column all-reduces, and the recomputed layers' row all-reduces on
 // top (2 x (layers - 1) per micro-batch at TP > 1: the last layer is not
 // recomputed).
+// Every stage runs once more with the ZeRO engine on a queue of its own that
+// lags as far as the events allow (LaggingQueues.h: a GPU's second stream made
+// as late as possible): the same bits as on one queue, with the model having
+// had to wait for queued engine work. For llama, stage 1 runs once more with
+// the model ignoring those waits: the results must then differ (the check can
+// fail).
 // Rank 0 prints one line per (family, stage); a failing rank names the
 // family, stage, tensor and values. Exit 0 only if every check passes on
 // every rank.
 //
 //===----------------------------------------------------------------------===//
+#include "LaggingQueues.h"
 #include "PlanLoader.h"
 
 #include "atp/comm.h"
@@ -112,6 +119,10 @@ nlohmann::json overrides(int Stage, int Gas) {
             {"params", {{"lr", 1e-3}, {"betas", {0.9, 0.95}}, {"eps", 1e-3}, {"weight_decay", 0.1}}}}}};
 }
 
+/// Where the ZeRO engine runs: on the model's queue, on a lagging queue of its own, or on one whose events
+/// the model ignores (the negative control).
+enum class Queues { One, Lagging, LaggingIgnored };
+
 /// One training run's results on this rank.
 struct Run {
   std::vector<atp::StepStats> Steps;
@@ -120,12 +131,13 @@ struct Run {
   atp::Decoder::CommCounts Counts;
   int64_t Layers = 0, MicroBatches = 0;
   bool Split = false;                             ///< attention and MLP are TP-split
+  int64_t WaitsThatRan = 0;                       ///< Queues::Lagging: model waits that ran queued engine work
 };
 
 /// Compiles Family at TP `Tp` with Overrides and trains kSteps on Comms. Returns false (with a failed check)
 /// when the spec does not compile; every rank of Comms compiles alike.
 bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp, const nlohmann::json &Overrides,
-           const atp::TrainComms &Comms, Run &Out) {
+           const atp::TrainComms &Comms, Run &Out, Queues Q = Queues::One) {
   LoadedPlan P;
   LoadedZero Z;
   LoadedDecoder D;
@@ -145,7 +157,17 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
   O.data_seed = 11;
   auto Kernels = ATP_CHECK_OK(atp::make_cpu_kernels(atp::DType::F32, 1));
   auto Ops = atp::make_cpu_ops();
-  auto T = ATP_CHECK_OK(atp::Trainer::create(Model, O, Comms, *Kernels, *Ops));
+  // Queues::Lagging*: the engine's work and its DP collectives wait in Queue until the model forces them.
+  LaggingQueue Queue;
+  ModelOps ModelSide(*Ops);
+  ModelSide.IgnoreWaits = Q == Queues::LaggingIgnored;
+  LaggingOps EngineSide(*Ops, Queue);
+  LaggingComm EngineDp(Comms.dp, Queue);
+  atp::TrainComms Used = Comms;
+  if (Q != Queues::One)
+    Used.tensor_dp = &EngineDp;
+  auto T = Q == Queues::One ? ATP_CHECK_OK(atp::Trainer::create(Model, O, Comms, *Kernels, *Ops))
+                            : ATP_CHECK_OK(atp::Trainer::create(Model, O, Used, *Kernels, ModelSide, &EngineSide));
   Out.Initial = ATP_CHECK_OK(T->gather_weights());
   for (int S = 0; S < kSteps; ++S)
     Out.Steps.push_back(ATP_CHECK_OK(T->step()));
@@ -153,6 +175,7 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
   for (int I = 0; I < P.Plan.num_params; ++I)
     Out.Names.push_back(P.Plan.params[I].name);
   Out.Counts = T->decoder().comm_counts();
+  Out.WaitsThatRan = ModelSide.WaitsThatRan;
   // The engine's flat layout puts each layer's v, k, q and up, gate back to back: the trainer's decoder runs
   // them as one product each (llama: no biases, no fused weights; test/model checks the math).
   if (Family == "llama")
@@ -268,6 +291,25 @@ void compareRecompute(Context &C, const std::string &Family, const Run &Plain, c
                 Same ? "bit-identical" : "DIFFERENT", (long long)Got.Counts.forward_row);
 }
 
+/// The same bits: every step's loss and grad norm, and the final weights.
+bool sameBits(const Run &A, const Run &B) {
+  bool Same = A.Steps.size() == B.Steps.size() && A.Final == B.Final;
+  for (size_t S = 0; Same && S < A.Steps.size(); ++S)
+    Same = A.Steps[S].loss == B.Steps[S].loss && A.Steps[S].grad_norm == B.Steps[S].grad_norm;
+  return Same;
+}
+
+/// The engine on a lagging queue of its own changes nothing, and the model did wait for it.
+void compareLagging(Context &C, const std::string &Family, int Stage, const Run &OneQueue, const Run &Got) {
+  const std::string Tag = Family + " stage " + std::to_string(Stage) + " with the engine on a lagging queue";
+  const bool Same = sameBits(Got, OneQueue);
+  C.check(Same, Tag + ": losses, grad norms or weights differ from the run on one queue");
+  C.check(Got.WaitsThatRan > 0, Tag + ": the model never waited for queued engine work");
+  if (C.World.rank == 0)
+    std::printf("  %-6s stage %d with the engine on a lagging queue: %s; %lld model waits ran queued work\n",
+                Family.c_str(), Stage, Same ? "bit-identical" : "DIFFERENT", (long long)Got.WaitsThatRan);
+}
+
 /// The reference moved every tensor by much more than the tolerance.
 void checkMoved(Context &C, const std::string &Family, const Run &Ref) {
   double Least = INFINITY;
@@ -296,8 +338,22 @@ void checkFamily(Context &C, const std::string &Family) {
   for (int Stage = 0; Stage <= 2; ++Stage) {
     Run Got;
     const std::string Tag = Family + " stage " + std::to_string(Stage);
-    if (train(C, Tag, Family, Tp, overrides(Stage, kGas), Comms, Got))
-      compare(C, Family, Stage, Ref, Got);
+    if (!train(C, Tag, Family, Tp, overrides(Stage, kGas), Comms, Got))
+      continue;
+    compare(C, Family, Stage, Ref, Got);
+    Run Lagging;
+    if (train(C, Tag + " lagging", Family, Tp, overrides(Stage, kGas), Comms, Lagging, Queues::Lagging))
+      compareLagging(C, Family, Stage, Got, Lagging);
+    Run Ignored;
+    if (Family == "llama" && Stage == 1 &&
+        train(C, Tag + " ignoring waits", Family, Tp, overrides(Stage, kGas), Comms, Ignored, Queues::LaggingIgnored)) {
+      const bool Same = sameBits(Ignored, Got);
+      C.check(!Same, Tag + ": the model ignored the engine's events and still got the same bits: the lagging "
+                           "queue does not lag");
+      if (C.World.rank == 0)
+        std::printf("  %-6s stage %d with the model ignoring the engine's events: %s (negative control)\n",
+                    Family.c_str(), Stage, Same ? "SAME" : "different");
+    }
     if (Stage == 2)
       Plain = std::move(Got);
   }

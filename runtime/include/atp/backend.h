@@ -2,10 +2,11 @@
 
    train and its oracle (--loss-and-grads) run the same decoder on either backend:
      - cpu:  host buffers, the CPU kernels (fp32), MPI collectives;
-     - cuda: this rank's GPU (CudaDevice: device local_rank % count, one stream shared by everything), the
-             CUDA kernels in the config's dtype, and NCCL collectives on that stream; when more ranks run on
-             a host than it has GPUs (TP tested on one card), NCCL cannot serve them and the collectives go
-             through MPI, staged through host memory (comm_staged.h): correct, slow.
+     - cuda: this rank's GPU (CudaDevice: device local_rank % count), the CUDA kernels in the config's
+             dtype, and NCCL collectives: the kernels, their ops and the TP comm on the device's stream, the
+             ZeRO engine's ops and the DP comm on its engine stream (zero.h, "Two queues"); when more ranks
+             run on a host than it has GPUs (TP tested on one card), NCCL cannot serve them and the
+             collectives go through MPI, staged through host memory (comm_staged.h): correct, slow.
    "auto" is cuda where this runtime has the CUDA kernels and a GPU is visible, else cpu. */
 #pragma once
 
@@ -33,15 +34,15 @@ struct Backend {
   Backend(Backend &&) = default;
   Backend &operator=(Backend &&) = delete;
   ~Backend() { reset(); }
-  /// Frees the comms, the ops, the kernels, then the device (its stream).
-  void reset() {
-    dp.reset(), tp.reset(), ops.reset(), kernels.reset(), device.reset();
-  }
+  /// Frees the comms, the ops, the kernels, then the device (its streams).
+  void reset() { dp.reset(), tp.reset(), engine_ops.reset(), ops.reset(), kernels.reset(), device.reset(); }
 
   DeviceKind kind = DeviceKind::Cpu;     ///< Cpu or Cuda (never Auto)
   std::unique_ptr<CudaDevice> device;    ///< null on the CPU
   std::unique_ptr<Kernels> kernels;
   std::unique_ptr<Ops> ops;
+  /// The ZeRO engine's own queue (CUDA: the engine stream); null on the CPU, where ops serves it.
+  std::unique_ptr<Ops> engine_ops;
   /// TP and DP collectives over the kernels' buffers: NCCL or staged MPI on CUDA; null on the CPU, where
   /// the host comms serve both.
   std::unique_ptr<Comm> tp, dp;

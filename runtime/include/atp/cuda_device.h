@@ -1,9 +1,11 @@
 /* cuda_device.h - one rank's GPU: which device it runs on, its stream, how much memory is in use.
 
    The trainer picks device local_rank % count (one process per GPU under mpirun / srun / torchrun, or
-   several ranks sharing one card for tests), makes it current and creates one non-blocking stream that the
-   kernels, the ops and the NCCL comms share, so their work is ordered without events. Builds without CUDA
-   get a stub: cuda_device_count() is 0 and open_cuda_device says CUDA was not built. */
+   several ranks sharing one card for tests), makes it current and creates two non-blocking streams: the
+   model's (its kernels, their ops and the TP comm), at the device's highest priority, and the ZeRO
+   engine's (its optimizer work and the DP comm), at the lowest, so that the engine's work fills the gaps of
+   the model's; the engine orders the two with events (zero.h, "Two queues"). Builds without CUDA get a
+   stub: cuda_device_count() is 0 and open_cuda_device says CUDA was not built. */
 #pragma once
 
 #include "atp/status.h"
@@ -21,8 +23,10 @@ public:
   CudaDevice &operator=(const CudaDevice &) = delete;
 
   int index() const { return index_; }
-  /// A cudaStream_t (non-blocking), owned.
+  /// The model's cudaStream_t (non-blocking, highest priority), owned.
   void *stream() const { return stream_; }
+  /// The ZeRO engine's cudaStream_t (non-blocking, lowest priority), owned.
+  void *engine_stream() const { return engine_stream_; }
   /// "NVIDIA H200"
   const std::string &name() const { return name_; }
   /// The GPU's 16-byte UUID (the same GPU seen from two processes has the same one).
@@ -30,14 +34,14 @@ public:
   /// Bytes in use on the device now (total - free: every process's, the CUDA context included).
   Result<std::uint64_t> memory_used() const;
 
-  /// Device `local_rank % cuda_device_count()`, made current, with a new stream.
+  /// Device `local_rank % cuda_device_count()`, made current, with new streams.
   static Result<std::unique_ptr<CudaDevice>> open(int local_rank);
 
 private:
-  CudaDevice(int index, void *stream, std::string name, std::string uuid)
-      : index_(index), stream_(stream), name_(std::move(name)), uuid_(std::move(uuid)) {}
+  CudaDevice(int index, void *stream, void *engine_stream, std::string name, std::string uuid)
+      : index_(index), stream_(stream), engine_stream_(engine_stream), name_(std::move(name)), uuid_(std::move(uuid)) {}
   int index_;
-  void *stream_;
+  void *stream_, *engine_stream_;
   std::string name_, uuid_;
 };
 

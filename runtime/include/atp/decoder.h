@@ -17,6 +17,9 @@
    Weights and gradients live in a ParamStore (the ZeRO engine's flat buffers in training, plain buffers in
    tests); backward accumulates into grad(i) and calls grad_ready(i) as soon as parameter i's gradient of
    this micro-batch is complete, in backward order, so ZeRO stage 2 can reduce buckets while backward runs.
+   A layer's forward first calls weights_needed for the weights it reads, its backward grad_needed for the
+   gradients it adds into, so the engine's optimizer step may still be running on its own queue when the
+   forward starts.
    Activations for backward are kept in buffers allocated once, for the largest micro-batch, for every layer
    or, with recomputation (DecoderShape::recompute), for one: their bytes are decoder_memory.h's ledger. */
 #pragma once
@@ -72,6 +75,10 @@ public:
   virtual ~ParamStore() = default;
   virtual void *param(int i) = 0;
   virtual void *grad(int i) = 0;
+  /// The kernels are about to read parameter i's weights (forward) or add into its gradient (backward): a
+  /// store that writes them on another queue orders the kernels' queue after that work here (zero.h).
+  virtual Status weights_needed(int) { return {}; }
+  virtual Status grad_needed(int) { return {}; }
   /// Parameter i's gradient of this micro-batch is complete.
   virtual Status grad_ready(int i) = 0;
 };

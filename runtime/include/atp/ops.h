@@ -8,7 +8,11 @@
 
    Buffers are raw pointers returned by alloc(). Work on the CUDA backend is
    enqueued on one stream in call order; results that come back to the host
-   (grad_stats) synchronize. Every call returns a Status.
+   (grad_stats) synchronize. Every call returns a Status. Two Ops of one device
+   (the model's stream and the engine's) order their work with events: work
+   enqueued on A after A.wait(e) starts after the work B enqueued before
+   B.record(e). On the host every call has finished when it returns, so events
+   order nothing there.
 
    Gradients may be read in their working dtype (F32, BF16 or F16): at ZeRO stage 1 the
    engine's fp32 gradients would only be an exact widening of the working ones, so the
@@ -52,6 +56,13 @@ struct AdamWStep {
   float grad_scale;  ///< the gradient is multiplied by this first (1/(loss scale * GAS * dp) * clip factor)
 };
 
+/// A point in one Ops' queue of work (OpsEvent: make_event, record, wait). Owned by whoever made it; it must
+/// outlive every wait on it that is still pending.
+class OpsEvent {
+public:
+  virtual ~OpsEvent() = default;
+};
+
 class Ops {
 public:
   virtual ~Ops() = default;
@@ -82,6 +93,14 @@ public:
                        const AdamWStep &step, void *out, DType out_dtype) = 0;
   /// Waits for all enqueued work.
   virtual Status synchronize() = 0;
+
+  /// A new event of this backend (CUDA: a cudaEvent_t without timing).
+  virtual Result<std::unique_ptr<OpsEvent>> make_event() = 0;
+  /// Marks the work enqueued on this Ops so far; recording again moves the mark.
+  virtual Status record(OpsEvent &event) = 0;
+  /// Work enqueued on this Ops from now on starts after the work `event` marked when it was last recorded
+  /// (by any Ops of the same device). Does not block the host.
+  virtual Status wait(const OpsEvent &event) = 0;
 };
 
 /// Host buffers; work runs on the calling thread.

@@ -96,8 +96,11 @@ Result<std::uint64_t> file_checksum(const std::string &path);
 
 class Trainer {
 public:
+  /// kernels and ops: the model's (same backend). engine_ops: the ZeRO engine's own queue when it has one
+  /// (Backend::engine_ops; comms.tensor_dp must then run on it, zero.h's "Two queues"); null: ops.
   static Result<std::unique_ptr<Trainer>> create(const TrainModel &model, const TrainerOptions &options,
-                                                 const TrainComms &comms, Kernels &kernels, Ops &ops);
+                                                 const TrainComms &comms, Kernels &kernels, Ops &ops,
+                                                 Ops *engine_ops = nullptr);
   ~Trainer();
   Trainer(const Trainer &) = delete;
   Trainer &operator=(const Trainer &) = delete;

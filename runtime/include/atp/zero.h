@@ -26,7 +26,20 @@
    rank (MAX over DP, then TP) skips the step on every rank and the loss scaler reacts.
 
    The engine allocates exactly the ledger of `autotpc --emit=memory` (allocated()); a small scratch buffer
-   for scalars is not part of it. */
+   for scalars is not part of it.
+
+   Two queues (CUDA: two streams). The engine may run on its own Ops, `ops`, while the model's kernels run on
+   another, `compute`; the DP comm must then run on the engine's queue and the TP comm on the model's. The
+   engine orders the two with events, so that neither waits for more than it needs:
+     - work on gradients (stage 2's bucket reduces in grad_ready, backward_done, the boundary) first waits for
+       the model's queue as it stands, so it sees every gradient the backward wrote;
+     - the optimizer updates (and at stages 1-2 all-gathers) the flat buffer in segments, in the order the
+       forward reads them (the flat layout is in backward order, so from its end); the model's queue waits
+       for a segment only when the forward first needs one of its weights (weights_needed), so the update of
+       one step overlaps the next step's forward;
+     - the model's queue waits for the engine's clearing of the gradients only before backward first adds
+       into one (grad_needed), so stage 2's reduce-scatters overlap the rest of the backward.
+   With one queue (compute null) there is nothing to order, and the hooks do nothing. */
 #pragma once
 
 #include "atp/comm.h"
@@ -94,10 +107,12 @@ struct EngineCounters {
 class ZeroEngine {
 public:
   /// An engine for TP rank `tp_rank` of `model` under `zero`. tp and dp are this process's TP and DP
-  /// communicators (their sizes must be zero.tp_size and the launch DP size); ops owns the buffers (its
-  /// backend must match the comms': host buffers with MPI, device buffers with NCCL). Parameters start at 0.
-  static Result<std::unique_ptr<ZeroEngine>> create(const ModelPlan &model, const ZeroPlan &zero, int tp_rank,
-                                                    Comm &tp, Comm &dp, Ops &ops);
+  /// communicators (their sizes must be zero.tp_size and the launch DP size); ops owns the buffers and runs
+  /// the engine's work (its backend must match the comms': host buffers with MPI, device buffers with NCCL).
+  /// compute: the Ops of the model's kernels when they run on another queue (see "Two queues" above); dp
+  /// must then run on ops' queue and tp on compute's. Parameters start at 0.
+  static Result<std::unique_ptr<ZeroEngine>> create(const ModelPlan &model, const ZeroPlan &zero, int tp_rank, Comm &tp,
+                                                    Comm &dp, Ops &ops, Ops *compute = nullptr);
   ~ZeroEngine();
   ZeroEngine(const ZeroEngine &) = delete;
   ZeroEngine &operator=(const ZeroEngine &) = delete;
@@ -117,6 +132,10 @@ public:
 
   /// The factor the loss must be multiplied by before backward (fp16; 1 otherwise).
   double loss_scale() const;
+  /// Forward hook: the model's kernels are about to read parameter i's weights.
+  Status weights_needed(int i);
+  /// Backward hook: the model's kernels are about to add into parameter i's gradient.
+  Status grad_needed(int i);
   /// Backward hook: parameter i's gradient for this micro-step is complete.
   Status grad_ready(int i);
   /// End of a micro-step's backward.
@@ -130,7 +149,8 @@ public:
   /// Checkpoints, between optimizer steps only (no micro-step pending). state_buffers: what a checkpoint
   /// must hold for an exact resume: the working weights (identical on every DP rank) and this rank's
   /// optimizer state (fp32 master weights when they are a buffer of their own, and both moments); the fp32
-  /// master weights are brought up to date from the working weights first if no step has done it.
+  /// master weights are brought up to date from the working weights first if no step has done it. It waits
+  /// for the engine's queue, so the buffers may then be copied through the model's Ops too.
   Result<std::vector<StateBuffer>> state_buffers();
   EngineCounters counters() const;
   /// After writing state_buffers' memory from a checkpoint: takes the counters and treats the master
