@@ -21,12 +21,14 @@
 // the same column all-reduces, and the recomputed layers' row all-reduces on
 // top (2 x (layers - 1) per micro-batch at TP > 1: the last layer is not
 // recomputed).
-// Every stage runs once more with the ZeRO engine on a queue of its own that
-// lags as far as the events allow (LaggingQueues.h: a GPU's second stream made
-// as late as possible): the same bits as on one queue, with the model having
-// had to wait for queued engine work. For llama, stage 1 runs once more with
-// the model ignoring those waits: the results must then differ (the check can
-// fail).
+// Every stage runs twice more with the ZeRO engine on a queue of its own
+// (LaggingQueues.h: GPU streams made as late as the events allow): once with
+// only the engine's queue lagging, once with the model's (kernels, ops, TP
+// comm) lagging too. Both must give the same bits as one queue, and the side
+// that waits must have found the other's work still queued. For llama, stage
+// 1 runs twice more as negative controls: the model ignoring its waits (engine
+// lagging), and the engine ignoring its waits (both lagging, stage 2): the
+// results must then differ.
 // Rank 0 prints one line per (family, stage); a failing rank names the
 // family, stage, tensor and values. Exit 0 only if every check passes on
 // every rank.
@@ -119,9 +121,25 @@ nlohmann::json overrides(int Stage, int Gas) {
             {"params", {{"lr", 1e-3}, {"betas", {0.9, 0.95}}, {"eps", 1e-3}, {"weight_decay", 0.1}}}}}};
 }
 
-/// Where the ZeRO engine runs: on the model's queue, on a lagging queue of its own, or on one whose events
-/// the model ignores (the negative control).
-enum class Queues { One, Lagging, LaggingIgnored };
+/// Where the ZeRO engine runs: on the model's queue, or on a lagging queue of its own, with the model's queue
+/// eager or lagging too; the negative controls make one side ignore its waits.
+enum class Queues { One, EngineLags, BothLag, ModelIgnoresWaits, EngineIgnoresWaits };
+
+const char *queuesName(Queues Q) {
+  switch (Q) {
+  case Queues::One:
+    return "on one queue";
+  case Queues::EngineLags:
+    return "with the engine's queue lagging";
+  case Queues::BothLag:
+    return "with both queues lagging";
+  case Queues::ModelIgnoresWaits:
+    return "with the model ignoring its waits (negative control)";
+  case Queues::EngineIgnoresWaits:
+    return "with the engine ignoring its waits (negative control)";
+  }
+  return "?";
+}
 
 /// One training run's results on this rank.
 struct Run {
@@ -131,7 +149,8 @@ struct Run {
   atp::Decoder::CommCounts Counts;
   int64_t Layers = 0, MicroBatches = 0;
   bool Split = false;                             ///< attention and MLP are TP-split
-  int64_t WaitsThatRan = 0;                       ///< Queues::Lagging: model waits that ran queued engine work
+  /// Waits that ran the other queue's pending work: the model's on the engine's queue, and back.
+  int64_t ModelWaitsThatRan = 0, EngineWaitsThatRan = 0;
 };
 
 /// Compiles Family at TP `Tp` with Overrides and trains kSteps on Comms. Returns false (with a failed check)
@@ -157,17 +176,24 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
   O.data_seed = 11;
   auto Kernels = ATP_CHECK_OK(atp::make_cpu_kernels(atp::DType::F32, 1));
   auto Ops = atp::make_cpu_ops();
-  // Queues::Lagging*: the engine's work and its DP collectives wait in Queue until the model forces them.
-  LaggingQueue Queue;
-  ModelOps ModelSide(*Ops);
-  ModelSide.IgnoreWaits = Q == Queues::LaggingIgnored;
-  LaggingOps EngineSide(*Ops, Queue);
-  LaggingComm EngineDp(Comms.dp, Queue);
+  // Two queues: the engine's ops and DP comm on EngineQueue; the model's ops (and, when it lags too, its
+  // kernels and TP comm) on ModelQueue.
+  const bool ModelLags = Q == Queues::BothLag || Q == Queues::EngineIgnoresWaits;
+  LaggingQueue ModelQueue(/*Eager=*/!ModelLags), EngineQueue;
+  LaggingOps ModelOps(*Ops, ModelQueue), EngineOps(*Ops, EngineQueue);
+  ModelOps.IgnoreWaits = Q == Queues::ModelIgnoresWaits;
+  EngineOps.IgnoreWaits = Q == Queues::EngineIgnoresWaits;
+  LaggingKernels ModelKernels(*Kernels, ModelQueue);
+  LaggingComm ModelTp(Comms.tp, ModelQueue), EngineDp(Comms.dp, EngineQueue);
   atp::TrainComms Used = Comms;
-  if (Q != Queues::One)
-    Used.tensor_dp = &EngineDp;
-  auto T = Q == Queues::One ? ATP_CHECK_OK(atp::Trainer::create(Model, O, Comms, *Kernels, *Ops))
-                            : ATP_CHECK_OK(atp::Trainer::create(Model, O, Used, *Kernels, ModelSide, &EngineSide));
+  Used.tensor_dp = &EngineDp;
+  if (ModelLags)
+    Used.tensor_tp = &ModelTp;
+  auto T = Q == Queues::One
+               ? ATP_CHECK_OK(atp::Trainer::create(Model, O, Comms, *Kernels, *Ops))
+               : ATP_CHECK_OK(atp::Trainer::create(Model, O, Used, ModelLags ? static_cast<atp::Kernels &>(ModelKernels)
+                                                                             : *Kernels,
+                                                   ModelOps, &EngineOps));
   Out.Initial = ATP_CHECK_OK(T->gather_weights());
   for (int S = 0; S < kSteps; ++S)
     Out.Steps.push_back(ATP_CHECK_OK(T->step()));
@@ -175,7 +201,7 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
   for (int I = 0; I < P.Plan.num_params; ++I)
     Out.Names.push_back(P.Plan.params[I].name);
   Out.Counts = T->decoder().comm_counts();
-  Out.WaitsThatRan = ModelSide.WaitsThatRan;
+  Out.ModelWaitsThatRan = ModelOps.WaitsThatRan, Out.EngineWaitsThatRan = EngineOps.WaitsThatRan;
   // The engine's flat layout puts each layer's v, k, q and up, gate back to back: the trainer's decoder runs
   // them as one product each (llama: no biases, no fused weights; test/model checks the math).
   if (Family == "llama")
@@ -299,15 +325,23 @@ bool sameBits(const Run &A, const Run &B) {
   return Same;
 }
 
-/// The engine on a lagging queue of its own changes nothing, and the model did wait for it.
-void compareLagging(Context &C, const std::string &Family, int Stage, const Run &OneQueue, const Run &Got) {
-  const std::string Tag = Family + " stage " + std::to_string(Stage) + " with the engine on a lagging queue";
+/// Two queues change nothing, and each side that waits found the other's work still queued; a side that
+/// ignores its waits must change the results.
+void compareQueues(Context &C, const std::string &Family, int Stage, Queues Q, const Run &OneQueue, const Run &Got) {
+  const std::string Tag = Family + " stage " + std::to_string(Stage) + " " + queuesName(Q);
   const bool Same = sameBits(Got, OneQueue);
-  C.check(Same, Tag + ": losses, grad norms or weights differ from the run on one queue");
-  C.check(Got.WaitsThatRan > 0, Tag + ": the model never waited for queued engine work");
+  if (Q == Queues::ModelIgnoresWaits || Q == Queues::EngineIgnoresWaits) {
+    C.check(!Same, Tag + ": the same bits as one queue: the lagging queues do not lag");
+  } else {
+    C.check(Same, Tag + ": losses, grad norms or weights differ from the run on one queue");
+    C.check(Got.ModelWaitsThatRan > 0, Tag + ": the model never waited for queued engine work");
+    C.check(Q != Queues::BothLag || Got.EngineWaitsThatRan > 0,
+            Tag + ": the engine never waited for queued model work");
+  }
   if (C.World.rank == 0)
-    std::printf("  %-6s stage %d with the engine on a lagging queue: %s; %lld model waits ran queued work\n",
-                Family.c_str(), Stage, Same ? "bit-identical" : "DIFFERENT", (long long)Got.WaitsThatRan);
+    std::printf("  %-6s stage %d %s: %s; waits that ran queued work: model %lld, engine %lld\n", Family.c_str(),
+                Stage, queuesName(Q), Same ? "bit-identical" : "different", (long long)Got.ModelWaitsThatRan,
+                (long long)Got.EngineWaitsThatRan);
 }
 
 /// The reference moved every tensor by much more than the tolerance.
@@ -341,18 +375,15 @@ void checkFamily(Context &C, const std::string &Family) {
     if (!train(C, Tag, Family, Tp, overrides(Stage, kGas), Comms, Got))
       continue;
     compare(C, Family, Stage, Ref, Got);
-    Run Lagging;
-    if (train(C, Tag + " lagging", Family, Tp, overrides(Stage, kGas), Comms, Lagging, Queues::Lagging))
-      compareLagging(C, Family, Stage, Got, Lagging);
-    Run Ignored;
-    if (Family == "llama" && Stage == 1 &&
-        train(C, Tag + " ignoring waits", Family, Tp, overrides(Stage, kGas), Comms, Ignored, Queues::LaggingIgnored)) {
-      const bool Same = sameBits(Ignored, Got);
-      C.check(!Same, Tag + ": the model ignored the engine's events and still got the same bits: the lagging "
-                           "queue does not lag");
-      if (C.World.rank == 0)
-        std::printf("  %-6s stage %d with the model ignoring the engine's events: %s (negative control)\n",
-                    Family.c_str(), Stage, Same ? "SAME" : "different");
+    std::vector<Queues> Variants{Queues::EngineLags, Queues::BothLag};
+    if (Family == "llama" && Stage == 1)
+      Variants.push_back(Queues::ModelIgnoresWaits);
+    if (Family == "llama" && Stage == 2) // where the engine reads gradients during backward
+      Variants.push_back(Queues::EngineIgnoresWaits);
+    for (Queues Q : Variants) {
+      Run Two;
+      if (train(C, Tag + " " + queuesName(Q), Family, Tp, overrides(Stage, kGas), Comms, Two, Q))
+        compareQueues(C, Family, Stage, Q, Got, Two);
     }
     if (Stage == 2)
       Plain = std::move(Got);
