@@ -191,8 +191,8 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
     Used.tensor_tp = &ModelTp;
   auto T = Q == Queues::One
                ? ATP_CHECK_OK(atp::Trainer::create(Model, O, Comms, *Kernels, *Ops))
-               : ATP_CHECK_OK(atp::Trainer::create(Model, O, Used, ModelLags ? static_cast<atp::Kernels &>(ModelKernels)
-                                                                             : *Kernels,
+               : ATP_CHECK_OK(atp::Trainer::create(Model, O, Used,
+                                                   ModelLags ? static_cast<atp::Kernels &>(ModelKernels) : *Kernels,
                                                    ModelOps, &EngineOps));
   Out.Initial = ATP_CHECK_OK(T->gather_weights());
   for (int S = 0; S < kSteps; ++S)
@@ -339,8 +339,8 @@ void compareQueues(Context &C, const std::string &Family, int Stage, Queues Q, c
             Tag + ": the engine never waited for queued model work");
   }
   if (C.World.rank == 0)
-    std::printf("  %-6s stage %d %s: %s; waits that ran queued work: model %lld, engine %lld\n", Family.c_str(),
-                Stage, queuesName(Q), Same ? "bit-identical" : "different", (long long)Got.ModelWaitsThatRan,
+    std::printf("  %-6s stage %d %s: %s; waits that ran queued work: model %lld, engine %lld\n", Family.c_str(), Stage,
+                queuesName(Q), Same ? "bit-identical" : "different", (long long)Got.ModelWaitsThatRan,
                 (long long)Got.EngineWaitsThatRan);
 }
 
