@@ -28,7 +28,10 @@
 // that waits must have found the other's work still queued. For llama, stage
 // 1 runs twice more as negative controls: the model ignoring its waits (engine
 // lagging), and the engine ignoring its waits (both lagging, stage 2): the
-// results must then differ.
+// results must then differ. For llama at stages 1 and 2, a run with both
+// queues lagging saves a checkpoint after step 3 and a new trainer resumes it:
+// the same bits as the run on one queue (the checkpoint copies the engine's
+// buffers through the model's queue).
 // Rank 0 prints one line per (family, stage); a failing rank names the
 // family, stage, tensor and values. Exit 0 only if every check passes on
 // every rank.
@@ -48,6 +51,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -70,6 +75,8 @@ struct Context {
   /// One-rank communicators for the reference (TP, DP and world of this rank alone).
   atp::Comm *SelfTp = nullptr, *SelfDp = nullptr, *SelfAll = nullptr;
   int Passed = 0, Failed = 0;
+  /// A folder every rank shares, for the save-and-resume runs.
+  std::string CheckpointDir;
 
   void check(bool Ok, const std::string &What) {
     if (Ok) {
@@ -156,7 +163,7 @@ struct Run {
 /// Compiles Family at TP `Tp` with Overrides and trains kSteps on Comms. Returns false (with a failed check)
 /// when the spec does not compile; every rank of Comms compiles alike.
 bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp, const nlohmann::json &Overrides,
-           const atp::TrainComms &Comms, Run &Out, Queues Q = Queues::One) {
+           const atp::TrainComms &Comms, Run &Out, Queues Q = Queues::One, int ResumeAfter = 0) {
   LoadedPlan P;
   LoadedZero Z;
   LoadedDecoder D;
@@ -189,14 +196,24 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
   Used.tensor_dp = &EngineDp;
   if (ModelLags)
     Used.tensor_tp = &ModelTp;
-  auto T = Q == Queues::One
+  auto Make = [&] {
+    return Q == Queues::One
                ? ATP_CHECK_OK(atp::Trainer::create(Model, O, Comms, *Kernels, *Ops))
                : ATP_CHECK_OK(atp::Trainer::create(Model, O, Used,
                                                    ModelLags ? static_cast<atp::Kernels &>(ModelKernels) : *Kernels,
                                                    ModelOps, &EngineOps));
+  };
+  auto T = Make();
   Out.Initial = ATP_CHECK_OK(T->gather_weights());
-  for (int S = 0; S < kSteps; ++S)
+  for (int S = 0; S < kSteps; ++S) {
+    if (ResumeAfter > 0 && S == ResumeAfter) { // a checkpoint, and a new trainer that continues from it
+      ATP_CHECK_OK(T->save(C.CheckpointDir));
+      T.reset();
+      T = Make();
+      ATP_CHECK_OK(T->resume(C.CheckpointDir));
+    }
     Out.Steps.push_back(ATP_CHECK_OK(T->step()));
+  }
   Out.Final = ATP_CHECK_OK(T->gather_weights());
   for (int I = 0; I < P.Plan.num_params; ++I)
     Out.Names.push_back(P.Plan.params[I].name);
@@ -385,6 +402,16 @@ void checkFamily(Context &C, const std::string &Family) {
       if (train(C, Tag + " " + queuesName(Q), Family, Tp, overrides(Stage, kGas), Comms, Two, Q))
         compareQueues(C, Family, Stage, Q, Got, Two);
     }
+    Run Resumed; // the checkpoint reads and writes the engine's buffers through the model's queue
+    if (Family == "llama" && Stage >= 1 &&
+        train(C, Tag + " resumed", Family, Tp, overrides(Stage, kGas), Comms, Resumed, Queues::BothLag, 3)) {
+      const bool Same = sameBits(Resumed, Got);
+      C.check(Same, Tag + " with both queues lagging, saved after step 3 and resumed by a new trainer: losses, grad "
+                          "norms or weights differ from the run on one queue");
+      if (C.World.rank == 0)
+        std::printf("  %-6s stage %d with both queues lagging, saved after step 3 and resumed: %s\n", Family.c_str(),
+                    Stage, Same ? "bit-identical" : "different");
+    }
     if (Stage == 2)
       Plain = std::move(Got);
   }
@@ -414,6 +441,15 @@ int main(int argc, char **argv) {
                              SelfAll = ATP_CHECK_OK(atp::make_mpi_comm({C.World.rank}));
   C.Tp = Tp.get(), C.Dp = Dp.get(), C.All = All.get();
   C.SelfTp = SelfTp.get(), C.SelfDp = SelfDp.get(), C.SelfAll = SelfAll.get();
+  char Dir[64] = "/tmp/train_mpi_XXXXXX";
+  if (C.World.rank == 0 && !mkdtemp(Dir))
+    std::snprintf(Dir, sizeof Dir, "%s", "");
+  MPI_Bcast(Dir, sizeof Dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+  if (!*Dir) {
+    std::fprintf(stderr, "train_mpi: cannot make a folder under /tmp\n");
+    return 1;
+  }
+  C.CheckpointDir = Dir;
   if (C.World.rank == 0)
     std::printf("train_mpi tp=%d dp=%d: %d steps of %d x %d x %d rows of %lld tokens; reference tp=1 dp=1 GAS %d\n",
                 C.Groups.tp_size, C.Groups.dp_size, kSteps, kMicro, kGas, C.Groups.dp_size, (long long)kSeq,
@@ -426,6 +462,9 @@ int main(int argc, char **argv) {
   MPI_Reduce(Mine, Sum, 2, MPI_INT, MPI_SUM, 0, MPI_COMM_WORLD);
   if (C.World.rank == 0)
     std::printf("train_mpi tp=%d dp=%d: %d passed, %d failed\n", C.Groups.tp_size, C.Groups.dp_size, Sum[0], Sum[1]);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (C.World.rank == 0)
+    std::filesystem::remove_all(C.CheckpointDir);
   int AnyFailed = C.Failed > 0, Global = 0;
   MPI_Allreduce(&AnyFailed, &Global, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   Tp.reset(), Dp.reset(), All.reset(), SelfTp.reset(), SelfDp.reset(), SelfAll.reset();
