@@ -1,11 +1,12 @@
 # comm: collectives over groups of ranks (include/atp/comm.h).
-# The MPI backend is always built (it is also the NCCL bootstrap); the NCCL backend only with
+# The MPI backend is always built (it is also the NCCL bootstrap), and the TCP one (host comms for launches
+# without MPI: torchrun); the NCCL backend only with
 # AUTOTPC_ENABLE_CUDA, which defaults to ON when a CUDA compiler and NCCL are found.
 find_package(MPI REQUIRED COMPONENTS CXX)
 # The backend-independent parts (element types, group checks, timeout) live beside the MPI backend because
 # both backends use MPI to know who this process is; mpi_internal.h is shared by the mpi_* files only.
 list(APPEND ATP_RUNTIME_SOURCES src/comm_dtypes.cpp src/comm_common.cpp src/mpi_setup.cpp src/mpi_watchdog.cpp
-                                src/comm_mpi.cpp src/comm_staged.cpp)
+                                src/comm_mpi.cpp src/comm_staged.cpp src/comm_tcp.cpp)
 list(APPEND ATP_RUNTIME_LIBS MPI::MPI_CXX)
 
 set(NCCL_HOME "$ENV{NCCL_HOME}" CACHE PATH "NCCL install prefix (include/nccl.h, lib/libnccl.so)")

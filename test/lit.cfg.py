@@ -35,6 +35,9 @@ config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%tiny-llama-train", os.path.join(config.autotpc_obj_root, "generated", "tiny-llama-train", "train")))
 config.substitutions.append(("%tiny-qwen2-train", os.path.join(config.autotpc_obj_root, "generated", "tiny-qwen2-train", "train")))
 config.substitutions.append(("%mpirun", "env ASAN_OPTIONS=detect_leaks=0 mpirun --allow-run-as-root --oversubscribe"))
+# ... and a torchrun-style launch without MPI (tools/launch-local: RANK, WORLD_SIZE, MASTER_ADDR/PORT; TCP host comms).
+config.substitutions.append(("%launch-local", "env ASAN_OPTIONS=detect_leaks=0 %s %s" % (
+    sys.executable, os.path.join(config.autotpc_src_root, "tools", "launch-local"))))
 if os.path.exists(os.path.join(config.autotpc_obj_root, "generated", "tiny-llama-train", "train")):
     config.available_features.add("cpu-train")
 # A visible NVIDIA GPU (the CI and dev machines have none: train --device cuda must say so there).

@@ -47,8 +47,8 @@ Result<Backend> make_cuda_backend(DType dtype, const World &world, const Groups 
   std::int32_t shared = tp_shared || dp_shared;
   ATP_TRY(host_world.all_reduce(&shared, &shared, 1, DType::I32, ReduceOp::Max));
   if (shared) {
-    ATP_ASSIGN_OR_RETURN(auto tp, make_mpi_comm(g.tp_group));
-    ATP_ASSIGN_OR_RETURN(auto dp, make_mpi_comm(g.dp_group));
+    ATP_ASSIGN_OR_RETURN(auto tp, make_host_comm(g.tp_group));
+    ATP_ASSIGN_OR_RETURN(auto dp, make_host_comm(g.dp_group));
     b.tp = make_staged_comm(std::move(tp), *b.ops);
     b.dp = make_staged_comm(std::move(dp), *b.engine_ops);
   } else {

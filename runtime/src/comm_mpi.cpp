@@ -36,45 +36,6 @@ using mpi_detail::WatchdogScope;
 
 namespace {
 
-template <class T> void divide_as(void *buf, std::size_t count, int n) {
-  T *p = static_cast<T *>(buf);
-  for (std::size_t i = 0; i < count; ++i)
-    p[i] = static_cast<T>(p[i] / static_cast<T>(n));
-}
-
-/// Avg = sum / n, in the element type (integers truncate; bf16/f16 divide in float and round once).
-void divide(void *buf, std::size_t count, DType dtype, int n) {
-  auto *h = static_cast<std::uint16_t *>(buf);
-  switch (dtype) {
-  case DType::F32:
-    return divide_as<float>(buf, count, n);
-  case DType::F64:
-    return divide_as<double>(buf, count, n);
-  case DType::I32:
-    return divide_as<std::int32_t>(buf, count, n);
-  case DType::U32:
-    return divide_as<std::uint32_t>(buf, count, n);
-  case DType::I64:
-    return divide_as<std::int64_t>(buf, count, n);
-  case DType::U64:
-    return divide_as<std::uint64_t>(buf, count, n);
-  case DType::I8:
-    return divide_as<std::int8_t>(buf, count, n);
-  case DType::U8:
-    return divide_as<std::uint8_t>(buf, count, n);
-  case DType::BF16:
-    for (std::size_t i = 0; i < count; ++i)
-      h[i] = float_to_bf16(bf16_to_float(h[i]) / static_cast<float>(n));
-    return;
-  case DType::F16:
-    for (std::size_t i = 0; i < count; ++i)
-      h[i] = float_to_f16(f16_to_float(h[i]) / static_cast<float>(n));
-    return;
-  default:
-    return;
-  }
-}
-
 const char *cbytes(const void *p) { return static_cast<const char *>(p); }
 char *bytes(void *p) { return static_cast<char *>(p); }
 
@@ -137,7 +98,7 @@ Status MpiComm::all_reduce(const void *send, void *recv, std::size_t count, DTyp
     }));
   }
   if (op == ReduceOp::Avg)
-    divide(recv, count, dtype, size());
+    comm_detail::divide_for_average(recv, count, dtype, size());
   return {};
 }
 
@@ -169,7 +130,7 @@ Status MpiComm::reduce_scatter(const void *send, void *recv, std::size_t recv_co
     }
   }
   if (op == ReduceOp::Avg)
-    divide(recv, recv_count, dtype, size());
+    comm_detail::divide_for_average(recv, recv_count, dtype, size());
   return {};
 }
 
@@ -261,28 +222,6 @@ Result<std::unique_ptr<Comm>> make_mpi_comm(const std::vector<int> &ranks, const
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   return std::unique_ptr<Comm>(new MpiComm(ranks, rank, comm, options.max_chunk));
-}
-
-Result<MpiMesh> make_mpi_mesh(int world_rank, int world_size, int tp_size) {
-  World w;
-  w.rank = world_rank, w.world_size = world_size;
-  ATP_ASSIGN_OR_RETURN(const Groups g, make_groups(w, tp_size));
-  MpiMesh mesh;
-  ATP_ASSIGN_OR_RETURN(const auto tps, all_tp_groups(world_size, tp_size));
-  for (const auto &group : tps)
-    if (group == g.tp_group) {
-      ATP_ASSIGN_OR_RETURN(mesh.tp, make_mpi_comm(group));
-    }
-  ATP_ASSIGN_OR_RETURN(const auto dps, all_dp_groups(world_size, tp_size));
-  for (const auto &group : dps)
-    if (group == g.dp_group) {
-      ATP_ASSIGN_OR_RETURN(mesh.dp, make_mpi_comm(group));
-    }
-  std::vector<int> everyone(static_cast<std::size_t>(world_size));
-  for (int r = 0; r < world_size; ++r)
-    everyone[std::size_t(r)] = r;
-  ATP_ASSIGN_OR_RETURN(mesh.world, make_mpi_comm(everyone));
-  return mesh;
 }
 
 } // namespace atp

@@ -218,11 +218,12 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
     std::fprintf(stderr, "%s\n", kUsage);
     return 2;
   }
-  ATP_CHECK_OK(mpi_init(&argc, &argv));
   World world = ATP_CHECK_OK(World::from_env());
+  if (launch_uses_mpi(world.launcher)) // torchrun starts plain processes: the host comms go over TCP
+    ATP_CHECK_OK(mpi_init(&argc, &argv));
   set_process_identity(world.rank, world.world_size);
   Groups groups = ATP_CHECK_OK(make_groups(world, plan.tp_size));
-  MpiMesh mesh = ATP_CHECK_OK(make_mpi_mesh(world.rank, world.world_size, plan.tp_size));
+  HostMesh mesh = ATP_CHECK_OK(make_host_mesh(world.rank, world.world_size, plan.tp_size));
   Comm *tp = mesh.tp.get(), *dp = mesh.dp.get();
   // Every rank makes the backend, also a DP rank without rows: it creates communicators.
   const int threads = std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, world.local_world_size));

@@ -295,6 +295,24 @@ Result<std::unique_ptr<TcpStore>> TcpStore::connect(const std::string &host, int
 
 int TcpStore::served_port() const { return impl_->server ? impl_->server->port() : 0; }
 
+std::string TcpStore::local_address() const {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  char text[INET6_ADDRSTRLEN] = "";
+  if (impl_->fd < 0 || ::getsockname(impl_->fd, reinterpret_cast<sockaddr *>(&a), &len) != 0)
+    return "";
+  if (a.ss_family == AF_INET)
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in *>(&a)->sin_addr, text, sizeof text);
+  else if (a.ss_family == AF_INET6) {
+    const in6_addr &v6 = reinterpret_cast<sockaddr_in6 *>(&a)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) // an IPv4 peer on a dual-stack socket: its plain IPv4 form
+      ::inet_ntop(AF_INET, &v6.s6_addr[12], text, sizeof text);
+    else
+      ::inet_ntop(AF_INET6, &v6, text, sizeof text);
+  }
+  return text;
+}
+
 Status TcpStore::set(const std::string &key, const std::string &value) {
   if (key.size() > kMaxLength || value.size() > kMaxLength)
     return error("tcp store: key or value longer than 1 MiB");

@@ -399,11 +399,12 @@ int train_main(const TrainModel &model, int argc, char **argv) {
     std::fprintf(stderr, "%s", kUsage);
     return 2;
   }
-  ATP_CHECK_OK(mpi_init(&argc, &argv));
   const World world = ATP_CHECK_OK(World::from_env());
+  if (launch_uses_mpi(world.launcher)) // torchrun starts plain processes: the host comms go over TCP
+    ATP_CHECK_OK(mpi_init(&argc, &argv));
   set_process_identity(world.rank, world.world_size);
   const Groups g = ATP_CHECK_OK(make_groups(world, model.plan.tp_size));
-  MpiMesh mesh = ATP_CHECK_OK(make_mpi_mesh(world.rank, world.world_size, model.plan.tp_size));
+  HostMesh mesh = ATP_CHECK_OK(make_host_mesh(world.rank, world.world_size, model.plan.tp_size));
   const int status = run(model, *o, world, g, *mesh.tp, *mesh.dp, *mesh.world);
   mesh = {};
   (void)mpi_finalize();

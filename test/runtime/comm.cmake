@@ -55,6 +55,24 @@ atp_comm_fault_test(hang "all_reduce\\(4095 x F32, max\\) on group \\[0,1,2,3\\]
 atp_comm_fault_test(count-mismatch "atp: error: rank [0-9]/4")
 atp_comm_fault_test(wrong-collective "atp: error: rank [0-9]/4")
 
+# The TCP backend under a torchrun-style launch (tools/launch-local: no MPI): every collective over every
+# layout, and the same faults, whose messages it can make more precise (it checks every call's header).
+set(ATP_LAUNCH_LOCAL ${PROJECT_SOURCE_DIR}/tools/launch-local)
+add_test(NAME comm_collectives_tcp_8 COMMAND ${ATP_LAUNCH_LOCAL} 8 $<TARGET_FILE:comm_collectives> tcp)
+set_tests_properties(comm_collectives_tcp_8 PROPERTIES TIMEOUT 120)
+function(atp_tcp_fault_test mode expect)
+  set(cmd ${ATP_LAUNCH_LOCAL} 4 $<TARGET_FILE:comm_faults> ${mode} tcp)
+  string(REPLACE ";" "|" cmd "${cmd}")
+  add_test(NAME comm_fault_${mode}_tcp_4
+           COMMAND ${CMAKE_COMMAND} -DCMD=${cmd} -DEXPECT=${expect} -DMAX_S=60
+                   -P ${CMAKE_CURRENT_BINARY_DIR}/comm_expect_failure.cmake)
+  set_tests_properties(comm_fault_${mode}_tcp_4 PROPERTIES TIMEOUT 120 ENVIRONMENT "ATP_COMM_TIMEOUT_S=3;LAUNCH_GRACE_S=3")
+endfunction()
+atp_tcp_fault_test(dead-peer "group rank 1 \\(global rank 1\\) closed its connection")
+atp_tcp_fault_test(hang "all_reduce\\(4095 x F32, max\\) on group \\[0,1,2,3\\].*did not complete within 3 s.*still waiting for group rank 1")
+atp_tcp_fault_test(count-mismatch "group rank 1 \\(global rank 1\\) called all_reduce\\(4096 x F32, max\\) as call 1 when this rank called all_reduce\\(4095 x F32, max\\) as call 1")
+atp_tcp_fault_test(wrong-collective "group rank 1 \\(global rank 1\\) called broadcast\\(4096 x F32, root 0\\) as call 1 when this rank called all_reduce\\(4095 x F32, max\\) as call 1")
+
 if(AUTOTPC_ENABLE_CUDA)
   add_executable(comm_nccl_collectives ${CMAKE_CURRENT_LIST_DIR}/comm_nccl_collectives.cpp)
   target_link_libraries(comm_nccl_collectives PRIVATE autotpc_runtime autotpc_warnings)

@@ -1,14 +1,15 @@
 /* comm_faults.cpp - one rank misbehaves; the job must end, non-zero, with a message, in bounded time.
 
-   Usage: mpirun -np N comm_faults MODE, with ATP_COMM_TIMEOUT_S set low (ctest sets 3). Rank 1 misbehaves:
+   Usage: mpirun -np N comm_faults MODE, or tools/launch-local N comm_faults MODE tcp (the TCP backend under a
+   torchrun-style launch), with ATP_COMM_TIMEOUT_S set low (ctest sets 3). Rank 1 misbehaves:
      dead-peer        it exits (_exit(3)) while the others are in all_reduce calls;
      hang             it sleeps instead of calling, so the others block until the watchdog ends the job;
      count-mismatch   it calls all_reduce with one element more than the others;
      wrong-collective it calls broadcast while the others call all_reduce.
    The others call through ATP_CHECK_OK, as top-level code does: an error Status goes to fail(), whose abort
-   hook (MPI_Abort) ends the job. A rank that gets through every call prints "UNEXPECTED", which the ctest
-   wrapper treats as a failure. The wrapper (test/runtime/comm.cmake) checks the exit status, the message and
-   the time taken. */
+   hook (MPI_Abort) ends the job; over TCP fail() ends the process, whose closed sockets fail its peers. A rank that
+   gets through every call prints "UNEXPECTED", which the ctest wrapper treats as a failure. The wrapper
+   (test/runtime/comm.cmake) checks the exit status, the message and the time taken. */
 #include "atp/comm.h"
 #include "atp/world.h"
 
@@ -24,16 +25,19 @@
 using namespace atp;
 
 int main(int argc, char **argv) {
-  ATP_CHECK_OK(mpi_init(&argc, &argv));
+  const bool tcp = argc > 2 && std::strcmp(argv[2], "tcp") == 0;
+  if (!tcp)
+    ATP_CHECK_OK(mpi_init(&argc, &argv));
   World world = ATP_CHECK_OK(World::from_env());
+  set_process_identity(world.rank, world.world_size);
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode != "dead-peer" && mode != "hang" && mode != "count-mismatch" && mode != "wrong-collective") {
-    std::fprintf(stderr, "usage: comm_faults dead-peer|hang|count-mismatch|wrong-collective\n");
+    std::fprintf(stderr, "usage: comm_faults dead-peer|hang|count-mismatch|wrong-collective [tcp]\n");
     return 2;
   }
   std::vector<int> everyone(std::size_t(world.world_size));
   std::iota(everyone.begin(), everyone.end(), 0);
-  std::unique_ptr<Comm> comm = ATP_CHECK_OK(make_mpi_comm(everyone));
+  std::unique_ptr<Comm> comm = ATP_CHECK_OK(tcp ? make_tcp_comm(everyone) : make_mpi_comm(everyone));
 
   // One call that works, so that every connection is up before anything goes wrong.
   std::vector<float> buf(4096, 1.0f);
@@ -57,6 +61,7 @@ int main(int argc, char **argv) {
   std::printf("comm_faults: UNEXPECTED: rank %d got through every call in mode %s\n", world.rank, mode.c_str());
   std::fflush(stdout);
   comm.reset();
-  ATP_CHECK_OK(mpi_finalize());
+  if (!tcp)
+    ATP_CHECK_OK(mpi_finalize());
   return 0;
 }

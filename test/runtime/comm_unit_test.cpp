@@ -181,6 +181,38 @@ TEST(CommErrors, AbortedCommFails) {
   expect_error(c->synchronize(), "the comm was aborted");
 }
 
+// The TCP backend checks groups and arguments as the MPI one does; a group of one needs no store and no peer.
+TEST(CommTcp, BadGroupsAndArguments) {
+  int me = world_rank(), n = world_size();
+  expect_error(make_tcp_comm({}).status(), "the group is empty");
+  expect_error(make_tcp_comm({me, me}).status(), "lists rank " + std::to_string(me) + " twice");
+  expect_error(make_tcp_comm({me, n + 5}).status(), "outside the world of");
+  if (n > 1)
+    expect_error(make_tcp_comm({(me + 1) % n}).status(), "does not hold this process");
+  std::unique_ptr<Comm> c = make_tcp_comm({me}).value();
+  EXPECT_EQ(c->backend(), CommBackend::Tcp);
+  std::vector<float> a(16, 1.0f), b(16, 0.0f);
+  expect_error(c->all_reduce(nullptr, b.data(), 4, DType::F32, ReduceOp::Sum), "all_reduce: null buffer");
+  expect_error(c->all_reduce(a.data(), b.data(), 4, DType::BOOL, ReduceOp::Sum), "dtype BOOL is not supported");
+  expect_error(c->all_reduce(a.data(), a.data() + 1, 4, DType::F32, ReduceOp::Sum), "overlap");
+  expect_error(c->broadcast(a.data(), 4, DType::F32, 1), "root 1 is not a group rank");
+  expect_error(c->reduce_scatter(a.data(), a.data() + 2, 4, DType::F32, ReduceOp::Sum), "recv overlaps send");
+  expect_error(c->all_gather(a.data() + 2, a.data(), 4, DType::F32), "send overlaps recv");
+  std::vector<std::int32_t> x = {1, -2, 3}, y(3, 0);
+  ASSERT_TRUE(c->all_reduce(x.data(), y.data(), 3, DType::I32, ReduceOp::Max).ok());
+  EXPECT_EQ(y, x);
+  ASSERT_TRUE(c->barrier().ok());
+  c->abort();
+  expect_error(c->all_reduce(x.data(), y.data(), 3, DType::I32, ReduceOp::Max), "an earlier call on this comm failed");
+}
+
+TEST(CommTcp, PeersNeedTheStore) {
+  if (world_size() < 2)
+    GTEST_SKIP() << "needs 2 ranks";
+  ASSERT_EQ(std::getenv("MASTER_ADDR"), nullptr) << "this test expects a launch without MASTER_ADDR";
+  expect_error(make_tcp_comm({0, 1}).status(), "MASTER_ADDR and MASTER_PORT must both be set");
+}
+
 TEST(CommErrors, NcclWithoutNccl) {
   if (nccl_available())
     GTEST_SKIP() << "this build has NCCL";

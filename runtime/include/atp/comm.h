@@ -1,8 +1,10 @@
 /* comm.h - collectives over one group of ranks.
 
    A Comm is one communicator over an ordered list of global ranks (a TP group, a DP group, the world). The
-   generated code and the ZeRO glue call the same five collectives on either backend:
-     - MPI  (make_mpi_comm):  host buffers; the CPU path for tests and the CPU default. Calls block until done.
+   generated code and the ZeRO glue call the same five collectives on every backend:
+     - MPI  (make_mpi_comm):  host buffers; the CPU path under mpirun / srun. Calls block until done.
+     - TCP  (make_tcp_comm):  host buffers over sockets between the members, for launches without MPI
+                              (torchrun); calls block until done. make_host_mesh picks MPI or TCP.
      - NCCL (make_nccl_comm): device buffers, enqueued on the comm's CUDA stream; synchronize() waits.
    Every call returns a Status that names the call, group and group rank on failure (fail() adds the rank and
    host when top-level code exits on it). Neither backend hangs forever: a call that does not complete within
@@ -47,7 +49,7 @@ std::uint16_t float_to_f16(float value);
 // ---------------------------------------------------------------------------------------------------------
 // the communicator interface
 
-enum class CommBackend { Mpi, Nccl };
+enum class CommBackend { Mpi, Nccl, Tcp };
 
 class Comm {
 public:
@@ -112,14 +114,37 @@ struct MpiCommOptions {
 /// the members call it (MPI_Comm_create_group), and each member must create its groups in the same order.
 Result<std::unique_ptr<Comm>> make_mpi_comm(const std::vector<int> &ranks, const MpiCommOptions &options = {});
 
-/// One rank's communicators of the (dp, tp) mesh (world.h's make_groups): its TP group, its DP group, and
-/// the whole world.
-struct MpiMesh {
+/// One rank's host communicators of the (dp, tp) mesh (world.h's make_groups): its TP group, its DP group,
+/// and the whole world.
+struct HostMesh {
   std::unique_ptr<Comm> tp, dp, world;
 };
+using MpiMesh = HostMesh;
 /// Every rank creates all TP groups, then all DP groups, then the world, in the same order (each joining
 /// only its own): what a program under mpirun does once at start. world_size and tp_size as make_groups.
-Result<MpiMesh> make_mpi_mesh(int world_rank, int world_size, int tp_size);
+Result<HostMesh> make_mpi_mesh(int world_rank, int world_size, int tp_size);
+
+// ---------------------------------------------------------------------------------------------------------
+// TCP backend (host buffers), for launches without MPI
+
+/// Communicator over `ranks` (global ranks, in group-rank order) on TCP sockets between its members, set up
+/// through the job's TcpStore (tcp_store.h: MASTER_ADDR / MASTER_PORT, global rank 0 serves). Only the members
+/// call it, each member creating its groups in the same order. Reductions run in group-rank order, so every
+/// rank gets the same bits; every call first checks that the peers called the same collective with the same
+/// count, dtype, op and root (a mismatch is an error naming both calls); waits are bounded by
+/// comm_timeout_s(), and a peer that exits fails the call naming it (comm_tcp.cpp says how).
+Result<std::unique_ptr<Comm>> make_tcp_comm(const std::vector<int> &ranks);
+/// make_mpi_mesh's mesh over TCP (the same creation order).
+Result<HostMesh> make_tcp_mesh(int world_rank, int world_size, int tp_size);
+
+/// Whether a launch uses MPI for its host comms: not under torchrun (the launcher World::from_env found),
+/// which starts plain processes with MASTER_ADDR / MASTER_PORT and no MPI; everything else (mpirun, srun,
+/// a single process) does.
+bool launch_uses_mpi(const std::string &launcher);
+/// A host comm over `ranks` of the running launch: MPI when MPI is active, else TCP.
+Result<std::unique_ptr<Comm>> make_host_comm(const std::vector<int> &ranks);
+/// The host mesh of the running launch: make_mpi_mesh when MPI is active, else make_tcp_mesh.
+Result<HostMesh> make_host_mesh(int world_rank, int world_size, int tp_size);
 
 // ---------------------------------------------------------------------------------------------------------
 // NCCL backend (device buffers); make_nccl_comm fails with a clear Status in builds without CUDA
@@ -167,6 +192,10 @@ Status check_group(const char *call, const std::vector<int> &ranks, int global_r
 Status global_rank_and_size(int *rank, int *world_size);
 /// True when the byte ranges [a, a+an) and [b, b+bn) share a byte.
 bool overlaps(const void *a, std::size_t an, const void *b, std::size_t bn);
+/// Avg = sum / n, in place, in the element type (integers truncate; bf16/f16 divide in float, round once).
+void divide_for_average(void *buf, std::size_t count, DType dtype, int n);
+/// acc[i] = acc[i] op x[i] (Avg adds); bf16 and f16 in float, rounded to nearest even at every step.
+void reduce_into(void *acc, const void *x, std::size_t count, DType dtype, ReduceOp op);
 } // namespace comm_detail
 
 } // namespace atp

@@ -35,6 +35,9 @@ public:
 
   /// The port the server listens on (with serve and port 0, the one the system chose); 0 for a pure client.
   int served_port() const;
+  /// This end's numeric address on the connection to the server ("10.0.0.7", "::1"): the interface through
+  /// which this host reaches the job, so the one where its peers can reach it too.
+  std::string local_address() const;
 
   struct Impl;
 
