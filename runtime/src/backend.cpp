@@ -35,6 +35,7 @@ Result<Backend> make_cuda_backend(DType dtype, const World &world, const Groups 
   ATP_ASSIGN_OR_RETURN(b.kernels, make_cuda_kernels(dtype, b.device->stream()));
   ATP_ASSIGN_OR_RETURN(b.ops, make_cuda_ops(b.device->stream()));
   ATP_ASSIGN_OR_RETURN(b.engine_ops, make_cuda_ops(b.device->engine_stream()));
+  ATP_ASSIGN_OR_RETURN(b.tp_ops, make_cuda_ops(b.device->tp_stream()));
   // Every rank's GPU, to see whether NCCL can serve the groups (it refuses two ranks on one GPU).
   std::vector<char> all(std::size_t(host_world.size()) * 16);
   ATP_TRY(host_world.all_gather(b.device->uuid().data(), all.data(), 16, DType::U8));
@@ -49,16 +50,16 @@ Result<Backend> make_cuda_backend(DType dtype, const World &world, const Groups 
   if (shared) {
     ATP_ASSIGN_OR_RETURN(auto tp, make_host_comm(g.tp_group));
     ATP_ASSIGN_OR_RETURN(auto dp, make_host_comm(g.dp_group));
-    b.tp = make_staged_comm(std::move(tp), *b.ops);
+    b.tp = make_staged_comm(std::move(tp), *b.tp_ops);
     b.dp = make_staged_comm(std::move(dp), *b.engine_ops);
   } else {
-    // The TP comm (model's stream) and the DP comm (engine's stream) may both have work in flight. NCCL's
+    // The TP comm (TP stream) and the DP comm (engine's stream) may both have work in flight. NCCL's
     // kernels block until their peers arrive, so two communicators on one GPU can deadlock if the GPUs run
     // them in different orders; this makes NCCL order them on the device as the host launched them (the same
     // program order on every rank). A user's own setting wins.
     setenv("NCCL_LAUNCH_ORDER_IMPLICIT", "1", /*overwrite=*/0);
     NcclCommOptions o;
-    o.stream = b.device->stream();
+    o.stream = b.device->tp_stream();
     o.device = b.device->index();
     o.global_rank = world.rank;
     ATP_ASSIGN_OR_RETURN(b.tp, make_nccl_comm(g.tp_group, o));

@@ -32,18 +32,21 @@ Result<std::unique_ptr<CudaDevice>> CudaDevice::open(int local_rank) {
   ATP_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
   int lowest = 0, highest = 0; // numerically: the lowest priority is the greatest number
   ATP_CUDA_TRY(cudaDeviceGetStreamPriorityRange(&lowest, &highest));
-  cudaStream_t stream = nullptr, engine = nullptr;
-  ATP_CUDA_TRY(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, highest));
-  if (cudaError_t e = cudaStreamCreateWithPriority(&engine, cudaStreamNonBlocking, lowest); e != cudaSuccess) {
-    (void)cudaStreamDestroy(stream);
-    return cuda_status(e, "cudaStreamCreateWithPriority(&engine, cudaStreamNonBlocking, lowest)", __FILE__, __LINE__);
-  }
-  return std::unique_ptr<CudaDevice>(
-      new CudaDevice(index, stream, engine, prop.name, std::string(prop.uuid.bytes, sizeof prop.uuid.bytes)));
+  cudaStream_t streams[3] = {}; // the model's, the engine's, the TP comm's
+  const int priorities[3] = {highest, lowest, highest};
+  for (int i = 0; i < 3; ++i)
+    if (cudaError_t e = cudaStreamCreateWithPriority(&streams[i], cudaStreamNonBlocking, priorities[i]);
+        e != cudaSuccess) {
+      for (int j = 0; j < i; ++j)
+        (void)cudaStreamDestroy(streams[j]);
+      return cuda_status(e, "cudaStreamCreateWithPriority", __FILE__, __LINE__);
+    }
+  return std::unique_ptr<CudaDevice>(new CudaDevice(index, streams[0], streams[1], streams[2], prop.name,
+                                                    std::string(prop.uuid.bytes, sizeof prop.uuid.bytes)));
 }
 
 CudaDevice::~CudaDevice() {
-  for (void *s : {stream_, engine_stream_})
+  for (void *s : {stream_, engine_stream_, tp_stream_})
     if (s) {
       (void)cudaStreamSynchronize(static_cast<cudaStream_t>(s));
       (void)cudaStreamDestroy(static_cast<cudaStream_t>(s));

@@ -8,6 +8,7 @@
 #include "atp/decoder.h"
 #include "atp/decoder_memory.h"
 
+#include <array>
 #include <cmath>
 #include <initializer_list>
 #include <string>
@@ -38,6 +39,11 @@ struct Decoder::State {
   Kernels *k = nullptr;
   Ops *ops = nullptr;
   Comm *tp = nullptr;
+  // The TP comm's queue when it is not the kernels' (decoder.h): each all-reduce starts after the kernels
+  // enqueued before it (to_tp), and the kernels wait for its result (from_tp) only where they read it.
+  Ops *tp_queue = nullptr;
+  std::unique_ptr<OpsEvent> to_tp, from_tp;
+  bool tp_pending = false;
   std::int64_t max_batch = 0, max_seq = 0, max_tokens = 0;
   std::size_t es = 4, ss = 4;  // element and statistic sizes in bytes
   std::int64_t cq = 0, ckv = 0, cqkv = 0, f = 0, rotary = 0;
@@ -87,11 +93,62 @@ struct Decoder::State {
   /// Which set of per-layer buffers layer l uses: its own, or with recomputation the one shared set.
   int slot(int l) const { return shape.recompute ? 0 : l; }
 
-  Status all_reduce(const Buf &b, std::int64_t n, std::int64_t &counter) {
+  /// Sums b over TP in place. On a TP queue of its own the kernels wait for the sum at once, or with
+  /// `later` only at finish_all_reduce (what they do in between must not touch b).
+  Status all_reduce(const Buf &b, std::int64_t n, std::int64_t &counter, bool later = false) {
     if (shape.tp_size == 1)
       return {};
     ++counter;
-    return tp->all_reduce(b.p, b.p, std::size_t(n), k->dtype(), ReduceOp::Sum);
+    if (!tp_queue)
+      return tp->all_reduce(b.p, b.p, std::size_t(n), k->dtype(), ReduceOp::Sum);
+    ATP_TRY(ops->record(*to_tp));
+    ATP_TRY(tp_queue->wait(*to_tp));
+    ATP_TRY(tp->all_reduce(b.p, b.p, std::size_t(n), k->dtype(), ReduceOp::Sum));
+    ATP_TRY(tp_queue->record(*from_tp));
+    tp_pending = true;
+    return later ? Status() : finish_all_reduce();
+  }
+  Status finish_all_reduce() {
+    if (!tp_pending)
+      return {};
+    tp_pending = false;
+    return ops->wait(*from_tp);
+  }
+
+  /// One product of a column-parallel group (q/k/v or gate/up): weight w (bias b) on input gradient dy of
+  /// `out` columns; `ready` the parameters whose gradients it completes.
+  struct ColumnProduct {
+    int w, b;
+    const void *dy;
+    std::int64_t out;
+    std::array<int, 3> ready; ///< -1: none
+  };
+  /// The backward of a column-parallel group over input x [t, hidden]: the products' input gradients summed
+  /// into dn (one TP all-reduce when `split`), their weight gradients added into the store. With a TP queue
+  /// of its own the input gradients come first and the all-reduce runs under the weight gradients, which do
+  /// not read dn.
+  Status column_backward(ParamStore &s, std::initializer_list<ColumnProduct> products, const void *x, std::int64_t t,
+                         bool split) {
+    const std::int64_t hd = shape.hidden;
+    const bool overlap = split && tp_queue && shape.tp_size > 1;
+    Write mode = Write::Overwrite;
+    for (const ColumnProduct &c : products) {
+      ATP_TRY(k->linear_backward(dn.p, mode, overlap ? nullptr : g(s, c.w), overlap ? nullptr : g(s, c.b), c.dy, x,
+                                 w(s, c.w), t, hd, c.out));
+      mode = Write::Accumulate;
+      if (!overlap)
+        for (int i : c.ready)
+          ATP_TRY(ready(s, i));
+    }
+    if (split)
+      ATP_TRY(all_reduce(dn, t * hd, counts.backward_column, /*later=*/overlap));
+    if (overlap)
+      for (const ColumnProduct &c : products) {
+        ATP_TRY(k->linear_backward(nullptr, Write::Overwrite, g(s, c.w), g(s, c.b), c.dy, x, w(s, c.w), t, hd, c.out));
+        for (int i : c.ready)
+          ATP_TRY(ready(s, i));
+      }
+    return finish_all_reduce();
   }
 
   // q, k, v of layer l: pointers and strides
@@ -233,25 +290,18 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   if (gu_one) {
     ATP_TRY(k->swiglu_backward(at(dgu, g_off), at(dgu, u_off), dact.p, at(gu[slot(l)], g_off), at(gu[slot(l)], u_off),
                                t, f, 2 * f));
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, gu_param(p)), nullptr, dgu.p, n2[slot(l)].p,
-                               w(s, gu_param(p)), t, hd, 2 * f));
-    if (gu_merged) {
-      ATP_TRY(ready(s, p.gate));
-      ATP_TRY(ready(s, p.up));
-    } else {
-      ATP_TRY(ready(s, p.gate_up));
-    }
+    if (gu_merged)
+      ATP_TRY(
+          column_backward(s, {{gu_param(p), -1, dgu.p, 2 * f, {p.gate, p.up, -1}}}, n2[slot(l)].p, t, shape.mlp_split));
+    else
+      ATP_TRY(
+          column_backward(s, {{p.gate_up, -1, dgu.p, 2 * f, {p.gate_up, -1, -1}}}, n2[slot(l)].p, t, shape.mlp_split));
   } else {
     ATP_TRY(k->swiglu_backward(dgate.p, dup.p, dact.p, gate[slot(l)].p, up[slot(l)].p, t, f, f));
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.gate), nullptr, dgate.p, n2[slot(l)].p, w(s, p.gate), t,
-                               hd, f));
-    ATP_TRY(ready(s, p.gate));
-    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.up), nullptr, dup.p, n2[slot(l)].p, w(s, p.up), t, hd,
-                               f));
-    ATP_TRY(ready(s, p.up));
+    ATP_TRY(column_backward(s, {{p.gate, -1, dgate.p, f, {p.gate, -1, -1}}, {p.up, -1, dup.p, f, {p.up, -1, -1}}},
+                            n2[slot(l)].p, t,
+                            shape.mlp_split)); // one all-reduce of the summed gate and up input gradients
   }
-  if (shape.mlp_split)  // one all-reduce of the summed gate and up input gradients
-    ATP_TRY(all_reduce(dn, t * hd, counts.backward_column));
   ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.post_norm), dn.p, h[slot(l)].p, w(s, p.post_norm),
                               rstd2[slot(l)].p, t, hd));
   ATP_TRY(ready(s, p.post_norm));
@@ -266,32 +316,17 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   ATP_TRY(k->attention_backward(dqp, dkp, dvp, dattn.p, qp(l), kp(l), vp(l), attn[slot(l)].p, lse[slot(l)].p, ad));
   ATP_TRY(k->rope_backward(dqp, rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
   ATP_TRY(k->rope_backward(dkp, rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
-  if (qkv_one) {
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, qkv_param(p)), nullptr, dqkv.p, n1[slot(l)].p,
-                               w(s, qkv_param(p)), t, hd, cqkv));
-    if (qkv_merged) {
-      ATP_TRY(ready(s, p.q));
-      ATP_TRY(ready(s, p.k));
-      ATP_TRY(ready(s, p.v));
-    } else {
-      ATP_TRY(ready(s, p.qkv));
-    }
-  } else {
-    ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, p.q), g(s, p.q_bias), dq.p, n1[slot(l)].p, w(s, p.q), t, hd,
-                               cq));
-    ATP_TRY(ready(s, p.q));
-    ATP_TRY(ready(s, p.q_bias));
-    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.k), g(s, p.k_bias), dk.p, n1[slot(l)].p, w(s, p.k), t, hd,
-                               ckv));
-    ATP_TRY(ready(s, p.k));
-    ATP_TRY(ready(s, p.k_bias));
-    ATP_TRY(k->linear_backward(dn.p, Write::Accumulate, g(s, p.v), g(s, p.v_bias), dv.p, n1[slot(l)].p, w(s, p.v), t, hd,
-                               ckv));
-    ATP_TRY(ready(s, p.v));
-    ATP_TRY(ready(s, p.v_bias));
-  }
-  if (shape.attn_split)  // one all-reduce of the summed q, k and v input gradients
-    ATP_TRY(all_reduce(dn, t * hd, counts.backward_column));
+  if (qkv_merged)
+    ATP_TRY(
+        column_backward(s, {{qkv_param(p), -1, dqkv.p, cqkv, {p.q, p.k, p.v}}}, n1[slot(l)].p, t, shape.attn_split));
+  else if (qkv_one)
+    ATP_TRY(column_backward(s, {{p.qkv, -1, dqkv.p, cqkv, {p.qkv, -1, -1}}}, n1[slot(l)].p, t, shape.attn_split));
+  else // one all-reduce of the summed q, k and v input gradients
+    ATP_TRY(column_backward(s,
+                            {{p.q, p.q_bias, dq.p, cq, {p.q, p.q_bias, -1}},
+                             {p.k, p.k_bias, dk.p, ckv, {p.k, p.k_bias, -1}},
+                             {p.v, p.v_bias, dv.p, ckv, {p.v, p.v_bias, -1}}},
+                            n1[slot(l)].p, t, shape.attn_split));
   ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.input_norm), dn.p, x[l].p, w(s, p.input_norm),
                               rstd1[slot(l)].p, t, hd));
   return ready(s, p.input_norm);
@@ -340,7 +375,7 @@ bool back_to_back(ParamStore &store, const std::vector<DecoderLayerParams> &laye
 
 Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, const DecoderParams &params,
                                                  Kernels &kernels, Ops &ops, Comm &tp, std::int64_t max_batch,
-                                                 std::int64_t max_seq, ParamStore *layout) {
+                                                 std::int64_t max_seq, ParamStore *layout, Ops *tp_queue) {
   if (tp.size() != shape.tp_size)
     return error("decoder: the TP group has " + std::to_string(tp.size()) + " ranks, the model was compiled for " +
                  std::to_string(shape.tp_size));
@@ -360,6 +395,11 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
   s.k = &kernels;
   s.ops = &ops;
   s.tp = &tp;
+  if (tp_queue && tp_queue != &ops) {
+    s.tp_queue = tp_queue;
+    ATP_ASSIGN_OR_RETURN(s.to_tp, ops.make_event());
+    ATP_ASSIGN_OR_RETURN(s.from_tp, tp_queue->make_event());
+  }
   s.max_batch = max_batch;
   s.max_seq = max_seq;
   s.max_tokens = max_batch * max_seq;

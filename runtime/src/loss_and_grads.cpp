@@ -258,7 +258,8 @@ int loss_and_grads_main(const ModelPlan &plan, const DecoderShape &shape, const 
     BackendParams bp(*backend.ops, dtype);
     ATP_CHECK_OK(bp.upload(hp));
     Comm &tensor_tp = tensor_comm(backend.tp, *tp);
-    auto dec = ATP_CHECK_OK(Decoder::create(shape, params, *backend.kernels, *backend.ops, tensor_tp, end - begin, seq));
+    auto dec = ATP_CHECK_OK(Decoder::create(shape, params, *backend.kernels, *backend.ops, tensor_tp, end - begin, seq,
+                                            nullptr, backend.tp_ops.get()));
     MicroBatch mb;
     mb.inputs = in.data(), mb.targets = tgt.data(), mb.batch = end - begin, mb.seq = seq;
     mb.denominator = rows * seq;

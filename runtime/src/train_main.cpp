@@ -248,9 +248,18 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   to.data_seed = o.data_seed;
   to.shuffle = o.shuffle;
   to.eval_fraction = o.eval_fraction;
-  const TrainComms comms{tp, dp, all, g.tp_rank, g.dp_rank, world.rank, backend.tp.get(), backend.dp.get()};
+  const TrainComms comms{tp,
+                         dp,
+                         all,
+                         g.tp_rank,
+                         g.dp_rank,
+                         world.rank,
+                         backend.tp.get(),
+                         backend.dp.get(),
+                         backend.tp_ops.get(),
+                         backend.engine_ops.get()};
   ProfilingKernels profiler(*backend.kernels); // forwards only, until --profile's step
-  auto created = Trainer::create(model, to, comms, profiler, *backend.ops, backend.engine_ops.get());
+  auto created = Trainer::create(model, to, comms, profiler, *backend.ops);
   std::int32_t failed = created.ok() ? 0 : 1;
   if (!all.all_reduce(&failed, &failed, 1, DType::I32, ReduceOp::Max).ok() || failed)
     return created.ok() ? 1 : say_error(created.status());

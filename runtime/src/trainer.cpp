@@ -173,7 +173,7 @@ Trainer::Trainer(std::unique_ptr<State> s) : s_(std::move(s)) {}
 Trainer::~Trainer() = default;
 
 Result<std::unique_ptr<Trainer>> Trainer::create(const TrainModel &model, const TrainerOptions &options,
-                                                 const TrainComms &comms, Kernels &kernels, Ops &ops, Ops *engine_ops) {
+                                                 const TrainComms &comms, Kernels &kernels, Ops &ops) {
   auto s = std::make_unique<State>(model, options, comms, kernels, ops);
   const DType working = model.zero.precision == Precision::F32    ? DType::F32
                         : model.zero.precision == Precision::BF16 ? DType::BF16
@@ -191,13 +191,14 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const TrainModel &model, const 
   ATP_TRY(open_data(*s));
   Comm &tensor_tp = comms.tensor_tp ? *comms.tensor_tp : comms.tp;
   Comm &tensor_dp = comms.tensor_dp ? *comms.tensor_dp : comms.dp;
-  ATP_ASSIGN_OR_RETURN(
-      s->engine, engine_ops
-                     ? ZeroEngine::create(model.plan, s->zero, comms.tp_rank, tensor_tp, tensor_dp, *engine_ops, &ops)
-                     : ZeroEngine::create(model.plan, s->zero, comms.tp_rank, tensor_tp, tensor_dp, ops));
+  // The engine runs on the DP comm's queue; it and the decoder order their TP all-reduces with the TP comm's.
+  ATP_ASSIGN_OR_RETURN(s->engine, comms.dp_queue ? ZeroEngine::create(model.plan, s->zero, comms.tp_rank, tensor_tp,
+                                                                      tensor_dp, *comms.dp_queue, &ops, comms.tp_queue)
+                                                 : ZeroEngine::create(model.plan, s->zero, comms.tp_rank, tensor_tp,
+                                                                      tensor_dp, ops, nullptr, comms.tp_queue));
   s->store.engine = s->engine.get();
   ATP_ASSIGN_OR_RETURN(s->decoder, Decoder::create(model.shape, model.params, kernels, ops, tensor_tp,
-                                                   s->batch.micro_batch, options.seq, &s->store));
+                                                   s->batch.micro_batch, options.seq, &s->store, comms.tp_queue));
   ATP_TRY(load_initial_weights(*s));
   return std::unique_ptr<Trainer>(new Trainer(std::move(s)));
 }

@@ -56,6 +56,7 @@ struct ZeroEngine::State {
   Comm &tp, &dp;
   Ops &ops;
   Ops *compute; // the model's queue when it is not ops' (zero.h: "Two queues"), else null
+  Ops *tp_side; // the TP comm's queue when it is not ops': the TP queue, else the model's; null when ops'
   PaddedLayout pad;
   DType dtype;
   std::size_t elem;
@@ -81,13 +82,17 @@ struct ZeroEngine::State {
   // the optimizer's segments and the events between the two queues
   std::vector<Segment> segments; // in flat order; updated from the last
   std::vector<int> segment_of;   // FlatLayout index -> segment
-  std::unique_ptr<OpsEvent> compute_mark, engine_mark, grads_free;
+  std::unique_ptr<OpsEvent> compute_mark, engine_mark, tp_mark, grads_free;
   std::vector<std::unique_ptr<OpsEvent>> segment_done;
   std::vector<bool> segment_pending; // the model's queue has not waited for the segment's last update
   bool grads_pending = false;        // ... for the engine's last clearing of gradients
 
-  State(const ModelPlan &m, const ZeroPlan &z, int r, Comm &t, Comm &d, Ops &o, Ops *c)
-      : model(m), zero(z), flat(z.layouts[r]), tp_rank(r), tp(t), dp(d), ops(o), compute(c), scaler(scaling(z)) {}
+  State(const ModelPlan &m, const ZeroPlan &z, int r, Comm &t, Comm &d, Ops &o, Ops *c, Ops *tq)
+      : model(m), zero(z), flat(z.layouts[r]), tp_rank(r), tp(t), dp(d), ops(o), compute(c), tp_side(tq ? tq : c),
+        scaler(scaling(z)) {
+    if (tp_side == &ops)
+      tp_side = nullptr;
+  }
 
   /// fp16 scales the loss as configured; fp32 and bf16 use a fixed scale of 1.
   static LossScaleConfig scaling(const ZeroPlan &z) {
@@ -208,10 +213,15 @@ struct ZeroEngine::State {
   }
 
   Status make_events() {
+    if (compute || tp_side) {
+      ATP_ASSIGN_OR_RETURN(engine_mark, ops.make_event());
+    }
+    if (tp_side) {
+      ATP_ASSIGN_OR_RETURN(tp_mark, tp_side->make_event());
+    }
     if (!compute)
       return {};
     ATP_ASSIGN_OR_RETURN(compute_mark, compute->make_event());
-    ATP_ASSIGN_OR_RETURN(engine_mark, ops.make_event());
     ATP_ASSIGN_OR_RETURN(grads_free, ops.make_event());
     for (std::size_t g = 0; g < segments.size(); ++g) {
       ATP_ASSIGN_OR_RETURN(auto e, ops.make_event());
@@ -228,12 +238,18 @@ struct ZeroEngine::State {
     ATP_TRY(compute->record(*compute_mark));
     return ops.wait(*compute_mark);
   }
-  /// The model's queue waits for everything the engine's queue holds now.
-  Status lead_compute() {
-    if (!compute)
+  /// The TP comm's queue waits for everything the engine's queue holds now, and back.
+  Status hand_to_tp() {
+    if (!tp_side)
       return {};
     ATP_TRY(ops.record(*engine_mark));
-    return compute->wait(*engine_mark);
+    return tp_side->wait(*engine_mark);
+  }
+  Status take_from_tp() {
+    if (!tp_side)
+      return {};
+    ATP_TRY(tp_side->record(*tp_mark));
+    return ops.wait(*tp_mark);
   }
   /// Segment g's weights were written on the engine's queue: the model must wait before it reads them.
   Status publish_segment(int g) {
@@ -304,10 +320,10 @@ struct ZeroEngine::State {
     ATP_TRY(ops.copy_from_host(scratch, host, bytes));
     if (over_dp && dp.size() > 1)
       ATP_TRY(dp.all_reduce(scratch, scratch, 1, t, op));
-    if (tp.size() > 1) { // the TP comm runs on the model's queue
-      ATP_TRY(lead_compute());
+    if (tp.size() > 1) { // the TP comm runs on its own queue
+      ATP_TRY(hand_to_tp());
       ATP_TRY(tp.all_reduce(scratch, scratch, 1, t, op));
-      ATP_TRY(follow_compute());
+      ATP_TRY(take_from_tp());
     }
     ATP_TRY(ops.copy_to_host(const_cast<void *>(host), scratch, bytes));
     return t == DType::F64 ? x : double(f);
@@ -414,7 +430,7 @@ ZeroEngine::ZeroEngine(std::unique_ptr<State> s) : s_(std::move(s)) {}
 ZeroEngine::~ZeroEngine() = default;
 
 Result<std::unique_ptr<ZeroEngine>> ZeroEngine::create(const ModelPlan &model, const ZeroPlan &zero, int tp_rank,
-                                                       Comm &tp, Comm &dp, Ops &ops, Ops *compute) {
+                                                       Comm &tp, Comm &dp, Ops &ops, Ops *compute, Ops *tp_queue) {
   if (zero.stage < 0 || zero.stage > 2)
     return error("zero engine: ZeRO stage " + std::to_string(zero.stage) + " is not supported (0, 1 or 2)");
   if (model.tp_size != zero.tp_size || tp.size() != zero.tp_size || tp_rank < 0 || tp_rank >= zero.tp_size ||
@@ -427,7 +443,7 @@ Result<std::unique_ptr<ZeroEngine>> ZeroEngine::create(const ModelPlan &model, c
                  " DP ranks (check the world size against the batch keys)");
   if (zero.gradient_accumulation_steps < 1)
     return error("zero engine: gradient_accumulation_steps must be at least 1");
-  auto s = std::make_unique<State>(model, zero, tp_rank, tp, dp, ops, compute == &ops ? nullptr : compute);
+  auto s = std::make_unique<State>(model, zero, tp_rank, tp, dp, ops, compute == &ops ? nullptr : compute, tp_queue);
   ATP_ASSIGN_OR_RETURN(s->pad, zero_padded_layout(s->flat, dp.size()));
   s->dtype = working_dtype(zero.precision);
   s->elem = dtype_size(s->dtype);

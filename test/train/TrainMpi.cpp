@@ -23,15 +23,18 @@
 // recomputed).
 // Every stage runs twice more with the ZeRO engine on a queue of its own
 // (LaggingQueues.h: GPU streams made as late as the events allow): once with
-// only the engine's queue lagging, once with the model's (kernels, ops, TP
-// comm) lagging too. Both must give the same bits as one queue, and the side
-// that waits must have found the other's work still queued. For llama, stage
-// 1 runs twice more as negative controls: the model ignoring its waits (engine
-// lagging), and the engine ignoring its waits (both lagging, stage 2): the
-// results must then differ. For llama at stages 1 and 2, a run with both
-// queues lagging saves a checkpoint after step 3 and a new trainer resumes it:
-// the same bits as the run on one queue (the checkpoint copies the engine's
-// buffers through the model's queue).
+// only the engine's queue lagging, once with every queue lagging: the model's
+// (kernels, ops), the TP comm's (a third queue, as on CUDA, where backward's
+// column all-reduces run under the weight gradients) and the engine's; at TP >
+// 1 once more with the TP comm's queue eager (as early as its waits allow, so
+// that a wait it lacks shows). All must give the same bits as one queue, and
+// each side that waits must have found the other's work still queued. For
+// llama, negative controls: the model ignoring its waits (stage 1), the engine
+// ignoring its waits (stage 2), the eager TP queue ignoring its waits (stage 0,
+// TP > 1): the results must then differ. For llama at stages 1 and 2, a run with every queue lagging saves a
+// checkpoint after step 3 and a new trainer resumes it: the same bits as the
+// run on one queue (the checkpoint copies the engine's buffers through the
+// model's queue).
 // Rank 0 prints one line per (family, stage); a failing rank names the
 // family, stage, tensor and values. Exit 0 only if every check passes on
 // every rank.
@@ -130,7 +133,7 @@ nlohmann::json overrides(int Stage, int Gas) {
 
 /// Where the ZeRO engine runs: on the model's queue, or on a lagging queue of its own, with the model's queue
 /// eager or lagging too; the negative controls make one side ignore its waits.
-enum class Queues { One, EngineLags, BothLag, ModelIgnoresWaits, EngineIgnoresWaits };
+enum class Queues { One, EngineLags, EveryLags, TpEager, ModelIgnoresWaits, EngineIgnoresWaits, TpIgnoresWaits };
 
 const char *queuesName(Queues Q) {
   switch (Q) {
@@ -138,12 +141,16 @@ const char *queuesName(Queues Q) {
     return "on one queue";
   case Queues::EngineLags:
     return "with the engine's queue lagging";
-  case Queues::BothLag:
-    return "with both queues lagging";
+  case Queues::EveryLags:
+    return "with every queue lagging";
+  case Queues::TpEager:
+    return "with the model's and the engine's queues lagging, the TP comm's eager";
   case Queues::ModelIgnoresWaits:
     return "with the model ignoring its waits (negative control)";
   case Queues::EngineIgnoresWaits:
     return "with the engine ignoring its waits (negative control)";
+  case Queues::TpIgnoresWaits:
+    return "with the TP comm's eager queue ignoring its waits (negative control)";
   }
   return "?";
 }
@@ -157,7 +164,7 @@ struct Run {
   int64_t Layers = 0, MicroBatches = 0;
   bool Split = false;                             ///< attention and MLP are TP-split
   /// Waits that ran the other queue's pending work: the model's on the engine's queue, and back.
-  int64_t ModelWaitsThatRan = 0, EngineWaitsThatRan = 0;
+  int64_t ModelWaitsThatRan = 0, EngineWaitsThatRan = 0, TpWaitsThatRan = 0;
 };
 
 /// Compiles Family at TP `Tp` with Overrides and trains kSteps on Comms. Returns false (with a failed check)
@@ -183,25 +190,27 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
   O.data_seed = 11;
   auto Kernels = ATP_CHECK_OK(atp::make_cpu_kernels(atp::DType::F32, 1));
   auto Ops = atp::make_cpu_ops();
-  // Two queues: the engine's ops and DP comm on EngineQueue; the model's ops (and, when it lags too, its
-  // kernels and TP comm) on ModelQueue.
-  const bool ModelLags = Q == Queues::BothLag || Q == Queues::EngineIgnoresWaits;
-  LaggingQueue ModelQueue(/*Eager=*/!ModelLags), EngineQueue;
-  LaggingOps ModelOps(*Ops, ModelQueue), EngineOps(*Ops, EngineQueue);
+  // The queues: the engine's ops and DP comm on EngineQueue; the model's ops (and, when it lags too, its
+  // kernels) on ModelQueue; the TP comm on the model's queue, or, when the model lags, on TpQueue of its own
+  // (as on CUDA: three streams).
+  const bool ModelLags = Q != Queues::EngineLags && Q != Queues::ModelIgnoresWaits;
+  const bool TpEager = Q == Queues::TpEager || Q == Queues::TpIgnoresWaits; // it then runs as early as allowed
+  LaggingQueue ModelQueue(/*Eager=*/!ModelLags), EngineQueue, TpQueue(TpEager);
+  LaggingOps ModelOps(*Ops, ModelQueue), EngineOps(*Ops, EngineQueue), TpOps(*Ops, TpQueue);
   ModelOps.IgnoreWaits = Q == Queues::ModelIgnoresWaits;
   EngineOps.IgnoreWaits = Q == Queues::EngineIgnoresWaits;
+  TpOps.IgnoreWaits = Q == Queues::TpIgnoresWaits;
   LaggingKernels ModelKernels(*Kernels, ModelQueue);
-  LaggingComm ModelTp(Comms.tp, ModelQueue), EngineDp(Comms.dp, EngineQueue);
+  LaggingComm TpComm(Comms.tp, TpQueue), EngineDp(Comms.dp, EngineQueue);
   atp::TrainComms Used = Comms;
-  Used.tensor_dp = &EngineDp;
+  Used.tensor_dp = &EngineDp, Used.dp_queue = &EngineOps;
   if (ModelLags)
-    Used.tensor_tp = &ModelTp;
+    Used.tensor_tp = &TpComm, Used.tp_queue = &TpOps;
   auto Make = [&] {
     return Q == Queues::One
                ? ATP_CHECK_OK(atp::Trainer::create(Model, O, Comms, *Kernels, *Ops))
-               : ATP_CHECK_OK(atp::Trainer::create(Model, O, Used,
-                                                   ModelLags ? static_cast<atp::Kernels &>(ModelKernels) : *Kernels,
-                                                   ModelOps, &EngineOps));
+               : ATP_CHECK_OK(atp::Trainer::create(
+                     Model, O, Used, ModelLags ? static_cast<atp::Kernels &>(ModelKernels) : *Kernels, ModelOps));
   };
   auto T = Make();
   Out.Initial = ATP_CHECK_OK(T->gather_weights());
@@ -219,6 +228,7 @@ bool train(Context &C, const std::string &Tag, const std::string &Family, int Tp
     Out.Names.push_back(P.Plan.params[I].name);
   Out.Counts = T->decoder().comm_counts();
   Out.ModelWaitsThatRan = ModelOps.WaitsThatRan, Out.EngineWaitsThatRan = EngineOps.WaitsThatRan;
+  Out.TpWaitsThatRan = TpOps.WaitsThatRan;
   // The engine's flat layout puts each layer's v, k, q and up, gate back to back: the trainer's decoder runs
   // them as one product each (llama: no biases, no fused weights; test/model checks the math).
   if (Family == "llama")
@@ -347,18 +357,20 @@ bool sameBits(const Run &A, const Run &B) {
 void compareQueues(Context &C, const std::string &Family, int Stage, Queues Q, const Run &OneQueue, const Run &Got) {
   const std::string Tag = Family + " stage " + std::to_string(Stage) + " " + queuesName(Q);
   const bool Same = sameBits(Got, OneQueue);
-  if (Q == Queues::ModelIgnoresWaits || Q == Queues::EngineIgnoresWaits) {
+  if (Q == Queues::ModelIgnoresWaits || Q == Queues::EngineIgnoresWaits || Q == Queues::TpIgnoresWaits) {
     C.check(!Same, Tag + ": the same bits as one queue: the lagging queues do not lag");
   } else {
     C.check(Same, Tag + ": losses, grad norms or weights differ from the run on one queue");
     C.check(Got.ModelWaitsThatRan > 0, Tag + ": the model never waited for queued engine work");
-    C.check(Q != Queues::BothLag || Got.EngineWaitsThatRan > 0,
+    C.check(Q == Queues::EngineLags || Got.EngineWaitsThatRan > 0,
             Tag + ": the engine never waited for queued model work");
+    C.check(Q != Queues::TpEager || Got.TpWaitsThatRan > 0, Tag + ": the TP comm's queue never waited for queued "
+                                                                  "model work");
   }
   if (C.World.rank == 0)
-    std::printf("  %-6s stage %d %s: %s; waits that ran queued work: model %lld, engine %lld\n", Family.c_str(), Stage,
-                queuesName(Q), Same ? "bit-identical" : "different", (long long)Got.ModelWaitsThatRan,
-                (long long)Got.EngineWaitsThatRan);
+    std::printf("  %-6s stage %d %s: %s; waits that ran queued work: model %lld, engine %lld, TP %lld\n",
+                Family.c_str(), Stage, queuesName(Q), Same ? "bit-identical" : "different",
+                (long long)Got.ModelWaitsThatRan, (long long)Got.EngineWaitsThatRan, (long long)Got.TpWaitsThatRan);
 }
 
 /// The reference moved every tensor by much more than the tolerance.
@@ -392,11 +404,15 @@ void checkFamily(Context &C, const std::string &Family) {
     if (!train(C, Tag, Family, Tp, overrides(Stage, kGas), Comms, Got))
       continue;
     compare(C, Family, Stage, Ref, Got);
-    std::vector<Queues> Variants{Queues::EngineLags, Queues::BothLag};
+    std::vector<Queues> Variants{Queues::EngineLags, Queues::EveryLags};
+    if (Tp > 1)
+      Variants.push_back(Queues::TpEager);
     if (Family == "llama" && Stage == 1)
       Variants.push_back(Queues::ModelIgnoresWaits);
     if (Family == "llama" && Stage == 2) // where the engine reads gradients during backward
       Variants.push_back(Queues::EngineIgnoresWaits);
+    if (Family == "llama" && Stage == 0 && Tp > 1) // the TP all-reduces then read unfinished sums
+      Variants.push_back(Queues::TpIgnoresWaits);
     for (Queues Q : Variants) {
       Run Two;
       if (train(C, Tag + " " + queuesName(Q), Family, Tp, overrides(Stage, kGas), Comms, Two, Q))
@@ -404,12 +420,12 @@ void checkFamily(Context &C, const std::string &Family) {
     }
     Run Resumed; // the checkpoint reads and writes the engine's buffers through the model's queue
     if (Family == "llama" && Stage >= 1 &&
-        train(C, Tag + " resumed", Family, Tp, overrides(Stage, kGas), Comms, Resumed, Queues::BothLag, 3)) {
+        train(C, Tag + " resumed", Family, Tp, overrides(Stage, kGas), Comms, Resumed, Queues::EveryLags, 3)) {
       const bool Same = sameBits(Resumed, Got);
-      C.check(Same, Tag + " with both queues lagging, saved after step 3 and resumed by a new trainer: losses, grad "
+      C.check(Same, Tag + " with every queue lagging, saved after step 3 and resumed by a new trainer: losses, grad "
                           "norms or weights differ from the run on one queue");
       if (C.World.rank == 0)
-        std::printf("  %-6s stage %d with both queues lagging, saved after step 3 and resumed: %s\n", Family.c_str(),
+        std::printf("  %-6s stage %d with every queue lagging, saved after step 3 and resumed: %s\n", Family.c_str(),
                     Stage, Same ? "bit-identical" : "different");
     }
     if (Stage == 2)

@@ -3,10 +3,11 @@
    train and its oracle (--loss-and-grads) run the same decoder on either backend:
      - cpu:  host buffers, the CPU kernels (fp32), MPI collectives;
      - cuda: this rank's GPU (CudaDevice: device local_rank % count), the CUDA kernels in the config's
-             dtype, and NCCL collectives: the kernels, their ops and the TP comm on the device's stream, the
-             ZeRO engine's ops and the DP comm on its engine stream (zero.h, "Two queues"); when more ranks
-             run on a host than it has GPUs (TP tested on one card), NCCL cannot serve them and the
-             collectives go through MPI, staged through host memory (comm_staged.h): correct, slow.
+             dtype, and NCCL collectives: the kernels and their ops on the device's stream, the TP comm on
+             its TP stream (tp_ops), the ZeRO engine's ops and the DP comm on its engine stream (engine_ops;
+             zero.h "Two queues", decoder.h); when more ranks run on a host than it has GPUs (TP tested on one
+             card), NCCL cannot serve them and the collectives go through the host comms, staged through
+             host memory (comm_staged.h): correct, slow.
    "auto" is cuda where this runtime has the CUDA kernels and a GPU is visible, else cpu. */
 #pragma once
 
@@ -35,14 +36,17 @@ struct Backend {
   Backend &operator=(Backend &&) = delete;
   ~Backend() { reset(); }
   /// Frees the comms, the ops, the kernels, then the device (its streams).
-  void reset() { dp.reset(), tp.reset(), engine_ops.reset(), ops.reset(), kernels.reset(), device.reset(); }
+  void reset() {
+    dp.reset(), tp.reset(), tp_ops.reset(), engine_ops.reset(), ops.reset(), kernels.reset(), device.reset();
+  }
 
   DeviceKind kind = DeviceKind::Cpu;     ///< Cpu or Cuda (never Auto)
   std::unique_ptr<CudaDevice> device;    ///< null on the CPU
   std::unique_ptr<Kernels> kernels;
   std::unique_ptr<Ops> ops;
-  /// The ZeRO engine's own queue (CUDA: the engine stream); null on the CPU, where ops serves it.
-  std::unique_ptr<Ops> engine_ops;
+  /// The ZeRO engine's own queue (CUDA: the engine stream; the DP comm runs there) and the TP comm's (the TP
+  /// stream); null on the CPU, where everything runs in call order.
+  std::unique_ptr<Ops> engine_ops, tp_ops;
   /// TP and DP collectives over the kernels' buffers: NCCL or staged MPI on CUDA; null on the CPU, where
   /// the host comms serve both.
   std::unique_ptr<Comm> tp, dp;

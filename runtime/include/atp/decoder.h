@@ -11,7 +11,8 @@
    class sequences the kernels of kernels.h with them and adds DeepSpeed's tensor-parallel collectives:
      - row-parallel o_proj and down_proj: their partial outputs are all-reduced (SUM) over TP in forward;
      - column-parallel q/k/v (or qkv) and gate/up (or gate_up): their input gradients are summed locally
-       first and all-reduced over TP ONCE per attention block and once per MLP in backward.
+       first and all-reduced over TP ONCE per attention block and once per MLP in backward; with the TP comm
+       on a queue of its own, that all-reduce runs while the same products' weight gradients are computed.
    Replicated parameters (embedding, norms, LM head) get the same gradient on every TP rank.
 
    Weights and gradients live in a ParamStore (the ZeRO engine's flat buffers in training, plain buffers in
@@ -102,9 +103,13 @@ public:
   /// gradients) lie back to back in it as [v; k; q], and gate and up as [up; gate] (the ZeRO flat layout's
   /// backward order), each group is one product with the concatenated weight, as a fused qkv_proj /
   /// gate_up_proj is: fewer, larger GEMMs.
+  /// tp_queue: the Ops of the queue the tp comm runs on when it is not ops' (CUDA: its own stream); each
+  /// all-reduce then starts after the kernels before it, and the kernels wait for it only where they read its
+  /// result: in backward, the column products' weight gradients run under it.
   static Result<std::unique_ptr<Decoder>> create(const DecoderShape &shape, const DecoderParams &params,
                                                  Kernels &kernels, Ops &ops, Comm &tp, std::int64_t max_batch,
-                                                 std::int64_t max_seq, ParamStore *layout = nullptr);
+                                                 std::int64_t max_seq, ParamStore *layout = nullptr,
+                                                 Ops *tp_queue = nullptr);
   /// Whether separate q/k/v (gate/up) weights run as one product because they lie back to back in `layout`.
   bool merged_qkv() const;
   bool merged_gate_up() const;

@@ -62,6 +62,10 @@ struct TrainComms {
   /// The TP and DP collectives over the kernels' buffers (the decoder's and the ZeRO engine's) when those
   /// are not host memory: NCCL, or MPI staged through the host (backend.h). Null: tp and dp serve them too.
   Comm *tensor_tp = nullptr, *tensor_dp = nullptr;
+  /// The queues those two run on when they are not the kernels' (Backend::tp_ops, Backend::engine_ops): the
+  /// decoder orders its TP all-reduces with events (decoder.h), and the ZeRO engine runs all its work on the
+  /// DP comm's queue (zero.h, "Two queues"). Null: the kernels' queue.
+  Ops *tp_queue = nullptr, *dp_queue = nullptr;
 };
 
 struct TrainerOptions {
@@ -96,11 +100,9 @@ Result<std::uint64_t> file_checksum(const std::string &path);
 
 class Trainer {
 public:
-  /// kernels and ops: the model's (same backend). engine_ops: the ZeRO engine's own queue when it has one
-  /// (Backend::engine_ops; comms.tensor_dp must then run on it, zero.h's "Two queues"); null: ops.
+  /// kernels and ops: the model's (same backend; ops on the kernels' queue).
   static Result<std::unique_ptr<Trainer>> create(const TrainModel &model, const TrainerOptions &options,
-                                                 const TrainComms &comms, Kernels &kernels, Ops &ops,
-                                                 Ops *engine_ops = nullptr);
+                                                 const TrainComms &comms, Kernels &kernels, Ops &ops);
   ~Trainer();
   Trainer(const Trainer &) = delete;
   Trainer &operator=(const Trainer &) = delete;

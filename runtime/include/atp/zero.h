@@ -29,7 +29,8 @@
    for scalars is not part of it.
 
    Two queues (CUDA: two streams). The engine may run on its own Ops, `ops`, while the model's kernels run on
-   another, `compute`; the DP comm must then run on the engine's queue and the TP comm on the model's. The
+   another, `compute`; the DP comm must then run on the engine's queue (the TP comm on the model's or on a
+   third, `tp_queue`, whose scalar all-reduces are ordered with events as well). The
    engine orders the two with events, so that neither waits for more than it needs:
      - work on gradients (stage 2's bucket reduces in grad_ready, backward_done, the boundary) first waits for
        the model's queue as it stands, so it sees every gradient the backward wrote;
@@ -110,9 +111,11 @@ public:
   /// communicators (their sizes must be zero.tp_size and the launch DP size); ops owns the buffers and runs
   /// the engine's work (its backend must match the comms': host buffers with MPI, device buffers with NCCL).
   /// compute: the Ops of the model's kernels when they run on another queue (see "Two queues" above); dp
-  /// must then run on ops' queue and tp on compute's. Parameters start at 0.
+  /// must then run on ops' queue. tp_queue: the Ops of the queue the tp comm runs on when it is neither
+  /// (null: compute's, or ops' when compute is null). Parameters start at 0.
   static Result<std::unique_ptr<ZeroEngine>> create(const ModelPlan &model, const ZeroPlan &zero, int tp_rank, Comm &tp,
-                                                    Comm &dp, Ops &ops, Ops *compute = nullptr);
+                                                    Comm &dp, Ops &ops, Ops *compute = nullptr,
+                                                    Ops *tp_queue = nullptr);
   ~ZeroEngine();
   ZeroEngine(const ZeroEngine &) = delete;
   ZeroEngine &operator=(const ZeroEngine &) = delete;
