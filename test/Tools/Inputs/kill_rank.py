@@ -1,6 +1,6 @@
 """kill_rank.py RANK CSV LINES LIMIT_S -- CMD...: runs CMD (a launcher of ranks), and once the CSV log CSV has
-LINES lines (the job is mid-training), SIGKILLs the process of global rank RANK (found by its RANK= environment
-among CMD's descendants). Then it waits for CMD to end and prints what a fault test checks:
+LINES lines (the job is mid-training), SIGKILLs the process of global rank RANK (found by its launcher's rank
+variable, RANK, OMPI_COMM_WORLD_RANK or PMI_RANK, among CMD's descendants). Then it waits for CMD to end and prints what a fault test checks:
   kill_rank: killed rank R (pid P) after N log lines
   kill_rank: the job ended with status S, T s after the kill (limit L s)
 Exits 1 if the job never reached LINES lines, the rank was not found, the job succeeded, or it took longer than
@@ -34,9 +34,10 @@ def descendants(root):
 def rank_of(pid):
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            for item in f.read().split(b"\0"):
-                if item.startswith(b"RANK="):
-                    return int(item[5:])
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        for key in (b"RANK", b"OMPI_COMM_WORLD_RANK", b"PMI_RANK"):  # torchrun, Open MPI, MPICH
+            if key in env:
+                return int(env[key])
     except (OSError, ValueError):
         pass
     return None
