@@ -15,10 +15,12 @@
 #          fp32 within 1e-5 relative, bf16 within 2e-2 (the single-GPU parity tolerance);
 #       2. faults: rank 1 is SIGKILLed mid-run (saving every 2 steps) under each launcher: the other ranks must
 #          end, non-zero and naming what failed, within 60 s (ATP_COMM_TIMEOUT_S=30), and the last complete
-#          checkpoint must resume.
+#          checkpoint must resume;
+#       3. collectives (GPUs only): test/gpu/comm_bench at every TP size that leaves a DP group: the TP
+#          all-reduce and the DP reduce-scatter / all-gather / all-reduce through our comm against NCCL called
+#          directly, time and bus bandwidth, in the same run (a benchmark: printed, not judged).
 #   NGPU (default: the GPUs nvidia-smi lists; 4 with DEVICE=cpu), STEPS (default 10), OUT (logs; default DIR/out)
-# Not built (issue 11 items 2 and 3): the collectives' bus bandwidth against nccl-tests, and the Llama-3.1-8B
-# speed run against PyTorch DTensor TP + FSDP.
+# Not built (issue 11 item 3): the Llama-3.1-8B speed run against PyTorch DTensor TP + FSDP.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -185,6 +187,13 @@ check() {
       tail -8 "$run/kill.log"; echo "$label: FAIL"; status=1
     fi
   done
+  if [ "$device" != cpu ]; then
+    echo "== 3. collectives: our NCCL comm against NCCL called directly (test/gpu/comm_bench.cpp)"
+    for tp in $tps; do
+      [ "$tp" -gt 1 ] && [ $((ngpu % tp)) -eq 0 ] || continue
+      "${mpirun[@]}" -np "$ngpu" "$dir/build/comm_bench" "$tp" 2>&1 | tee "$out/comm-bench-tp$tp.log" || status=1
+    done
+  fi
   echo "multigpu-train: $([ $status = 0 ] && echo PASS || echo FAIL)"
   exit $status
 }

@@ -71,3 +71,7 @@ else()
 endif()
 atp_gpu_bench(kernels_cuda_bench kernels_cuda_bench.cu)
 atp_gpu_bench(lt_algos_bench lt_algos_bench.cu) # cuBLASLt's candidates per product: time, same bytes as the first
+
+# ---- our NCCL comm against NCCL called directly, at the trainer's collectives (issue 11): several GPUs under
+# mpirun with a TP size argument, so neither a test nor a gpu-check.sh benchmark (tools/multigpu-train.sh runs it)
+atp_gpu_executable(comm_bench comm_bench.cpp LIBS ATP::nccl)
