@@ -120,13 +120,15 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.heads * self.head_dim, hidden, bias=False)
 
     def forward(self, x, cos, sin):
+        # Head counts from the projections' outputs (-1), so that tensor-parallel shards of q/k/v
+        # (tools/bench_dist_torch.py) run this forward with their local heads.
         b, s, _ = x.shape
-        q = self.q_proj(x).view(b, s, self.heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = self.q_proj(x).view(b, s, -1, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, s, -1, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, s, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv_heads != self.heads)
-        return self.o_proj(o.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
+        return self.o_proj(o.transpose(1, 2).reshape(b, s, -1))
 
 
 class MLP(nn.Module):
