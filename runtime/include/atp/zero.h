@@ -29,9 +29,9 @@
    for scalars is not part of it.
 
    Two queues (CUDA: two streams). The engine may run on its own Ops, `ops`, while the model's kernels run on
-   another, `compute`; the DP comm must then run on the engine's queue (the TP comm on the model's or on a
-   third, `tp_queue`, whose scalar all-reduces are ordered with events as well). The
-   engine orders the two with events, so that neither waits for more than it needs:
+   another, `compute`; the DP comm must then run on the engine's queue. The engine orders the two with
+   events, so that neither waits for more than it needs (and its scalar all-reduces over TP with the TP
+   comm's queue, `tp_queue`, when that is a third):
      - work on gradients (stage 2's bucket reduces in grad_ready, backward_done, the boundary) first waits for
        the model's queue as it stands, so it sees every gradient the backward wrote;
      - the optimizer updates (and at stages 1-2 all-gathers) the flat buffer in segments, in the order the
