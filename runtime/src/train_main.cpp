@@ -226,7 +226,10 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
         Comm &all) {
   const bool lead = world.rank == 0;
   auto say_error = [&](const Status &st) {
-    std::fprintf(stderr, "train: error: %s\n", st.message().c_str());
+    if (world.world_size > 1) // which rank says it: the ranks' lines interleave
+      std::fprintf(stderr, "train (rank %d/%d): error: %s\n", world.rank, world.world_size, st.message().c_str());
+    else
+      std::fprintf(stderr, "train: error: %s\n", st.message().c_str());
     return 1;
   };
   const int threads = o.threads ? int(o.threads)
