@@ -323,6 +323,11 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   std::int64_t peak_device = 0;
   while (t.steps_run() < o.steps) {
     const bool profiled = o.profile == t.steps_run() + 1;
+    // A profiled step runs alone: the previous optimizer step is waited for first (it would count in the first
+    // kernels' times) and its own at the end (it shows in the table's rest of the step).
+    Ops *engine = profiled ? backend.engine_ops.get() : nullptr;
+    if (Status done = engine ? engine->synchronize() : Status(); !done.ok())
+      return say_error(done);
     profiler.enable(profiled);
     const auto t0 = std::chrono::steady_clock::now();
     auto st = t.step();
@@ -331,6 +336,8 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     // The step's time: its model's kernels. The optimizer's, on the engine's stream, overlap the next step's
     // forward, whose time includes any wait for them (so over many steps the times add up to the wall time).
     if (Status done = backend.ops->synchronize(); !done.ok())
+      return say_error(done);
+    if (Status done = engine ? engine->synchronize() : Status(); !done.ok())
       return say_error(done);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     profiler.enable(false);
