@@ -12,6 +12,7 @@ list(APPEND ATP_RUNTIME_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/src/safetensors_reader.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/checkpoint.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/safetensors_writer.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/tcp_socket.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/tcp_store.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/token_file.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/byte_tokenizer.cpp

@@ -27,9 +27,9 @@
 #include "atp/comm.h"
 #include "atp/tcp_store.h"
 
-#include <arpa/inet.h>
+#include "tcp_socket.h"
+
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -38,12 +38,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <thread>
 
 namespace atp {
 
@@ -53,25 +51,8 @@ constexpr std::uint32_t kHelloMagic = 0x41545054; // "ATPT"
 constexpr std::uint32_t kCallMagic = 0x41545043;  // "ATPC"
 /// Bytes received from all peers per chunk: bounds a call's scratch memory whatever the group size.
 constexpr std::size_t kScratchBytes = std::size_t(64) << 20;
-using Clock = std::chrono::steady_clock;
-
-std::string errno_text() { return std::strerror(errno); }
-
-/// A point in time past which a wait fails; none when comm_timeout_s() is 0.
-struct Deadline {
-  explicit Deadline(double seconds)
-      : none(seconds <= 0), at(Clock::now() + std::chrono::milliseconds(std::int64_t(seconds * 1000))) {}
-  bool passed() const { return !none && Clock::now() >= at; }
-  /// What poll() may wait: at most a second, so that a passed deadline is noticed.
-  int poll_ms() const {
-    if (none)
-      return 1000;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(at - Clock::now()).count();
-    return int(std::clamp<std::int64_t>(left, 0, 1000));
-  }
-  bool none;
-  Clock::time_point at;
-};
+using tcp::Deadline;
+using tcp::errno_text;
 
 enum class Call : std::uint32_t { AllReduce = 1, ReduceScatter, AllGather, Broadcast, Barrier };
 
@@ -118,107 +99,6 @@ std::string describe_header(const Header &h) {
   if (Call(h.call) == Call::Broadcast)
     s += ", root " + std::to_string(h.root);
   return s + ") as call " + std::to_string(h.seq);
-}
-
-/// Reads exactly n bytes of a blocking or non-blocking socket before the deadline.
-Status read_exact(int fd, void *out, std::size_t n, const Deadline &deadline, const std::string &what) {
-  auto *p = static_cast<char *>(out);
-  std::size_t done = 0;
-  while (done < n) {
-    if (deadline.passed())
-      return error(what + ": timed out");
-    pollfd pf{fd, POLLIN, 0};
-    const int r = ::poll(&pf, 1, deadline.poll_ms());
-    if (r < 0 && errno != EINTR)
-      return error(what + ": poll failed: " + errno_text());
-    if (r <= 0)
-      continue;
-    const ssize_t got = ::recv(fd, p + done, n - done, 0);
-    if (got == 0)
-      return error(what + ": the connection was closed");
-    if (got < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
-      return error(what + ": recv failed: " + errno_text());
-    if (got > 0)
-      done += std::size_t(got);
-  }
-  return {};
-}
-
-Status write_all(int fd, const void *data, std::size_t n, const std::string &what) {
-  const auto *p = static_cast<const char *>(data);
-  std::size_t done = 0;
-  while (done < n) {
-    const ssize_t put = ::send(fd, p + done, n - done, MSG_NOSIGNAL);
-    if (put < 0 && errno == EINTR)
-      continue;
-    if (put <= 0)
-      return error(what + ": send failed: " + errno_text());
-    done += std::size_t(put);
-  }
-  return {};
-}
-
-/// A listening socket on every interface and a port the system picks; returns the fd and sets *port.
-Result<int> listen_any(int *port) {
-  int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
-  const bool v6 = fd >= 0;
-  if (!v6)
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return error("tcp comm: cannot create a socket: " + errno_text());
-  int rc;
-  if (v6) {
-    int zero = 0;
-    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero); // IPv4 peers too
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_any;
-    rc = ::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-  } else {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_ANY);
-    rc = ::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a);
-  }
-  if (rc != 0 || ::listen(fd, 512) != 0) {
-    const std::string why = errno_text();
-    ::close(fd);
-    return error("tcp comm: cannot listen: " + why);
-  }
-  sockaddr_storage bound{};
-  socklen_t len = sizeof bound;
-  ::getsockname(fd, reinterpret_cast<sockaddr *>(&bound), &len);
-  *port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
-                                            : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
-  return fd;
-}
-
-/// A connection to host:port, retrying refusals until the deadline.
-Result<int> connect_to(const std::string &host, const std::string &port, const Deadline &deadline,
-                       const std::string &what) {
-  std::string last = "no address";
-  do {
-    addrinfo hints{}, *res = nullptr;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST;
-    const int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0)
-      return error(what + ": bad address " + host + ":" + port + ": " + gai_strerror(rc));
-    for (addrinfo *a = res; a; a = a->ai_next) {
-      const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-      if (fd < 0)
-        continue;
-      if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-        ::freeaddrinfo(res);
-        return fd;
-      }
-      last = errno_text();
-      ::close(fd);
-    }
-    ::freeaddrinfo(res);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  } while (!deadline.passed());
-  return error(what + ": cannot connect to " + host + ":" + port + " (" + last + ")");
 }
 
 /// One call's bytes to and from one peer.
@@ -519,9 +399,9 @@ Result<std::unique_ptr<Comm>> make_tcp_comm(const std::vector<int> &ranks) {
   std::vector<int> fds(std::size_t(n), -1);
   if (n == 1)
     return std::unique_ptr<Comm>(new TcpComm(ranks, rank, std::move(fds)));
-  const double wait_s = comm_timeout_s() > 0 ? comm_timeout_s() : 0;
-  const Deadline deadline(wait_s);
-  Result<TcpStore *> job_store = tcp_store_for_job(me, wait_s > 0 ? wait_s : 1e9);
+  const Deadline deadline(comm_timeout_s());
+  const double store_wait_s = comm_timeout_s() > 0 ? comm_timeout_s() : 1e9; // the store's waits are finite
+  Result<TcpStore *> job_store = tcp_store_for_job(me, store_wait_s);
   if (!job_store.ok())
     return job_store.status().with_context(what);
   TcpStore *store = *job_store;
@@ -534,7 +414,7 @@ Result<std::unique_ptr<Comm>> make_tcp_comm(const std::vector<int> &ranks) {
     return s.with_context(what);
   };
   int port = 0;
-  ATP_ASSIGN_OR_RETURN(const int listener, listen_any(&port));
+  ATP_ASSIGN_OR_RETURN(const int listener, tcp::listen_any(0, &port));
   const std::string address = store->local_address();
   if (address.empty())
     return fail_closing(error("cannot tell this host's address on its connection to the store"), listener);
@@ -542,18 +422,19 @@ Result<std::unique_ptr<Comm>> make_tcp_comm(const std::vector<int> &ranks) {
     return fail_closing(s, listener);
   const std::uint64_t key_hash = hash_key(key);
   for (int p = 0; p < rank; ++p) { // connect to every lower group rank
-    auto where = store->get(key + "/" + std::to_string(p), wait_s > 0 ? wait_s : 1e9);
+    auto where = store->get(key + "/" + std::to_string(p), store_wait_s);
     if (!where.ok())
       return fail_closing(where.status(), listener);
     const std::size_t space = where->find(' ');
     const std::string peer = "group rank " + std::to_string(p) + " (global rank " + std::to_string(ranks[p]) + ")";
-    auto fd = connect_to(where->substr(0, space), where->substr(space + 1), deadline, "connecting to " + peer);
+    auto fd = tcp::connect_to(where->substr(0, space), std::atoi(where->c_str() + space + 1), deadline,
+                              "connecting to " + peer);
     if (!fd.ok())
       return fail_closing(fd.status(), listener);
     fds[std::size_t(p)] = *fd;
     Hello hello;
     hello.group_rank = rank, hello.key_hash = key_hash;
-    if (Status s = write_all(*fd, &hello, sizeof hello, "greeting " + peer); !s.ok())
+    if (Status s = tcp::send_all(*fd, &hello, sizeof hello, "greeting " + peer); !s.ok())
       return fail_closing(s, listener);
   }
   for (int accepted = 0; accepted < n - 1 - rank;) { // and accept every higher one
@@ -568,7 +449,7 @@ Result<std::unique_ptr<Comm>> make_tcp_comm(const std::vector<int> &ranks) {
     if (fd < 0)
       continue;
     Hello hello;
-    Status s = read_exact(fd, &hello, sizeof hello, deadline, "reading a peer's greeting");
+    Status s = tcp::recv_exact(fd, &hello, sizeof hello, deadline, "a peer's greeting");
     if (!s.ok() || hello.magic != kHelloMagic || hello.key_hash != key_hash || hello.group_rank <= rank ||
         hello.group_rank >= n || fds[std::size_t(hello.group_rank)] >= 0) {
       ::close(fd); // not one of this group's peers (or a broken one): ignore it

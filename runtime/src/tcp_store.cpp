@@ -5,8 +5,9 @@
    timeout per wait, so a dead server turns into an error Status instead of a hang. */
 #include "atp/tcp_store.h"
 
+#include "tcp_socket.h"
+
 #include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -29,9 +30,6 @@ namespace atp {
 namespace {
 
 constexpr std::uint32_t kMaxLength = 1u << 20;
-using Clock = std::chrono::steady_clock;
-
-std::string errno_text() { return std::strerror(errno); }
 
 void put_u32(std::string &out, std::uint32_t v) {
   for (int i = 0; i < 4; ++i)
@@ -44,42 +42,8 @@ std::uint32_t get_u32(const char *p) {
   return v;
 }
 
-Status send_all(int fd, const std::string &bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::send(fd, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return error("tcp store: send failed: " + errno_text());
-    done += std::size_t(n);
-  }
-  return {};
-}
-
-/// Reads exactly n bytes before `deadline`.
-Status recv_all(int fd, char *out, std::size_t n, Clock::time_point deadline, const std::string &what) {
-  std::size_t done = 0;
-  while (done < n) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0)
-      return error("tcp store: timed out waiting for " + what);
-    pollfd p{fd, POLLIN, 0};
-    int r = ::poll(&p, 1, int(std::min<long long>(left, 1000)));
-    if (r < 0 && errno != EINTR)
-      return error("tcp store: poll failed: " + errno_text());
-    if (r <= 0)
-      continue;
-    ssize_t got = ::recv(fd, out + done, n - done, 0);
-    if (got == 0)
-      return error("tcp store: the server closed the connection while waiting for " + what);
-    if (got < 0 && errno != EINTR && errno != EAGAIN)
-      return error("tcp store: recv failed: " + errno_text());
-    if (got > 0)
-      done += std::size_t(got);
-  }
-  return {};
-}
+/// The whole string, on a blocking socket.
+Status send_all(int fd, const std::string &bytes) { return tcp::send_all(fd, bytes.data(), bytes.size(), "tcp store"); }
 
 // ---------------------------------------------------------------------------------------------------------
 // server
@@ -97,36 +61,10 @@ public:
   }
 
   Status start(int port) {
-    listen_fd_ = ::socket(AF_INET6, SOCK_STREAM, 0);
-    bool v6 = listen_fd_ >= 0;
-    if (!v6)
-      listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (listen_fd_ < 0)
-      return error("tcp store: cannot create a socket: " + errno_text());
-    int one = 1, zero = 0;
-    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int rc;
-    if (v6) {
-      ::setsockopt(listen_fd_, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero); // IPv4 clients too
-      sockaddr_in6 a{};
-      a.sin6_family = AF_INET6;
-      a.sin6_addr = in6addr_any;
-      a.sin6_port = htons(std::uint16_t(port));
-      rc = ::bind(listen_fd_, reinterpret_cast<sockaddr *>(&a), sizeof a);
-    } else {
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_ANY);
-      a.sin_port = htons(std::uint16_t(port));
-      rc = ::bind(listen_fd_, reinterpret_cast<sockaddr *>(&a), sizeof a);
-    }
-    if (rc != 0 || ::listen(listen_fd_, 512) != 0)
-      return error("tcp store: cannot listen on port " + std::to_string(port) + ": " + errno_text());
-    sockaddr_storage bound{};
-    socklen_t len = sizeof bound;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr *>(&bound), &len);
-    port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6 *>(&bound)->sin6_port
-                                              : reinterpret_cast<sockaddr_in *>(&bound)->sin_port);
+    Result<int> fd = tcp::listen_any(port, &port_);
+    if (!fd.ok())
+      return fd.status().with_context("tcp store");
+    listen_fd_ = *fd;
     thread_ = std::thread([this] { loop(); });
     return {};
   }
@@ -232,34 +170,11 @@ private:
 };
 
 Result<int> connect_to(const std::string &host, int port, double timeout_s) {
-  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(long(timeout_s * 1000));
-  std::string last = "no address";
-  do {
-    addrinfo hints{}, *res = nullptr;
-    hints.ai_socktype = SOCK_STREAM;
-    int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
-    if (rc != 0) {
-      last = std::string("cannot resolve: ") + gai_strerror(rc);
-    } else {
-      for (addrinfo *a = res; a; a = a->ai_next) {
-        int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-        if (fd < 0)
-          continue;
-        if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-          ::freeaddrinfo(res);
-          int one = 1;
-          ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          return fd;
-        }
-        last = errno_text();
-        ::close(fd);
-      }
-      ::freeaddrinfo(res);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  } while (Clock::now() < deadline);
-  return error("tcp store: cannot connect to " + host + ":" + std::to_string(port) + " within " +
-               std::to_string(timeout_s) + " s (" + last + "); is MASTER_ADDR/MASTER_PORT right and rank 0 up?");
+  auto fd = tcp::connect_to(host, port, tcp::Deadline(timeout_s), "tcp store");
+  if (!fd.ok())
+    return error(fd.status().message() + " within " + std::to_string(timeout_s) +
+                 " s; is MASTER_ADDR/MASTER_PORT right and rank 0 up?");
+  return fd;
 }
 
 } // namespace
@@ -324,7 +239,8 @@ Status TcpStore::set(const std::string &key, const std::string &value) {
   req += value;
   ATP_TRY(send_all(impl_->fd, req).with_context("set " + quote(key) + " at " + impl_->where));
   char ack = 0;
-  ATP_TRY(recv_all(impl_->fd, &ack, 1, Clock::now() + std::chrono::seconds(60), "the reply to set " + quote(key)));
+  ATP_TRY(tcp::recv_exact(impl_->fd, &ack, 1, tcp::Deadline(60), "the reply to set " + quote(key))
+              .with_context("tcp store"));
   if (ack != 'K')
     return error("tcp store: bad reply to set " + quote(key) + " from " + impl_->where);
   return {};
@@ -338,17 +254,17 @@ Result<std::string> TcpStore::get(const std::string &key, double timeout_s) {
   put_u32(req, std::uint32_t(key.size()));
   req += key;
   ATP_TRY(send_all(impl_->fd, req).with_context("get " + quote(key) + " at " + impl_->where));
-  const Clock::time_point deadline = Clock::now() + std::chrono::milliseconds(long(timeout_s * 1000));
+  const tcp::Deadline deadline(timeout_s);
   const std::string what = quote(key) + " from " + impl_->where + " (" + std::to_string(timeout_s) + " s)";
   char len[4];
-  Status s = recv_all(impl_->fd, len, 4, deadline, what);
+  Status s = tcp::recv_exact(impl_->fd, len, 4, deadline, what).with_context("tcp store");
   if (!s.ok()) { // the reply may still come: this connection can no longer be trusted
     ::close(impl_->fd);
     impl_->fd = -1;
     return s;
   }
   std::string value(get_u32(len), '\0');
-  ATP_TRY(recv_all(impl_->fd, value.data(), value.size(), deadline, what));
+  ATP_TRY(tcp::recv_exact(impl_->fd, value.data(), value.size(), deadline, what).with_context("tcp store"));
   return value;
 }
 
