@@ -183,6 +183,19 @@ struct Decoder::State {
     return d;
   }
 
+  /// RoPE in place over q and k (backward: over their gradients). In the one q/k/v buffer they sit side by
+  /// side (k after q, or q after k) with one row stride, so one call covers both: every head is rotated alike.
+  Status rope_qk(void *qbuf, void *kbuf, std::int64_t batch, std::int64_t seq, bool backward) {
+    auto apply = [&](void *x, std::int64_t heads, std::int64_t stride) {
+      const RopeDims d = rope_dims(batch, seq, heads, stride);
+      return backward ? k->rope_backward(x, d, rope.p) : k->rope_forward(x, d, rope.p);
+    };
+    if (qkv_one)
+      return apply(q_off < k_off ? qbuf : kbuf, shape.local_heads + shape.local_kv_heads, cqkv);
+    ATP_TRY(apply(qbuf, shape.local_heads, cq));
+    return apply(kbuf, shape.local_kv_heads, ckv);
+  }
+
   /// input_normed: n1 and rstd1 of layer l are already there (the previous layer's fused add + norm);
   /// norm_out: end with the next layer's input norm (or the final norm) fused into the residual add.
   Status layer_forward(ParamStore &s, int l, std::int64_t batch, std::int64_t seq, bool input_normed, bool norm_out);
@@ -211,8 +224,7 @@ Status Decoder::State::layer_forward(ParamStore &s, int l, std::int64_t batch, s
     ATP_TRY(k->linear_forward(v[slot(l)].p, n1[slot(l)].p, w(s, p.v), w(s, p.v_bias), t, hd, ckv));
   }
   const AttentionDims ad = attn_dims(batch, seq);
-  ATP_TRY(k->rope_forward(qp(l), rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
-  ATP_TRY(k->rope_forward(kp(l), rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
+  ATP_TRY(rope_qk(qp(l), kp(l), batch, seq, /*backward=*/false));
   ATP_TRY(k->attention_forward(attn[slot(l)].p, lse[slot(l)].p, qp(l), kp(l), vp(l), ad));
   ATP_TRY(k->linear_forward(tmp.p, attn[slot(l)].p, w(s, p.o), nullptr, t, cq, hd));
   if (shape.attn_split)
@@ -314,8 +326,7 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   void *dkp = qkv_one ? at(dqkv, k_off) : dk.p;
   void *dvp = qkv_one ? at(dqkv, v_off) : dv.p;
   ATP_TRY(k->attention_backward(dqp, dkp, dvp, dattn.p, qp(l), kp(l), vp(l), attn[slot(l)].p, lse[slot(l)].p, ad));
-  ATP_TRY(k->rope_backward(dqp, rope_dims(batch, seq, shape.local_heads, ad.q_stride), rope.p));
-  ATP_TRY(k->rope_backward(dkp, rope_dims(batch, seq, shape.local_kv_heads, ad.k_stride), rope.p));
+  ATP_TRY(rope_qk(dqp, dkp, batch, seq, /*backward=*/true));
   if (qkv_merged)
     ATP_TRY(
         column_backward(s, {{qkv_param(p), -1, dqkv.p, cqkv, {p.q, p.k, p.v}}}, n1[slot(l)].p, t, shape.attn_split));
@@ -419,6 +430,8 @@ Result<std::unique_ptr<Decoder>> Decoder::create(const DecoderShape &shape, cons
                           s.es)) {
     s.qkv_one = s.qkv_merged = true, s.v_off = 0, s.k_off = s.ckv, s.q_off = 2 * s.ckv;
   }
+  if (s.qkv_one && (s.q_off < s.k_off ? s.k_off - s.q_off != s.cq : s.q_off - s.k_off != s.ckv))
+    return error("decoder: internal error: q and k are not side by side in the fused q/k/v buffer (rope_qk)");
   if (shape.gate_up_fused) {
     s.gu_one = true, s.g_off = 0, s.u_off = s.f;
   } else if (layout && back_to_back(*layout, s.layers,
