@@ -86,33 +86,39 @@ template <class T> __global__ void add_vec_kernel(T *out, const T *a, const T *b
   }
 }
 
+/// The vectorized SwiGLU kernels walk a 2-D grid, y over rows and x over a row's 16-byte units, so no thread
+/// divides a flat index by the row length (a 64-bit division per unit); rows past gridDim.y loop.
+#define ATP_ROW_UNITS(t, u, rows, row_vecs)                                                                            \
+  for (i64 t = blockIdx.y; t < (rows); t += gridDim.y)                                                                 \
+    for (i64 u = blockIdx.x * i64(blockDim.x) + threadIdx.x; u < (row_vecs); u += i64(gridDim.x) * blockDim.x)
+
 template <class T>
-__global__ void swiglu_forward_vec_kernel(T *out, const T *gate, const T *up, i64 vecs, i64 row_vecs, i64 in_stride) {
+__global__ void swiglu_forward_vec_kernel(T *out, const T *gate, const T *up, i64 rows, i64 row_vecs, i64 in_stride) {
   constexpr int kN = Vec<T>::kN;
-  ATP_GRID_STRIDE(i, vecs) {
-    const i64 t = i / row_vecs, j = (i - t * row_vecs) * kN;
-    const Vec<T> g = load16(gate + t * in_stride + j), u = load16(up + t * in_stride + j);
+  ATP_ROW_UNITS(t, u, rows, row_vecs) {
+    const i64 at = t * in_stride + u * kN;
+    const Vec<T> g = load16(gate + at), v = load16(up + at);
     Vec<T> r;
 #pragma unroll
     for (int e = 0; e < kN; ++e) {
       const float ge = to_f32(g.v[e]);
-      r.v[e] = round_to<T>(ge * sigmoidf(ge) * to_f32(u.v[e]));
+      r.v[e] = round_to<T>(ge * sigmoidf(ge) * to_f32(v.v[e]));
     }
-    store16(out + i * kN, r);
+    store16(out + (t * row_vecs + u) * kN, r);
   }
 }
 
 template <class T>
-__global__ void swiglu_backward_vec_kernel(T *dgate, T *dup, const T *dout, const T *gate, const T *up, i64 vecs,
+__global__ void swiglu_backward_vec_kernel(T *dgate, T *dup, const T *dout, const T *gate, const T *up, i64 rows,
                                            i64 row_vecs, i64 in_stride) {
   constexpr int kN = Vec<T>::kN;
-  ATP_GRID_STRIDE(i, vecs) {
-    const i64 t = i / row_vecs, at = t * in_stride + (i - t * row_vecs) * kN;
-    const Vec<T> g = load16(gate + at), u = load16(up + at), d = load16(dout + i * kN);
+  ATP_ROW_UNITS(t, u, rows, row_vecs) {
+    const i64 at = t * in_stride + u * kN;
+    const Vec<T> g = load16(gate + at), v = load16(up + at), d = load16(dout + (t * row_vecs + u) * kN);
     Vec<T> rg, ru;
 #pragma unroll
     for (int e = 0; e < kN; ++e) {
-      const float ge = to_f32(g.v[e]), ue = to_f32(u.v[e]), se = sigmoidf(ge), de = to_f32(d.v[e]);
+      const float ge = to_f32(g.v[e]), ue = to_f32(v.v[e]), se = sigmoidf(ge), de = to_f32(d.v[e]);
       ru.v[e] = round_to<T>(de * (ge * se));
       rg.v[e] = round_to<T>(de * ue * se * (1.0f + ge * (1.0f - se)));
     }
@@ -120,6 +126,8 @@ __global__ void swiglu_backward_vec_kernel(T *dgate, T *dup, const T *dout, cons
     store16(dgate + at, rg);
   }
 }
+
+#undef ATP_ROW_UNITS
 
 /// The rotation with 16-byte loads: each thread rotates kN consecutive pairs (i, i + half) of one head.
 template <class T>
@@ -184,12 +192,17 @@ template <class T> Status rope_apply(cudaStream_t st, T *x, const RopeDims &d, c
   return {};
 }
 
+/// The 2-D grid of ATP_ROW_UNITS: enough x blocks for a row's units, one y block a row (65535 at most).
+static dim3 row_units_grid(i64 rows, i64 row_vecs) {
+  return dim3(blocks_for(row_vecs), unsigned(rows < 65535 ? (rows < 1 ? 1 : rows) : 65535));
+}
+
 template <class T>
 Status swiglu_forward(cudaStream_t st, T *out, const T *gate, const T *up, i64 rows, i64 ffn, i64 in_stride) {
   if (vectorizable<T>({out, gate, up}, {ffn, in_stride})) {
     const i64 row_vecs = ffn / Vec<T>::kN;
-    swiglu_forward_vec_kernel<<<blocks_for(rows * row_vecs), kBlock, 0, st>>>(out, gate, up, rows * row_vecs, row_vecs,
-                                                                              in_stride);
+    swiglu_forward_vec_kernel<<<row_units_grid(rows, row_vecs), kBlock, 0, st>>>(out, gate, up, rows, row_vecs,
+                                                                                 in_stride);
     ATP_CUDA_TRY(cudaGetLastError());
     return {};
   }
@@ -203,8 +216,8 @@ Status swiglu_backward(cudaStream_t st, T *dgate, T *dup, const T *dout, const T
                        i64 in_stride) {
   if (vectorizable<T>({dgate, dup, dout, gate, up}, {ffn, in_stride})) {
     const i64 row_vecs = ffn / Vec<T>::kN;
-    swiglu_backward_vec_kernel<<<blocks_for(rows * row_vecs), kBlock, 0, st>>>(dgate, dup, dout, gate, up,
-                                                                               rows * row_vecs, row_vecs, in_stride);
+    swiglu_backward_vec_kernel<<<row_units_grid(rows, row_vecs), kBlock, 0, st>>>(dgate, dup, dout, gate, up, rows,
+                                                                                  row_vecs, in_stride);
     ATP_CUDA_TRY(cudaGetLastError());
     return {};
   }
