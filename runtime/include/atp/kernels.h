@@ -45,8 +45,9 @@
      rope_backward(dq), rope_backward(dk)               linear_backward(dh, Overwrite/Accumulate x3, ...)
      all-reduce(dh) once                                rmsnorm_backward(dx, Accumulate, dw_in, dh, ...)
    Fused projections (phi3) use one linear and the column blocks of its output: attention and RoPE take
-   row strides (one RoPE call rotates q and k where they sit side by side), SwiGLU takes [gate | up] rows. The LM head is linear_* (tied: W = the embedding table, so
-   its dW lands in the embedding's gradient), then cross_entropy over row chunks if [T, V] is too big. */
+   row strides (one RoPE call rotates q and k where they sit side by side), SwiGLU takes [gate | up] rows.
+   The LM head is linear_* (tied: W = the embedding table, so its dW lands in the embedding's gradient), then
+   cross_entropy over row chunks if [T, V] is too big. */
 #pragma once
 
 #include "atp/dtype.h"
