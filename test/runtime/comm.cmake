@@ -18,7 +18,8 @@ add_executable(comm_collectives ${CMAKE_CURRENT_LIST_DIR}/comm_collectives.cpp)
 target_link_libraries(comm_collectives PRIVATE autotpc_runtime autotpc_warnings)
 add_test(NAME comm_collectives_np8
          COMMAND ${ATP_MPIRUN} 8 ${ATP_MPIRUN_FLAGS} $<TARGET_FILE:comm_collectives> ${MPIEXEC_POSTFLAGS})
-set_tests_properties(comm_collectives_np8 PROPERTIES TIMEOUT 120 LABELS np8)
+atp_rank_labels(labels 8) # cmake/tests.cmake
+set_tests_properties(comm_collectives_np8 PROPERTIES TIMEOUT 120 LABELS "${labels}")
 
 # The fault tests run mpirun through a script that checks the exit status, the output and the time taken.
 add_executable(comm_faults ${CMAKE_CURRENT_LIST_DIR}/comm_faults.cpp)
@@ -59,7 +60,7 @@ atp_comm_fault_test(wrong-collective "atp: error: rank [0-9]/4")
 # layout, and the same faults, whose messages it can make more precise (it checks every call's header).
 set(ATP_LAUNCH_LOCAL ${PROJECT_SOURCE_DIR}/tools/launch-local)
 add_test(NAME comm_collectives_tcp_8 COMMAND ${ATP_LAUNCH_LOCAL} 8 $<TARGET_FILE:comm_collectives> tcp)
-set_tests_properties(comm_collectives_tcp_8 PROPERTIES TIMEOUT 120 LABELS np8)
+set_tests_properties(comm_collectives_tcp_8 PROPERTIES TIMEOUT 120 LABELS "${labels}")
 function(atp_tcp_fault_test mode expect)
   set(cmd ${ATP_LAUNCH_LOCAL} 4 $<TARGET_FILE:comm_faults> ${mode} tcp)
   string(REPLACE ";" "|" cmd "${cmd}")
