@@ -20,9 +20,11 @@
 #       Logs and the CSVs go to $OUT when set (the device tool fetches them), else DIR/out.
 #   run(command="bash tools/gpu-train.sh bench", carry=["gpu-train", ".deps"])   # there: the speed benchmark
 #       our train on the Llama-3.2-1B shape (specs/bench), seq 2048, micro-batch 4, one GPU, bf16 and fp32:
-#       the median tokens/s and MFU (989 TFLOP/s) of steps 3..BENCH_STEPS, and the device memory in use.
+#       the median tokens/s and MFU (989 TFLOP/s) of steps 3..BENCH_STEPS, the device memory in use, and the
+#       card's SM clock, power and power-cap samples during each run (with_power_log).
 #   TORCH_BASELINES=0  bench: ours only (no tools/bench_torch.py); BENCH_F32=0: not our fp32 run either
-#   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral"); BENCH_STEPS (default 10)
+#   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral"); BENCH_STEPS (default 10);
+#   BENCH_PEAK_GBPS  the profile's memory bandwidth where the card is not an H200 or H100 SXM
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -183,6 +185,46 @@ build_gpu() {
     cmake --build "$gpu_build" -j"$(nproc)" >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; echo "gpu-train: FAIL: build"; exit 1; }
 }
 
+# The card's clocks and power while COMMAND runs, sampled by nvidia-smi every 100 ms into $1 (CSV), then summed up
+# over the busy samples (utilization >= 50 %): under a sustained load the card may hold its power limit by lowering
+# the SM clock, and the same kernels then run slower than alone (stop 22, one H100 at 700 W: the power-cap reason
+# was active in ~90 % of the samples of every training run, ours and torch.compile's). Runs COMMAND alone where
+# nvidia-smi cannot log; its exit status is COMMAND's.
+with_power_log() {
+  local csv=$1 logger=""
+  shift
+  if nvidia-smi --query-gpu=clocks_event_reasons.active --format=csv,noheader >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,clocks.sm,power.draw,power.limit,clocks_event_reasons.active \
+      --format=csv,noheader,nounits -lms 100 >"$csv" 2>/dev/null &
+    logger=$!
+  fi
+  "$@"
+  local rc=$?
+  [ -n "$logger" ] || return $rc
+  kill "$logger" 2>/dev/null
+  wait "$logger" 2>/dev/null
+  [ -s "$csv" ] || return $rc
+  python3 - "$csv" <<'PY'
+import csv, statistics, sys
+rows = []
+for r in csv.reader(open(sys.argv[1])):
+    try:
+        rows.append((float(r[1]), float(r[2]), float(r[3]), float(r[4]), int(r[5].strip(), 16)))
+    except (IndexError, ValueError):
+        pass  # a partial last line
+busy = [r for r in rows if r[0] >= 50]
+if busy:
+    capped = sum(1 for r in busy if r[4] & 0x4)  # SW power cap
+    slowed = sum(1 for r in busy if r[4] & (0x8 | 0x20 | 0x40))  # HW slowdown, SW / HW thermal
+    print("  card while busy (%d samples of 100 ms): SM clock median %.0f MHz (%.0f-%.0f), power mean %.0f W of %.0f; "
+          "power cap %d%%, thermal or HW slowdown %d%% of samples"
+          % (len(busy), statistics.median(r[1] for r in busy), min(r[1] for r in busy), max(r[1] for r in busy),
+             statistics.mean(r[2] for r in busy), busy[0][3], round(100 * capped / len(busy)),
+             round(100 * slowed / len(busy))))
+PY
+  return $rc
+}
+
 bench() {
   # Our train (bf16, fp32), then, where python3 has torch, the PyTorch baselines of the same shape on the same card
   # (tools/bench_torch.py: eager, torch.compile, transformers) and ours bf16 over each as a ratio.
@@ -205,14 +247,25 @@ with open(sys.argv[1], "wb") as f:
 PY
   local projects=(bench-llama-1b)
   [ "${BENCH_F32:-1}" = 0 ] || projects+=(bench-llama-1b-f32)
+  # The memory bandwidth the profile's table measures kernels against: H200 HBM3e 4.8 TB/s, H100 SXM HBM3
+  # 3.35 TB/s, else BENCH_PEAK_GBPS (or no bandwidth column).
+  local card peak_gbps=${BENCH_PEAK_GBPS:-}
+  card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+  if [ -z "$peak_gbps" ]; then
+    case $card in
+    *H200*) peak_gbps=4800 ;;
+    *"H100 80GB HBM3"*) peak_gbps=3350 ;;
+    esac
+  fi
   for project in "${projects[@]}"; do
     mkdir -p "$out/$project"
-    # bf16: the last step is profiled (train --profile: every kernel synchronized; H200 HBM3e 4.8 TB/s peak)
-    # and left out of the median.
+    # bf16: the last step is profiled (train --profile: every kernel synchronized) and left out of the median.
     local profile=()
-    [ "$project" = bench-llama-1b ] && profile=(--profile "$n" --peak-gbps 4800)
-    (cd "$out/$project" && "$OLDPWD/$gpu_build/extra/$project/train" --data "$text" --seq 2048 --steps "$n" \
-      --peak-tflops 989 --log loss.csv --device cuda "${profile[@]}") || { echo "gpu-train: $project failed"; continue; }
+    [ "$project" = bench-llama-1b ] && profile=(--profile "$n")
+    [ "$project" = bench-llama-1b ] && [ -n "$peak_gbps" ] && profile+=(--peak-gbps "$peak_gbps")
+    (cd "$out/$project" && with_power_log "$out/$project/power.csv" "$OLDPWD/$gpu_build/extra/$project/train" \
+      --data "$text" --seq 2048 --steps "$n" --peak-tflops 989 --log loss.csv --device cuda "${profile[@]}") ||
+      { echo "gpu-train: $project failed"; continue; }
     python3 - "$out/$project/loss.csv" "$project" "$out/$project/summary.json" "${#profile[@]}" <<'PY'
 import csv, json, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))[2:]  # steps 1-2 warm up (allocation, cuBLASLt plans)
@@ -235,7 +288,8 @@ PY
     return
   fi
   echo "== PyTorch baselines (tools/bench_torch.py)"
-  python3 tools/bench_torch.py --impl all --steps 15 --parity --json "$out/torch.json" ||
+  with_power_log "$out/torch-power.csv" \
+    python3 tools/bench_torch.py --impl all --steps 15 --parity --json "$out/torch.json" ||
     echo "gpu-train: bench_torch.py reported a failure (the table has what it measured)"
   python3 - "$out" <<'PY'
 import json, os, sys
