@@ -188,8 +188,8 @@ build_gpu() {
 # The card's clocks and power while COMMAND runs, sampled by nvidia-smi every 100 ms into $1 (CSV), then summed up
 # over the busy samples (utilization >= 50 %): under a sustained load the card may hold its power limit by lowering
 # the SM clock, and the same kernels then run slower than alone (stop 22, one H100 at 700 W: the power-cap reason
-# was active in ~90 % of the samples of every training run, ours and torch.compile's). Runs COMMAND alone where
-# nvidia-smi cannot log; its exit status is COMMAND's.
+# was active in 78-100 % of the busy samples of each of 12 training runs, ours and torch.compile's). Runs COMMAND
+# alone where nvidia-smi cannot log; its exit status is COMMAND's.
 with_power_log() {
   local csv=$1 logger=""
   shift
