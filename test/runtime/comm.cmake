@@ -60,6 +60,7 @@ atp_comm_fault_test(wrong-collective "atp: error: rank [0-9]/4")
 # layout, and the same faults, whose messages it can make more precise (it checks every call's header).
 set(ATP_LAUNCH_LOCAL ${PROJECT_SOURCE_DIR}/tools/launch-local)
 add_test(NAME comm_collectives_tcp_8 COMMAND ${ATP_LAUNCH_LOCAL} 8 $<TARGET_FILE:comm_collectives> tcp)
+atp_rank_labels(labels 8)
 set_tests_properties(comm_collectives_tcp_8 PROPERTIES TIMEOUT 120 LABELS "${labels}")
 function(atp_tcp_fault_test mode expect)
   set(cmd ${ATP_LAUNCH_LOCAL} 4 $<TARGET_FILE:comm_faults> ${mode} tcp)
