@@ -11,6 +11,7 @@
 #include <array>
 #include <cmath>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -84,6 +85,24 @@ struct Decoder::State {
   /// The store's hooks before the kernels read weights or add into gradients (ParamStore).
   Status need_weights(ParamStore &s, int i) const { return i < 0 ? Status() : s.weights_needed(i); }
   Status need_grad(ParamStore &s, int i) const { return i < 0 ? Status() : s.grad_needed(i); }
+  /// How the next product writes the gradients of `ids` (the parameters it completes; -1 skipped): the store's
+  /// grad_write, which must be the same for all of them.
+  Result<Write> grad_mode(ParamStore &s, std::initializer_list<int> ids) const {
+    std::optional<Write> mode;
+    int first = -1;
+    for (int i : ids) {
+      if (i < 0)
+        continue;
+      const Write m = s.grad_write(i);
+      if (mode && *mode != m)
+        return error("decoder: one product writes the gradients of parameters " + std::to_string(first) + " and " +
+                     std::to_string(i) + ", but the store has written " +
+                     std::to_string(m == Write::Overwrite ? first : i) + "'s this micro-step and not the other's");
+      mode = m;
+      first = first < 0 ? i : first;
+    }
+    return mode.value_or(Write::Accumulate);
+  }
   Status need_layer(ParamStore &s, const DecoderLayerParams &p, bool grads) const {
     for (int i : {p.input_norm, p.q, p.k, p.v, p.q_bias, p.k_bias, p.v_bias, p.qkv, p.o, p.post_norm, p.gate, p.up,
                   p.gate_up, p.down})
@@ -133,8 +152,12 @@ struct Decoder::State {
     const bool overlap = split && tp_queue && shape.tp_size > 1;
     Write mode = Write::Overwrite;
     for (const ColumnProduct &c : products) {
-      ATP_TRY(k->linear_backward(dn.p, mode, overlap ? nullptr : g(s, c.w), overlap ? nullptr : g(s, c.b), c.dy, x,
-                                 w(s, c.w), t, hd, c.out));
+      Write dw_mode = Write::Accumulate;
+      if (!overlap) {
+        ATP_ASSIGN_OR_RETURN(dw_mode, grad_mode(s, {c.ready[0], c.ready[1], c.ready[2]}));
+      }
+      ATP_TRY(k->linear_backward(dn.p, mode, overlap ? nullptr : g(s, c.w), overlap ? nullptr : g(s, c.b), dw_mode,
+                                 c.dy, x, w(s, c.w), t, hd, c.out));
       mode = Write::Accumulate;
       if (!overlap)
         for (int i : c.ready)
@@ -144,7 +167,9 @@ struct Decoder::State {
       ATP_TRY(all_reduce(dn, t * hd, counts.backward_column, /*later=*/overlap));
     if (overlap)
       for (const ColumnProduct &c : products) {
-        ATP_TRY(k->linear_backward(nullptr, Write::Overwrite, g(s, c.w), g(s, c.b), c.dy, x, w(s, c.w), t, hd, c.out));
+        ATP_ASSIGN_OR_RETURN(const Write dw_mode, grad_mode(s, {c.ready[0], c.ready[1], c.ready[2]}));
+        ATP_TRY(k->linear_backward(nullptr, Write::Overwrite, g(s, c.w), g(s, c.b), dw_mode, c.dy, x, w(s, c.w), t, hd,
+                                   c.out));
         for (int i : c.ready)
           ATP_TRY(ready(s, i));
       }
@@ -296,8 +321,9 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
   const std::int64_t t = batch * seq, hd = shape.hidden;
   ATP_TRY(need_layer(s, p, /*grads=*/true));
   // MLP: x[l+1] = h + down(swiglu(gate, up)(norm(h)))
-  ATP_TRY(k->linear_backward(dact.p, Write::Overwrite, g(s, p.down), nullptr, dx.p, act[slot(l)].p, w(s, p.down), t, f,
-                             hd));
+  ATP_ASSIGN_OR_RETURN(Write dw_mode, grad_mode(s, {p.down}));
+  ATP_TRY(k->linear_backward(dact.p, Write::Overwrite, g(s, p.down), nullptr, dw_mode, dx.p, act[slot(l)].p,
+                             w(s, p.down), t, f, hd));
   ATP_TRY(ready(s, p.down));
   if (gu_one) {
     ATP_TRY(k->swiglu_backward(at(dgu, g_off), at(dgu, u_off), dact.p, at(gu[slot(l)], g_off), at(gu[slot(l)], u_off),
@@ -314,12 +340,15 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
                             n2[slot(l)].p, t,
                             shape.mlp_split)); // one all-reduce of the summed gate and up input gradients
   }
-  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.post_norm), dn.p, h[slot(l)].p, w(s, p.post_norm),
-                              rstd2[slot(l)].p, t, hd));
+  ATP_ASSIGN_OR_RETURN(dw_mode, grad_mode(s, {p.post_norm}));
+  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.post_norm), dw_mode, dn.p, h[slot(l)].p,
+                              w(s, p.post_norm), rstd2[slot(l)].p, t, hd));
   ATP_TRY(ready(s, p.post_norm));
 
   // attention: h = x[l] + o(attention(rope(q), rope(k), v)(norm(x[l])))
-  ATP_TRY(k->linear_backward(dattn.p, Write::Overwrite, g(s, p.o), nullptr, dx.p, attn[slot(l)].p, w(s, p.o), t, cq, hd));
+  ATP_ASSIGN_OR_RETURN(dw_mode, grad_mode(s, {p.o}));
+  ATP_TRY(k->linear_backward(dattn.p, Write::Overwrite, g(s, p.o), nullptr, dw_mode, dx.p, attn[slot(l)].p, w(s, p.o),
+                             t, cq, hd));
   ATP_TRY(ready(s, p.o));
   const AttentionDims ad = attn_dims(batch, seq);
   void *dqp = qkv_one ? at(dqkv, q_off) : dq.p;
@@ -338,7 +367,8 @@ Status Decoder::State::layer_backward(ParamStore &s, int l, std::int64_t batch, 
                              {p.k, p.k_bias, dk.p, ckv, {p.k, p.k_bias, -1}},
                              {p.v, p.v_bias, dv.p, ckv, {p.v, p.v_bias, -1}}},
                             n1[slot(l)].p, t, shape.attn_split));
-  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.input_norm), dn.p, x[l].p, w(s, p.input_norm),
+  ATP_ASSIGN_OR_RETURN(dw_mode, grad_mode(s, {p.input_norm}));
+  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Accumulate, g(s, p.input_norm), dw_mode, dn.p, x[l].p, w(s, p.input_norm),
                               rstd1[slot(l)].p, t, hd));
   return ready(s, p.input_norm);
 }
@@ -349,11 +379,13 @@ Status Decoder::State::head_backward(ParamStore &s, std::int64_t t) {
   ATP_TRY(need_grad(s, head));
   ATP_TRY(need_grad(s, params.final_norm));
   // logits now hold dL/dlogits
-  ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, head), nullptr, logits.p, nf.p, w(s, head), t, hd,
+  ATP_ASSIGN_OR_RETURN(Write dw_mode, grad_mode(s, {head}));
+  ATP_TRY(k->linear_backward(dn.p, Write::Overwrite, g(s, head), nullptr, dw_mode, logits.p, nf.p, w(s, head), t, hd,
                              shape.vocab));
   if (!shape.tied_embeddings)
     ATP_TRY(ready(s, params.lm_head));
-  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Overwrite, g(s, params.final_norm), dn.p, x[shape.layers].p,
+  ATP_ASSIGN_OR_RETURN(dw_mode, grad_mode(s, {params.final_norm}));
+  ATP_TRY(k->rmsnorm_backward(dx.p, Write::Overwrite, g(s, params.final_norm), dw_mode, dn.p, x[shape.layers].p,
                               w(s, params.final_norm), rstdf.p, t, hd));
   return ready(s, params.final_norm);
 }
@@ -547,6 +579,9 @@ Result<CrossEntropySum> Decoder::forward_backward(ParamStore &store, const Micro
   }
   const VocabRange full{s_->shape.vocab, 0, s_->shape.vocab};
   ATP_TRY(s_->need_grad(store, s_->params.embed));
+  ATP_ASSIGN_OR_RETURN(const Write table_mode, s_->grad_mode(store, {s_->params.embed}));
+  if (table_mode == Write::Overwrite) // untied: the scatter adds into the rows it hits, and the rest are zero
+    ATP_TRY(s_->ops->zero(s_->g(store, s_->params.embed), std::size_t(s_->shape.vocab * s_->shape.hidden) * s_->es));
   ATP_TRY(s_->k->embedding_backward(s_->g(store, s_->params.embed), s_->dx.p,
                                     static_cast<const std::int32_t *>(s_->ids.p), t, s_->shape.hidden, full));
   ATP_TRY(s_->ready(store, s_->params.embed));

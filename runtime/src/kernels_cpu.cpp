@@ -35,10 +35,10 @@ public:
     return {};
   }
 
-  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x,
+  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, Write dw_mode, const void *dy, const void *x,
                          const void *w, std::int64_t rows, std::int64_t in, std::int64_t out) override {
     ATP_TRY(kcheck::linear_backward(dy, x, w, dx, dw, rows, in, out));
-    cpu::linear_backward<T>(as<T>(dx), dx_mode, as<T>(dw), as<T>(db), as<T>(dy), as<T>(x), as<T>(w), rows, in,
+    cpu::linear_backward<T>(as<T>(dx), dx_mode, as<T>(dw), as<T>(db), dw_mode, as<T>(dy), as<T>(x), as<T>(w), rows, in,
                             out);
     return {};
   }
@@ -62,10 +62,10 @@ public:
     return {};
   }
 
-  Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x, const void *w,
-                          const void *rstd, std::int64_t rows, std::int64_t hidden) override {
+  Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, Write dw_mode, const void *dy, const void *x,
+                          const void *w, const void *rstd, std::int64_t rows, std::int64_t hidden) override {
     ATP_TRY(kcheck::rmsnorm_backward(dw, dy, x, w, rstd, rows, hidden));
-    cpu::rmsnorm_backward<T>(as<T>(dx), dx_mode, as<T>(dw), as<T>(dy), as<T>(x), as<T>(w), as<T>(rstd), rows,
+    cpu::rmsnorm_backward<T>(as<T>(dx), dx_mode, as<T>(dw), dw_mode, as<T>(dy), as<T>(x), as<T>(w), as<T>(rstd), rows,
                              hidden);
     return {};
   }

@@ -67,8 +67,8 @@ template <class F> void parallel_tasks(i64 tasks, int max_workers, const F &fn) 
 template <class T> void gemm(const GemmArgs &g, const T *a, const T *b, T *c);
 template <class T> void linear_forward(T *y, const T *x, const T *w, const T *bias, i64 rows, i64 in, i64 out);
 template <class T>
-void linear_backward(T *dx, Write mode, T *dw, T *db, const T *dy, const T *x, const T *w, i64 rows, i64 in,
-                     i64 out);
+void linear_backward(T *dx, Write mode, T *dw, T *db, Write dw_mode, const T *dy, const T *x, const T *w, i64 rows,
+                     i64 in, i64 out);
 
 // kernels_cpu_embedding.cpp (forward returns the first bad id's error before writing)
 template <class T>
@@ -81,8 +81,8 @@ Status embedding_backward(T *dtable, const T *dout, const std::int32_t *ids, i64
 // kernels_cpu_norm.cpp (S: the stat type, float for float and double for double)
 template <class T> void rmsnorm_forward(T *y, T *rstd, const T *x, const T *w, i64 rows, i64 hidden, double eps);
 template <class T>
-void rmsnorm_backward(T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w, const T *rstd, i64 rows,
-                      i64 hidden);
+void rmsnorm_backward(T *dx, Write mode, T *dw, Write dw_mode, const T *dy, const T *x, const T *w, const T *rstd,
+                      i64 rows, i64 hidden);
 
 // kernels_cpu_rope.cpp
 template <class T> Status rope_table(T *table, const RopeConfig &cfg, i64 head_dim, i64 positions);

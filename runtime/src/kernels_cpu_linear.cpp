@@ -25,26 +25,27 @@ template <class T> void linear_forward(T *y, const T *x, const T *w, const T *bi
 }
 
 template <class T>
-void linear_backward(T *dx, Write mode, T *dw, T *db, const T *dy, const T *x, const T *w, i64 rows, i64 in,
-                     i64 out) {
+void linear_backward(T *dx, Write mode, T *dw, T *db, Write dw_mode, const T *dy, const T *x, const T *w, i64 rows,
+                     i64 in, i64 out) {
+  const bool add = dw_mode == Write::Accumulate;
   if (dx)
     par_gemm(false, false, rows, in, out, T(1), dy, out, w, in, mode == Write::Accumulate ? T(1) : T(0), dx, in);
   if (dw)
-    par_gemm(true, false, out, in, rows, T(1), dy, out, x, in, T(1), dw, in);
+    par_gemm(true, false, out, in, rows, T(1), dy, out, x, in, add ? T(1) : T(0), dw, in);
   if (db) {
     std::vector<double> sum(static_cast<std::size_t>(out), 0.0);
     for (i64 t = 0; t < rows; ++t)
       for (i64 o = 0; o < out; ++o)
         sum[static_cast<std::size_t>(o)] += double(dy[t * out + o]);
     for (i64 o = 0; o < out; ++o)
-      db[o] = T(double(db[o]) + sum[static_cast<std::size_t>(o)]);
+      db[o] = add ? T(double(db[o]) + sum[static_cast<std::size_t>(o)]) : T(sum[static_cast<std::size_t>(o)]);
   }
 }
 
-#define ATP_INSTANTIATE(T)                                                                                      \
-  template void gemm<T>(const GemmArgs &, const T *, const T *, T *);                                           \
-  template void linear_forward<T>(T *, const T *, const T *, const T *, i64, i64, i64);                         \
-  template void linear_backward<T>(T *, Write, T *, T *, const T *, const T *, const T *, i64, i64, i64);
+#define ATP_INSTANTIATE(T)                                                                                             \
+  template void gemm<T>(const GemmArgs &, const T *, const T *, T *);                                                  \
+  template void linear_forward<T>(T *, const T *, const T *, const T *, i64, i64, i64);                                \
+  template void linear_backward<T>(T *, Write, T *, T *, Write, const T *, const T *, const T *, i64, i64, i64);
 ATP_INSTANTIATE(float)
 ATP_INSTANTIATE(double)
 #undef ATP_INSTANTIATE

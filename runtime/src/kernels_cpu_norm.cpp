@@ -26,8 +26,8 @@ template <class T> void rmsnorm_forward(T *y, T *rstd, const T *x, const T *w, i
 }
 
 template <class T>
-void rmsnorm_backward(T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w, const T *rstd, i64 rows,
-                      i64 hidden) {
+void rmsnorm_backward(T *dx, Write mode, T *dw, Write dw_mode, const T *dy, const T *x, const T *w, const T *rstd,
+                      i64 rows, i64 hidden) {
   std::vector<double> dw_sum(static_cast<std::size_t>(hidden), 0.0);
   for (i64 t = 0; t < rows; ++t) {
     const T *xr = x + t * hidden, *dyr = dy + t * hidden;
@@ -48,12 +48,13 @@ void rmsnorm_backward(T *dx, Write mode, T *dw, const T *dy, const T *x, const T
     }
   }
   for (i64 j = 0; j < hidden; ++j)
-    dw[j] = T(double(dw[j]) + dw_sum[static_cast<std::size_t>(j)]);
+    dw[j] = dw_mode == Write::Accumulate ? T(double(dw[j]) + dw_sum[static_cast<std::size_t>(j)])
+                                         : T(dw_sum[static_cast<std::size_t>(j)]);
 }
 
-#define ATP_INSTANTIATE(T)                                                                                      \
-  template void rmsnorm_forward<T>(T *, T *, const T *, const T *, i64, i64, double);                           \
-  template void rmsnorm_backward<T>(T *, Write, T *, const T *, const T *, const T *, const T *, i64, i64);
+#define ATP_INSTANTIATE(T)                                                                                             \
+  template void rmsnorm_forward<T>(T *, T *, const T *, const T *, i64, i64, double);                                  \
+  template void rmsnorm_backward<T>(T *, Write, T *, Write, const T *, const T *, const T *, const T *, i64, i64);
 ATP_INSTANTIATE(float)
 ATP_INSTANTIATE(double)
 #undef ATP_INSTANTIATE

@@ -103,12 +103,13 @@ public:
     return kcuda::linear_forward(gemms_, as(y), as(x), as(w), as(bias), rows, in, out);
   }
 
-  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x, const void *w,
-                         std::int64_t rows, std::int64_t in, std::int64_t out) override {
+  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, Write dw_mode, const void *dy, const void *x,
+                         const void *w, std::int64_t rows, std::int64_t in, std::int64_t out) override {
     ATP_TRY(kcheck::linear_backward(dy, x, w, dx, dw, rows, in, out));
     for (std::int64_t v : {rows, in, out})
       ATP_TRY(kcheck::fits_int("linear_backward", "dimension", v));
-    return kcuda::linear_backward(gemms_, as(dx), dx_mode, as(dw), as(db), as(dy), as(x), as(w), rows, in, out);
+    return kcuda::linear_backward(gemms_, as(dx), dx_mode, as(dw), as(db), dw_mode, as(dy), as(x), as(w), rows, in,
+                                  out);
   }
 
   Status embedding_forward(void *out, const void *table, const std::int32_t *ids, std::int64_t rows,
@@ -136,10 +137,11 @@ public:
     return kcuda::add_rmsnorm_forward(stream_, as(sum), as(y), stat(rstd), as(a), as(b), as(w), rows, hidden, eps);
   }
 
-  Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x, const void *w,
-                          const void *rstd, std::int64_t rows, std::int64_t hidden) override {
+  Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, Write dw_mode, const void *dy, const void *x,
+                          const void *w, const void *rstd, std::int64_t rows, std::int64_t hidden) override {
     ATP_TRY(kcheck::rmsnorm_backward(dw, dy, x, w, rstd, rows, hidden));
-    return kcuda::rmsnorm_backward(stream_, as(dx), dx_mode, as(dw), as(dy), as(x), as(w), stat(rstd), rows, hidden);
+    return kcuda::rmsnorm_backward(stream_, as(dx), dx_mode, as(dw), dw_mode, as(dy), as(x), as(w), stat(rstd), rows,
+                                   hidden);
   }
 
   Status rope_table(void *table, const RopeConfig &cfg, std::int64_t head_dim, std::int64_t positions) override {

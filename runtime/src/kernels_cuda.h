@@ -127,8 +127,8 @@ Status gemm(const Gemms &g, const GemmArgs &a, const bf16 *pa, const bf16 *pb, b
 template <class T>
 Status linear_forward(const Gemms &g, T *y, const T *x, const T *w, const T *bias, i64 rows, i64 in, i64 out);
 template <class T>
-Status linear_backward(const Gemms &g, T *dx, Write mode, T *dw, T *db, const T *dy, const T *x, const T *w, i64 rows,
-                       i64 in, i64 out);
+Status linear_backward(const Gemms &g, T *dx, Write mode, T *dw, T *db, Write dw_mode, const T *dy, const T *x,
+                       const T *w, i64 rows, i64 in, i64 out);
 
 // kernels_cuda_embedding.cu
 template <class T>
@@ -146,7 +146,7 @@ template <class T>
 Status add_rmsnorm_forward(cudaStream_t st, T *sum, T *y, float *rstd, const T *a, const T *b, const T *w, i64 rows,
                            i64 hidden, double eps);
 template <class T>
-Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w,
+Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, Write dw_mode, const T *dy, const T *x, const T *w,
                         const float *rstd, i64 rows, i64 hidden);
 
 // kernels_cuda_elementwise.cu (rope, swiglu, add, scale)

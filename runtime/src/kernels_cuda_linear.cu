@@ -4,16 +4,17 @@
    math mode too: no TF32), which cuBLAS documents as bitwise reproducible for a given toolkit, GPU model and
    shape. cuBLAS is column-major: the row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T,
    so A and B swap places and keep their own transposes. As on the CPU: y = x w^T with the bias copied into
-   y first (beta 1), dx = dy w (beta 0, or 1 for Write::Accumulate), dw += dy^T x (beta 1).
+   y first (beta 1), dx = dy w and dw = dy^T x (beta 0, or 1 for Write::Accumulate).
 
    BF16: the same products through LtMatmul (cuBLASLt, fp32 accumulation, one rounding to bf16; the mapping
    is kernels_cuda_lt.cu's), and the forward bias is cuBLASLt's bias epilogue (no broadcast pass).
 
-   db += the column sums of dy, for both, through column_sums_add (fixed row chunks, then the chunks in order,
-   in double, one rounding). cuBLASLt's CUBLASLT_EPILOGUE_BGRADB would fold db into the dw product (our dy
-   is its B, the sum runs over k = rows), but it OVERWRITES its output, while kernels.h accumulates db: it
-   would need a scratch vector and an add (two bf16 roundings instead of one), and cuBLASLt documents no
-   summation order for it. db exists only for biased layers (Qwen2's qkv) and costs one read of dy. */
+   db (=|+=) the column sums of dy, for both, through column_sums (fixed row chunks, then the chunks in
+   order, in double, one rounding). cuBLASLt's CUBLASLT_EPILOGUE_BGRADB would fold db into the dw product
+   (our dy is its B, the sum runs over k = rows), but it only OVERWRITES its output, while kernels.h may
+   accumulate db: that would need a scratch vector and an add (two bf16 roundings instead of one), and
+   cuBLASLt documents no summation order for it. db exists only for biased layers (Qwen2's qkv) and costs
+   one read of dy. */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
@@ -81,23 +82,24 @@ Status linear_forward(const Gemms &g, T *y, const T *x, const T *w, const T *bia
 }
 
 template <class T>
-Status linear_backward(const Gemms &g, T *dx, Write mode, T *dw, T *db, const T *dy, const T *x, const T *w, i64 rows,
-                       i64 in, i64 out) {
+Status linear_backward(const Gemms &g, T *dx, Write mode, T *dw, T *db, Write dw_mode, const T *dy, const T *x,
+                       const T *w, i64 rows, i64 in, i64 out) {
+  const bool add = dw_mode == Write::Accumulate;
   if (dx)
     ATP_TRY(gemm_rm(g, false, false, rows, in, out, 1.0f, dy, out, w, in, mode == Write::Accumulate ? 1.0f : 0.0f, dx,
                     in, static_cast<const T *>(nullptr)));
   if (dw)
-    ATP_TRY(
-        gemm_rm(g, true, false, out, in, rows, 1.0f, dy, out, x, in, 1.0f, dw, in, static_cast<const T *>(nullptr)));
+    ATP_TRY(gemm_rm(g, true, false, out, in, rows, 1.0f, dy, out, x, in, add ? 1.0f : 0.0f, dw, in,
+                    static_cast<const T *>(nullptr)));
   if (db)
-    ATP_TRY(column_sums_add(g.stream, db, rows, out, DbTerm<T>{dy, out}));
+    ATP_TRY(column_sums(g.stream, db, dw_mode, rows, out, DbTerm<T>{dy, out}));
   return {};
 }
 
 #define ATP_INSTANTIATE(T)                                                                                             \
   template Status linear_forward<T>(const Gemms &, T *, const T *, const T *, const T *, i64, i64, i64);               \
-  template Status linear_backward<T>(const Gemms &, T *, Write, T *, T *, const T *, const T *, const T *, i64, i64,   \
-                                     i64);
+  template Status linear_backward<T>(const Gemms &, T *, Write, T *, T *, Write, const T *, const T *, const T *, i64, \
+                                     i64, i64);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
 #undef ATP_INSTANTIATE
 

@@ -8,7 +8,7 @@
    b owns kRowsPerBlock rows, writes their dx and its own fp32 partial of dw (each column owned by one thread,
    added in row order); a small second kernel adds the partials in block order. No atomics, and the row split
    is a constant: the same bits on every run and device. Outputs are rounded once to T (bf16 or float).
-   Other rows take the scalar kernels (sums in double, dw through column_sums_add). */
+   Other rows take the scalar kernels (sums in double, dw through column_sums). */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
@@ -254,11 +254,11 @@ __global__ void __launch_bounds__(kBlock, kBackwardBlocksPerSm<V>)
   }
 }
 
-/// dw[j] += the sum over b of partial[b][j], in a fixed order: 32 columns a block, its warp s adding the
+/// dw[j] (=|+=) the sum over b of partial[b][j], in a fixed order: 32 columns a block, its warp s adding the
 /// blocks b = s, s + kWarps, ... in order, then the warps' sums in warp order (fp32), rounded once.
 template <class T>
 __global__ void __launch_bounds__(kBlock)
-    rmsnorm_dw_finish_kernel(T *dw, const float *partial, i64 blocks, i64 hidden) {
+    rmsnorm_dw_finish_kernel(T *dw, bool accumulate, const float *partial, i64 blocks, i64 hidden) {
   __shared__ float sums[kWarps][32];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const i64 j = blockIdx.x * i64(32) + lane;
@@ -275,7 +275,7 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
     for (int k = 1; k < kWarps; ++k)
       total += sums[k][lane];
-    dw[j] = round_to<T>(to_f32(dw[j]) + total);
+    dw[j] = round_to<T>(accumulate ? to_f32(dw[j]) + total : total);
   }
 }
 
@@ -346,7 +346,7 @@ Status add_rmsnorm_forward(cudaStream_t st, T *sum, T *y, float *rstd, const T *
 }
 
 template <class T>
-Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, const T *x, const T *w,
+Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, Write dw_mode, const T *dy, const T *x, const T *w,
                         const float *rstd, i64 rows, i64 hidden) {
   const i64 blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   if (row_in_registers<T>({dx, dy, x, w}, hidden) && blocks <= 0x7fffffff) {
@@ -360,7 +360,8 @@ Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, 
     });
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess) {
-      rmsnorm_dw_finish_kernel<<<unsigned((hidden + 31) / 32), kBlock, 0, st>>>(dw, partial, blocks, hidden);
+      rmsnorm_dw_finish_kernel<<<unsigned((hidden + 31) / 32), kBlock, 0, st>>>(dw, dw_mode == Write::Accumulate,
+                                                                                partial, blocks, hidden);
       e = cudaGetLastError();
     }
     const cudaError_t freed = cudaFreeAsync(partial, st);
@@ -371,15 +372,15 @@ Status rmsnorm_backward(cudaStream_t st, T *dx, Write mode, T *dw, const T *dy, 
   if (dx)
     rmsnorm_dx_kernel<<<row_grid(rows), kBlock, 0, st>>>(dx, mode == Write::Accumulate, dy, x, w, rstd, rows, hidden);
   ATP_CUDA_TRY(cudaGetLastError());
-  return column_sums_add(st, dw, rows, hidden, DwTerm<T>{dy, x, rstd, hidden});
+  return column_sums(st, dw, dw_mode, rows, hidden, DwTerm<T>{dy, x, rstd, hidden});
 }
 
 #define ATP_INSTANTIATE(T)                                                                                             \
   template Status rmsnorm_forward<T>(cudaStream_t, T *, float *, const T *, const T *, i64, i64, double);              \
   template Status add_rmsnorm_forward<T>(cudaStream_t, T *, T *, float *, const T *, const T *, const T *, i64, i64,   \
                                          double);                                                                      \
-  template Status rmsnorm_backward<T>(cudaStream_t, T *, Write, T *, const T *, const T *, const T *, const float *,   \
-                                      i64, i64);
+  template Status rmsnorm_backward<T>(cudaStream_t, T *, Write, T *, Write, const T *, const T *, const T *,           \
+                                      const float *, i64, i64);
 ATP_KCUDA_FOR_EACH_ELEMENT(ATP_INSTANTIATE)
 #undef ATP_INSTANTIATE
 

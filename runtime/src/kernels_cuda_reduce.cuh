@@ -58,25 +58,26 @@ template <class Term> __global__ void column_partials(double *partial, i64 rows,
   }
 }
 
-/// out[j] += the chunks' partial sums of column j, added in chunk order (in double, rounded once).
-template <class T> __global__ void column_finish(T *out, const double *partial, i64 chunks, i64 cols) {
+/// out[j] (=|+=) the chunks' partial sums of column j, added in chunk order (in double, rounded once).
+template <class T> __global__ void column_finish(T *out, bool accumulate, const double *partial, i64 chunks, i64 cols) {
   for (i64 j = blockIdx.x * i64(blockDim.x) + threadIdx.x; j < cols; j += i64(gridDim.x) * blockDim.x) {
     double s = 0.0;
     for (i64 c = 0; c < chunks; ++c)
       s += partial[c * cols + j];
-    out[j] = round_to<T>(double(to_f32(out[j])) + s);
+    out[j] = round_to<T>(accumulate ? double(to_f32(out[j])) + s : s);
   }
 }
 
-/// out[j] += sum over rows t < rows of term(t, j) (a __device__ functor returning double), deterministic.
-template <class T, class Term> Status column_sums_add(cudaStream_t st, T *out, i64 rows, i64 cols, Term term) {
+/// out[j] (=|+=) the sum over rows t < rows of term(t, j) (a __device__ functor returning double), by mode;
+/// deterministic.
+template <class T, class Term> Status column_sums(cudaStream_t st, T *out, Write mode, i64 rows, i64 cols, Term term) {
   const i64 chunks = (rows + kRowChunk - 1) / kRowChunk;
   double *partial = nullptr;
   ATP_CUDA_TRY(cudaMallocAsync(&partial, std::size_t(chunks * cols) * sizeof(double), st));
   column_partials<<<blocks_for(chunks * cols), kBlock, 0, st>>>(partial, rows, cols, term);
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) {
-    column_finish<<<blocks_for(cols), kBlock, 0, st>>>(out, partial, chunks, cols);
+    column_finish<<<blocks_for(cols), kBlock, 0, st>>>(out, mode == Write::Accumulate, partial, chunks, cols);
     e = cudaGetLastError();
   }
   const cudaError_t freed = cudaFreeAsync(partial, st);

@@ -60,16 +60,18 @@ Status ProfilingKernels::linear_forward(void *y, const void *x, const void *w, c
                [&] { return k_.linear_forward(y, x, w, bias, rows, in, out); });
 }
 
-Status ProfilingKernels::linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x,
-                                         const void *w, std::int64_t rows, std::int64_t in, std::int64_t out) {
+Status ProfilingKernels::linear_backward(void *dx, Write dx_mode, void *dw, void *db, Write dw_mode, const void *dy,
+                                         const void *x, const void *w, std::int64_t rows, std::int64_t in,
+                                         std::int64_t out) {
+  const double dw_passes = dw_mode == Write::Accumulate ? 2.0 : 1.0; // read and write, or write
   const double es = double(dtype_size(dtype()));
   const double products = (dx ? 1.0 : 0.0) + (dw ? 1.0 : 0.0);
   return timed("linear_backward " + dims({rows, in}) + "->" + std::to_string(out) + (dx ? " dx" : "") +
                    (dw ? " dw" : "") + (db ? " db" : ""),
                products * 2.0 * double(rows) * double(in) * double(out),
                es * (double(rows * out) + (dx ? 2.0 * double(rows * in) : 0.0) +
-                     (dw ? double(rows * in) + 2.0 * double(out * in) : 0.0)),
-               [&] { return k_.linear_backward(dx, dx_mode, dw, db, dy, x, w, rows, in, out); });
+                     (dw ? double(rows * in) + dw_passes * double(out * in) : 0.0)),
+               [&] { return k_.linear_backward(dx, dx_mode, dw, db, dw_mode, dy, x, w, rows, in, out); });
 }
 
 Status ProfilingKernels::embedding_forward(void *out, const void *table, const std::int32_t *ids, std::int64_t rows,
@@ -100,11 +102,11 @@ Status ProfilingKernels::add_rmsnorm_forward(void *sum, void *y, void *rstd, con
                [&] { return k_.add_rmsnorm_forward(sum, y, rstd, a, b, w, rows, hidden, eps); });
 }
 
-Status ProfilingKernels::rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x,
-                                          const void *w, const void *rstd, std::int64_t rows, std::int64_t hidden) {
-  return timed("rmsnorm_backward " + dims({rows, hidden}), 0,
-               3.0 * double(dtype_size(dtype())) * double(rows * hidden),
-               [&] { return k_.rmsnorm_backward(dx, dx_mode, dw, dy, x, w, rstd, rows, hidden); });
+Status ProfilingKernels::rmsnorm_backward(void *dx, Write dx_mode, void *dw, Write dw_mode, const void *dy,
+                                          const void *x, const void *w, const void *rstd, std::int64_t rows,
+                                          std::int64_t hidden) {
+  return timed("rmsnorm_backward " + dims({rows, hidden}), 0, 3.0 * double(dtype_size(dtype())) * double(rows * hidden),
+               [&] { return k_.rmsnorm_backward(dx, dx_mode, dw, dw_mode, dy, x, w, rstd, rows, hidden); });
 }
 
 Status ProfilingKernels::rope_table(void *table, const RopeConfig &cfg, std::int64_t head_dim,

@@ -196,6 +196,7 @@ Result<std::unique_ptr<Trainer>> Trainer::create(const TrainModel &model, const 
                                                                       tensor_dp, *comms.dp_queue, &ops, comms.tp_queue)
                                                  : ZeroEngine::create(model.plan, s->zero, comms.tp_rank, tensor_tp,
                                                                       tensor_dp, ops, nullptr, comms.tp_queue));
+  ATP_TRY(s->engine->use_first_writes()); // the decoder asks grad_write: no clearing pass over the gradients
   s->store.engine = s->engine.get();
   ATP_ASSIGN_OR_RETURN(s->decoder, Decoder::create(model.shape, model.params, kernels, ops, tensor_tp,
                                                    s->batch.micro_batch, options.seq, &s->store, comms.tp_queue));

@@ -15,6 +15,7 @@ struct EngineStore : ParamStore {
   void *grad(int i) override { return engine->grad(i); }
   Status weights_needed(int i) override { return engine->weights_needed(i); }
   Status grad_needed(int i) override { return engine->grad_needed(i); }
+  Write grad_write(int i) override { return engine->grad_write(i); }
   Status grad_ready(int i) override { return engine->grad_ready(i); }
 };
 

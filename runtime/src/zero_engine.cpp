@@ -14,6 +14,7 @@
 
 #include "atp/lr_schedule.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -73,6 +74,8 @@ struct ZeroEngine::State {
   ZeroLedger ledger;
   LossScaler scaler;
   // progress
+  bool first_writes = false;     // use_first_writes(): gradients are marked unwritten instead of zeroed
+  std::vector<bool> unwritten;   // per flat parameter: its gradient's bytes are stale (first writes only)
   std::vector<bool> ready;       // per flat parameter, this micro-step
   std::vector<int> ready_count;  // per bucket
   int next_bucket = 0;           // stage 2: the next bucket to reduce
@@ -278,16 +281,36 @@ struct ZeroEngine::State {
   /// This DP rank's piece of bucket b in the padded flat buffer.
   std::int64_t own_piece(int b) const { return pad.buckets[b].begin + dp.rank() * pad.buckets[b].piece; }
 
+  /// First writes: zeroes the gradients of flat parameters [first, end) that nothing wrote this micro-step
+  /// (they hold a zero gradient, and stale bytes), on the engine's queue, before it reads them. Returns
+  /// whether it zeroed any: the model must then wait before it adds into them.
+  Result<bool> zero_unwritten(int first, int end) {
+    bool any = false;
+    for (int k = first; k < end && first_writes; ++k)
+      if (unwritten[std::size_t(k)]) {
+        ATP_TRY(ops.zero(at(grads, pad.offsets[std::size_t(k)]), std::size_t(flat.params[k].numel) * elem));
+        unwritten[std::size_t(k)] = false;
+        any = true;
+      }
+    return any;
+  }
+
   /// Stage 2: reduce-scatter bucket b of the working gradients in place, add this rank's piece into the
-  /// fp32 gradients and clear the bucket for the next micro-step.
+  /// fp32 gradients and clear the bucket for the next micro-step (first writes: mark it unwritten).
   Status reduce_bucket_into_partition(int b) {
     const PaddedBucket &pb = pad.buckets[b];
+    const GradBucket &fb = flat.buckets[b];
     std::byte *bucket = at(grads, pb.begin), *mine = at(grads, own_piece(b));
+    ATP_TRY(zero_unwritten(fb.first, fb.first + fb.count).status());
     if (dp.size() > 1)
       ATP_TRY(dp.reduce_scatter(bucket, mine, std::size_t(pb.piece), dtype, ReduceOp::Sum)
                   .with_context("stage 2 gradient bucket " + std::to_string(b)));
     ATP_TRY(ops.accumulate(grads32 + pb.part, mine, dtype, std::size_t(pb.piece)));
-    return ops.zero(bucket, std::size_t(pb.piece * dp.size()) * elem);
+    if (!first_writes)
+      return ops.zero(bucket, std::size_t(pb.piece * dp.size()) * elem);
+    for (int k = fb.first; k < fb.first + fb.count; ++k)
+      unwritten[std::size_t(k)] = true;
+    return {};
   }
 
   /// Everything that reaches the fp32 gradients at the boundary (stages 0 and 1).
@@ -340,8 +363,13 @@ struct ZeroEngine::State {
     return {};
   }
 
+  /// The end of an accumulation window: every gradient starts again from zero (first writes: is unwritten;
+  /// the padding between parameters is never written and stays zero from allocation).
   Status clear_gradients() {
-    ATP_TRY(ops.zero(grads, std::size_t(pad.numel) * elem));
+    if (first_writes)
+      unwritten.assign(unwritten.size(), true);
+    else
+      ATP_TRY(ops.zero(grads, std::size_t(pad.numel) * elem));
     if (grads32) // not at stage 1
       ATP_TRY(ops.zero(grads32, std::size_t(opt_numel()) * 4));
     return publish_grads_free();
@@ -539,6 +567,26 @@ Status ZeroEngine::read_param(int i, void *host) const {
                               std::size_t(s_->flat.params[k].numel) * s_->elem);
 }
 
+Status ZeroEngine::use_first_writes() {
+  State &s = *s_;
+  if (s.micro != 0 || std::find(s.ready.begin(), s.ready.end(), true) != s.ready.end())
+    return error("zero engine: use_first_writes must come before a micro-step, not during an accumulation window");
+  s.first_writes = true;
+  s.unwritten.assign(std::size_t(s.flat.num_params), true); // they are zero now, and may be overwritten
+  return {};
+}
+
+Write ZeroEngine::grad_write(int i) {
+  State &s = *s_;
+  if (!s.first_writes || i < 0 || i >= s.model.num_params)
+    return Write::Accumulate;
+  const std::size_t k = std::size_t(s.slot_of[std::size_t(i)]);
+  if (!s.unwritten[k])
+    return Write::Accumulate;
+  s.unwritten[k] = false;
+  return Write::Overwrite;
+}
+
 Status ZeroEngine::grad_ready(int i) {
   if (i < 0 || i >= s_->model.num_params)
     return error("zero engine: grad_ready(" + std::to_string(i) + ") names no parameter");
@@ -568,10 +616,18 @@ Status ZeroEngine::backward_done() {
     while (s.next_bucket < s.flat.num_buckets) // parameters that got no gradient count as zero
       ATP_TRY(s.reduce_bucket_into_partition(s.next_bucket++));
     ATP_TRY(s.publish_grads_free());
-  } else if (s.zero.stage == 0 && s.separate_fp32) {
-    ATP_TRY(s.ops.accumulate(s.grads32, s.grads, s.dtype, std::size_t(s.pad.numel)));
-    ATP_TRY(s.ops.zero(s.grads, std::size_t(s.pad.numel) * s.elem));
-    ATP_TRY(s.publish_grads_free());
+  } else {
+    ATP_ASSIGN_OR_RETURN(const bool zeroed, s.zero_unwritten(0, s.flat.num_params)); // no gradient: zero
+    if (s.zero.stage == 0 && s.separate_fp32) {
+      ATP_TRY(s.ops.accumulate(s.grads32, s.grads, s.dtype, std::size_t(s.pad.numel)));
+      if (s.first_writes)
+        s.unwritten.assign(s.unwritten.size(), true);
+      else
+        ATP_TRY(s.ops.zero(s.grads, std::size_t(s.pad.numel) * s.elem));
+      ATP_TRY(s.publish_grads_free());
+    } else if (zeroed) {
+      ATP_TRY(s.publish_grads_free());
+    }
   }
   s.ready.assign(s.ready.size(), false);
   s.ready_count.assign(s.ready_count.size(), 0);

@@ -142,15 +142,17 @@ void run(DType dtype) {
   bench("linear_forward down 8192->2048", 2.0 * T * H * F, 0,
         [&] { return K.linear_forward(dy, m, w_up, nullptr, T, F, H); });
   bench("linear_backward down dx+dw", 4.0 * T * H * F, 0,
-        [&] { return K.linear_backward(dx, Write::Overwrite, dw, nullptr, dy, m, w_up, T, F, H); });
-  bench("linear_backward qkv dx+dw+db", 4.0 * T * H * QKV, 0,
-        [&] { return K.linear_backward(x2, Write::Accumulate, dw_qkv, db_qkv, dy_qkv, x, w_qkv, T, H, QKV); });
+        [&] { return K.linear_backward(dx, Write::Overwrite, dw, nullptr, Write::Accumulate, dy, m, w_up, T, F, H); });
+  bench("linear_backward qkv dx+dw+db", 4.0 * T * H * QKV, 0, [&] {
+    return K.linear_backward(x2, Write::Accumulate, dw_qkv, db_qkv, Write::Accumulate, dy_qkv, x, w_qkv, T, H, QKV);
+  });
   bench("linear_forward lm_head 1024 x 2048->128256", 2.0 * CE * H * V, 0,
         [&] { return K.linear_forward(logits, x, table, nullptr, CE, H, V); });
   bench("rmsnorm_forward", 0, e * (2.0 * T * H + H) + 4.0 * T,
         [&] { return K.rmsnorm_forward(x2, rstd, x, norm_w, T, H, 1e-5); });
-  bench("rmsnorm_backward dx+dw", 0, e * (4.0 * T * H + H) + 4.0 * T,
-        [&] { return K.rmsnorm_backward(x2, Write::Accumulate, dnorm_w, dy, x, norm_w, rstd, T, H); });
+  bench("rmsnorm_backward dx+dw", 0, e * (4.0 * T * H + H) + 4.0 * T, [&] {
+    return K.rmsnorm_backward(x2, Write::Accumulate, dnorm_w, Write::Accumulate, dy, x, norm_w, rstd, T, H);
+  });
   bench("rope_table (host + copy)", 0, e * S * D, [&] { return K.rope_table(rope, RopeConfig{}, D, S); });
   RopeDims rd;
   rd.batch = B, rd.seq = S, rd.heads = Hq, rd.head_dim = D, rd.row_stride = QKV, rd.rotary_dim = D,

@@ -234,7 +234,8 @@ void test_linear(bool bias, Write mode, i64 rows, i64 in = 20, i64 out = 9) {
   auto res = twice(what, [&] {
     DevX X(x), W(w), B(bv), DY(dy), Y{Vec(rows * out, -7.0f)}, DX(dx0), DW(dw0), DB(db0);
     expect_ok(K->linear_forward(Y.p(), X.p(), W.p(), bias ? B.p() : nullptr, rows, in, out), what + " forward");
-    expect_ok(K->linear_backward(DX.p(), mode, DW.p(), bias ? DB.p() : nullptr, DY.p(), X.p(), W.p(), rows, in, out),
+    expect_ok(K->linear_backward(DX.p(), mode, DW.p(), bias ? DB.p() : nullptr, Write::Accumulate, DY.p(), X.p(), W.p(),
+                                 rows, in, out),
               what + " backward");
     return std::vector<Vec>{Y.get(), DX.get(), DW.get(), DB.get()};
   });
@@ -321,7 +322,8 @@ void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300, bool want_dx = true) {
     DevX X(x), W(w), DY(dy), Y{Vec(rows * hidden)}, DX(dx0), DW(dw0);
     DevS R{Vec(rows)};
     expect_ok(K->rmsnorm_forward(Y.p(), R.p(), X.p(), W.p(), rows, hidden, eps), what + " forward");
-    expect_ok(K->rmsnorm_backward(want_dx ? DX.p() : nullptr, mode, DW.p(), DY.p(), X.p(), W.p(), R.p(), rows, hidden),
+    expect_ok(K->rmsnorm_backward(want_dx ? DX.p() : nullptr, mode, DW.p(), Write::Accumulate, DY.p(), X.p(), W.p(),
+                                  R.p(), rows, hidden),
               what + " backward");
     return std::vector<Vec>{Y.get(), R.get(), DX.get(), DW.get()};
   });

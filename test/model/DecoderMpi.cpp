@@ -18,7 +18,12 @@
 // lie back to back (the ZeRO flat layout's order); the decoder, given that
 // store as its layout, runs q/k/v and gate/up as one product each (llama and
 // mistral: no biases, no fused weights) and must give the same loss and
-// gradients as with separate buffers.
+// gradients as with separate buffers. First writes: a store whose gradients
+// start as NaN and which answers grad_write with Overwrite once per parameter
+// and window (as the ZeRO engine's first writes do) must end a window of two
+// micro-batches with the very gradients of zeroed buffers that are added into,
+// separate and merged; a store that has written only some of one product's
+// gradients is an error.
 //
 // Rank 0 prints "decoder_mpi tp=T: N passed, M failed"; exit 0 only if every
 // check passes on every rank.
@@ -373,6 +378,90 @@ template <class T> void mergedEquivalence(const Variant &V, Comm &WorldComm, dou
   }
 }
 
+/// Another store's buffers, with first writes (ParamStore::grad_write): its gradients are set to NaN, and the
+/// first ask for each parameter in a window answers Overwrite.
+struct FirstWriteStore : ParamStore {
+  ParamStore &Inner;
+  std::vector<bool> Written;
+  std::vector<int> Overwrites;
+  FirstWriteStore(ParamStore &In, const std::vector<size_t> &Sizes, bool F64)
+      : Inner(In), Written(Sizes.size(), false), Overwrites(Sizes.size(), 0) {
+    for (size_t I = 0; I < Sizes.size(); ++I) {
+      if (F64)
+        std::fill_n(static_cast<double *>(In.grad(int(I))), Sizes[I], NAN);
+      else
+        std::fill_n(static_cast<float *>(In.grad(int(I))), Sizes[I], NAN);
+    }
+  }
+  void *param(int I) override { return Inner.param(I); }
+  void *grad(int I) override { return Inner.grad(I); }
+  Status grad_ready(int I) override { return Inner.grad_ready(I); }
+  Write grad_write(int I) override {
+    if (Written[size_t(I)])
+      return Write::Accumulate;
+    Written[size_t(I)] = true;
+    ++Overwrites[size_t(I)];
+    return Write::Overwrite;
+  }
+};
+
+/// Two micro-batches into one window: the gradients of first writes into NaN equal, bit for bit, those added
+/// into zeros, with separate buffers and with merged q/k/v and gate/up products; a product whose gradients
+/// the store has only partly written is refused.
+template <class T> void firstWrites(const Variant &V, Comm &WorldComm) {
+  const std::string Tag = std::string(V.Name) + (sizeof(T) == 8 ? " f64" : " f32") + " first writes";
+  const Layout L = layout(V.Shape);
+  const DecoderShape S = localShape(V.Shape, World);
+  const Batch B1 = makeBatch(V.Shape, 3), B2 = makeBatch(V.Shape, 8);
+  HostStore<T> Full = fullStore<T>(L, 5), Added, Written;
+  std::vector<size_t> Sizes;
+  for (size_t p = 0; p < L.P.size(); ++p) {
+    Added.W.push_back(shardOf(L.P[p], Full.W[p], Rank, World));
+    Added.G.push_back(std::vector<T>(Added.W.back().size(), T(0)));
+    Sizes.push_back(Added.W.back().size());
+  }
+  Added.Ready.assign(L.P.size(), 0);
+  Written = Added;
+  OneBufferStore<T> OneAdded(L, Added), OneWritten(L, Added);
+  FirstWriteStore First(Written, Sizes, sizeof(T) == 8), OneFirst(OneWritten, Sizes, sizeof(T) == 8);
+  struct Case {
+    const char *Name;
+    ParamStore &Ref, &Got;
+    std::function<std::vector<T>(int)> RefGrad, GotGrad;
+    FirstWriteStore &Counted;
+  };
+  const Case Cases[] = {
+      {"separate", Added, First, [&](int I) { return Added.G[size_t(I)]; },
+       [&](int I) { return Written.G[size_t(I)]; }, First},
+      {"merged", OneAdded, OneFirst, [&](int I) { return OneAdded.gradOf(I); },
+       [&](int I) { return OneWritten.gradOf(I); }, OneFirst},
+  };
+  for (const Case &C : Cases) {
+    const bool Merge = std::string(C.Name) == "merged";
+    bool Ok = true;
+    for (const Batch *B : {&B1, &B2}) {
+      auto Ref = runOnce<T>(S, L, C.Ref, WorldComm, *B, nullptr, Merge);
+      auto Got = runOnce<T>(S, L, C.Got, WorldComm, *B, nullptr, Merge);
+      check(Ref.ok() && Got.ok(), Tag + " " + C.Name + ": runs");
+      Ok = Ok && Ref.ok() && Got.ok() && Ref->loss_sum == Got->loss_sum;
+    }
+    check(Ok, Tag + " " + C.Name + ": the same losses");
+    for (size_t p = 0; p < L.P.size(); ++p) {
+      check(C.RefGrad(int(p)) == C.GotGrad(int(p)), Tag + " " + C.Name + ": gradient of " + L.P[p].Name);
+      check(C.Counted.Overwrites[p] == 1, Tag + " " + C.Name + ": one overwrite of " + L.P[p].Name + ", not " +
+                                              std::to_string(C.Counted.Overwrites[p]));
+    }
+  }
+  if (V.Shape.qkv_fused || V.Shape.qkv_bias || V.Shape.gate_up_fused)
+    return; // merged products only where q/k/v and gate/up are separate weights without biases
+  OneFirst.Written.assign(OneFirst.Written.size(), false);
+  OneFirst.Written[size_t(L.Layers[0].k)] = true; // k written, v and q not: their one product cannot write
+  auto Bad = runOnce<T>(S, L, OneFirst, WorldComm, B1, nullptr, true);
+  check(!Bad.ok() && Bad.status().message().find("one product writes the gradients of parameters") !=
+                         std::string::npos,
+        Tag + ": a product whose gradients are partly written is an error: " + Bad.status().message());
+}
+
 /// Central differences in float64 on a few elements of every parameter.
 void finiteDifferences(const Variant &V, Comm &Self) {
   const Layout L = layout(V.Shape);
@@ -434,6 +523,8 @@ int main(int argc, char **argv) {
       tpEquivalence<float>(V, **Self, **WorldComm, 1e-5);
       mergedEquivalence<double>(V, **WorldComm, 1e-11);
       mergedEquivalence<float>(V, **WorldComm, 1e-5);
+      firstWrites<double>(V, **WorldComm);
+      firstWrites<float>(V, **WorldComm);
       if (World == 1)
         finiteDifferences(V, **Self);
     }

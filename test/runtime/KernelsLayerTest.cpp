@@ -80,32 +80,42 @@ public:
     EXPECT_TRUE(k.cross_entropy(s.logits.data(), targets_.data(), ce).ok()); // logits -> dlogits
     Vec dhf(T * H), dx(T * H), dm(T * F), dgu(T * 2 * F), dh2(T * H), da(T * QW), dq(T * QW), dk(T * KW),
         dv(T * KW), dh(T * H);
-    EXPECT_TRUE(k.linear_backward(dhf.data(), Write::Overwrite, g.emb.data(), nullptr, s.logits.data(), s.hf.data(),
-                                  p.emb.data(), T, H, V).ok());
-    EXPECT_TRUE(k.rmsnorm_backward(dx.data(), Write::Overwrite, g.w_f.data(), dhf.data(), s.x2.data(), p.w_f.data(),
-                                   s.rf.data(), T, H).ok()); // dx = d(x2)
-    EXPECT_TRUE(k.linear_backward(dm.data(), Write::Overwrite, g.wd.data(), nullptr, dx.data(), s.m.data(),
-                                  p.wd.data(), T, F, H).ok());
+    EXPECT_TRUE(k.linear_backward(dhf.data(), Write::Overwrite, g.emb.data(), nullptr, Write::Accumulate,
+                                  s.logits.data(), s.hf.data(), p.emb.data(), T, H, V)
+                    .ok());
+    EXPECT_TRUE(k.rmsnorm_backward(dx.data(), Write::Overwrite, g.w_f.data(), Write::Accumulate, dhf.data(),
+                                   s.x2.data(), p.w_f.data(), s.rf.data(), T, H)
+                    .ok()); // dx = d(x2)
+    EXPECT_TRUE(k.linear_backward(dm.data(), Write::Overwrite, g.wd.data(), nullptr, Write::Accumulate, dx.data(),
+                                  s.m.data(), p.wd.data(), T, F, H)
+                    .ok());
     EXPECT_TRUE(k.swiglu_backward(dgu.data(), dgu.data() + F, dm.data(), s.gu.data(), s.gu.data() + F, T, F, 2 * F)
                     .ok());
-    EXPECT_TRUE(k.linear_backward(dh2.data(), Write::Overwrite, g.wgu.data(), nullptr, dgu.data(), s.h2.data(),
-                                  p.wgu.data(), T, H, 2 * F).ok());
-    EXPECT_TRUE(k.rmsnorm_backward(dx.data(), Write::Accumulate, g.w_post.data(), dh2.data(), s.x1.data(),
-                                   p.w_post.data(), s.r2.data(), T, H).ok()); // dx = d(x1)
-    EXPECT_TRUE(k.linear_backward(da.data(), Write::Overwrite, g.wo.data(), nullptr, dx.data(), s.a.data(),
-                                  p.wo.data(), T, QW, H).ok());
+    EXPECT_TRUE(k.linear_backward(dh2.data(), Write::Overwrite, g.wgu.data(), nullptr, Write::Accumulate, dgu.data(),
+                                  s.h2.data(), p.wgu.data(), T, H, 2 * F)
+                    .ok());
+    EXPECT_TRUE(k.rmsnorm_backward(dx.data(), Write::Accumulate, g.w_post.data(), Write::Accumulate, dh2.data(),
+                                   s.x1.data(), p.w_post.data(), s.r2.data(), T, H)
+                    .ok()); // dx = d(x1)
+    EXPECT_TRUE(k.linear_backward(da.data(), Write::Overwrite, g.wo.data(), nullptr, Write::Accumulate, dx.data(),
+                                  s.a.data(), p.wo.data(), T, QW, H)
+                    .ok());
     EXPECT_TRUE(k.attention_backward(dq.data(), dk.data(), dv.data(), da.data(), s.q.data(), s.k.data(), s.v.data(),
                                      s.a.data(), s.lse.data(), dims_).ok());
     EXPECT_TRUE(k.rope_backward(dq.data(), {B, S, Hq, D, QW, D, S}, table_.data()).ok());
     EXPECT_TRUE(k.rope_backward(dk.data(), {B, S, Hkv, D, KW, D, S}, table_.data()).ok());
-    EXPECT_TRUE(k.linear_backward(dh.data(), Write::Overwrite, g.wq.data(), g.bq.data(), dq.data(), s.h.data(),
-                                  p.wq.data(), T, H, QW).ok());
-    EXPECT_TRUE(k.linear_backward(dh.data(), Write::Accumulate, g.wk.data(), nullptr, dk.data(), s.h.data(),
-                                  p.wk.data(), T, H, KW).ok());
-    EXPECT_TRUE(k.linear_backward(dh.data(), Write::Accumulate, g.wv.data(), nullptr, dv.data(), s.h.data(),
-                                  p.wv.data(), T, H, KW).ok());
-    EXPECT_TRUE(k.rmsnorm_backward(dx.data(), Write::Accumulate, g.w_in.data(), dh.data(), s.x.data(),
-                                   p.w_in.data(), s.r1.data(), T, H).ok()); // dx = d(x)
+    EXPECT_TRUE(k.linear_backward(dh.data(), Write::Overwrite, g.wq.data(), g.bq.data(), Write::Accumulate, dq.data(),
+                                  s.h.data(), p.wq.data(), T, H, QW)
+                    .ok());
+    EXPECT_TRUE(k.linear_backward(dh.data(), Write::Accumulate, g.wk.data(), nullptr, Write::Accumulate, dk.data(),
+                                  s.h.data(), p.wk.data(), T, H, KW)
+                    .ok());
+    EXPECT_TRUE(k.linear_backward(dh.data(), Write::Accumulate, g.wv.data(), nullptr, Write::Accumulate, dv.data(),
+                                  s.h.data(), p.wv.data(), T, H, KW)
+                    .ok());
+    EXPECT_TRUE(k.rmsnorm_backward(dx.data(), Write::Accumulate, g.w_in.data(), Write::Accumulate, dh.data(),
+                                   s.x.data(), p.w_in.data(), s.r1.data(), T, H)
+                    .ok()); // dx = d(x)
     EXPECT_TRUE(k.embedding_backward(g.emb.data(), dx.data(), ids_.data(), T, H, {V, 0, V}).ok());
     return g;
   }

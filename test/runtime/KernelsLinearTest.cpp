@@ -5,6 +5,9 @@
 
 #include <gmock/gmock.h>
 
+#include <type_traits>
+#include <utility>
+
 using namespace atp_kt;
 using atp::DType;
 using atp::Write;
@@ -110,8 +113,9 @@ TEST(KernelsLinear, BackwardMatchesFiniteDifferences) {
     return dot(R, y);
   };
   Vec dx(x.size(), 7.0), dw(w.size(), 0.0), db(bias.size(), 0.0); // dx overwritten: its 7s must vanish
-  ASSERT_TRUE(k->linear_backward(dx.data(), Write::Overwrite, dw.data(), db.data(), R.data(), x.data(), w.data(), rows,
-                                 in, out).ok());
+  ASSERT_TRUE(k->linear_backward(dx.data(), Write::Overwrite, dw.data(), db.data(), Write::Accumulate, R.data(),
+                                 x.data(), w.data(), rows, in, out)
+                  .ok());
   EXPECT_TRUE(grad_check(x, dx, loss));
   EXPECT_TRUE(grad_check(w, dw, loss));
   EXPECT_TRUE(grad_check(bias, db, loss));
@@ -122,8 +126,9 @@ TEST(KernelsLinear, WeightGradientsAccumulateAndDxAccumulatesOnRequest) {
   const Vec x = random_vec(rows * in, 30), w = random_vec(out * in, 31), dy = random_vec(rows * out, 32);
   auto k = kernels(DType::F64);
   Vec dx1(x.size()), dw1(w.size(), 0.0), db1(out, 0.0);
-  ASSERT_TRUE(k->linear_backward(dx1.data(), Write::Overwrite, dw1.data(), db1.data(), dy.data(), x.data(), w.data(),
-                                 rows, in, out).ok());
+  ASSERT_TRUE(k->linear_backward(dx1.data(), Write::Overwrite, dw1.data(), db1.data(), Write::Accumulate, dy.data(),
+                                 x.data(), w.data(), rows, in, out)
+                  .ok());
   // by hand: dx = dy w, dw = dy^T x, db = column sums of dy
   for (i64 t = 0; t < rows; ++t)
     for (i64 i = 0; i < in; ++i) {
@@ -134,10 +139,12 @@ TEST(KernelsLinear, WeightGradientsAccumulateAndDxAccumulatesOnRequest) {
     }
   const Vec dx0 = random_vec(x.size(), 33), dw0 = random_vec(w.size(), 34), db0 = random_vec(out, 35);
   Vec dx = dx0, dw = dw0, db = db0;
-  ASSERT_TRUE(k->linear_backward(dx.data(), Write::Accumulate, dw.data(), db.data(), dy.data(), x.data(), w.data(),
-                                 rows, in, out).ok());
-  ASSERT_TRUE(k->linear_backward(nullptr, Write::Overwrite, dw.data(), db.data(), dy.data(), x.data(), w.data(), rows,
-                                 in, out).ok());
+  ASSERT_TRUE(k->linear_backward(dx.data(), Write::Accumulate, dw.data(), db.data(), Write::Accumulate, dy.data(),
+                                 x.data(), w.data(), rows, in, out)
+                  .ok());
+  ASSERT_TRUE(k->linear_backward(nullptr, Write::Overwrite, dw.data(), db.data(), Write::Accumulate, dy.data(),
+                                 x.data(), w.data(), rows, in, out)
+                  .ok());
   for (std::size_t i = 0; i < dx.size(); ++i)
     EXPECT_NEAR(dx[i], dx0[i] + dx1[i], 1e-14);
   for (std::size_t i = 0; i < dw.size(); ++i) // two backward calls: twice the gradient on top of dw0
@@ -146,9 +153,34 @@ TEST(KernelsLinear, WeightGradientsAccumulateAndDxAccumulatesOnRequest) {
     EXPECT_NEAR(db[i], db0[i] + 2 * db1[i], 1e-13);
   // dw null: only dx; the frozen weight's gradient buffer is not needed
   Vec dx2(x.size(), 0.0);
-  ASSERT_TRUE(k->linear_backward(dx2.data(), Write::Overwrite, nullptr, nullptr, dy.data(), nullptr, w.data(), rows,
-                                 in, out).ok());
+  ASSERT_TRUE(k->linear_backward(dx2.data(), Write::Overwrite, nullptr, nullptr, Write::Accumulate, dy.data(), nullptr,
+                                 w.data(), rows, in, out)
+                  .ok());
   EXPECT_TRUE(near_all(dx2, dx1, 0, 0));
+}
+
+// dw_mode Overwrite: dw and db get the values of accumulating into zeros, whatever they held (NaN here), in
+// fp32 and fp64, with a product big enough to be cut into blocks (kernels_cpu_gemm.cpp).
+TEST(KernelsLinear, WeightGradientsAreWrittenOnRequest) {
+  const i64 rows = 40, in = 96, out = 300;
+  const Vec x = random_vec(rows * in, 40), w = random_vec(out * in, 41), dy = random_vec(rows * out, 42);
+  auto check = [&](auto zero) {
+    using T = decltype(zero);
+    auto k = kernels(std::is_same_v<T, float> ? DType::F32 : DType::F64);
+    const std::vector<T> xt(x.begin(), x.end()), wt(w.begin(), w.end()), dyt(dy.begin(), dy.end());
+    auto run = [&](Write mode, T fill) {
+      std::vector<T> dw(w.size(), fill), db(static_cast<std::size_t>(out), fill);
+      EXPECT_TRUE(k->linear_backward(nullptr, Write::Overwrite, dw.data(), db.data(), mode, dyt.data(), xt.data(),
+                                     wt.data(), rows, in, out)
+                      .ok());
+      return std::make_pair(dw, db);
+    };
+    const auto added = run(Write::Accumulate, T(0)), written = run(Write::Overwrite, T(std::nan("")));
+    EXPECT_EQ(written.first, added.first);
+    EXPECT_EQ(written.second, added.second);
+  };
+  check(0.0f);
+  check(0.0);
 }
 
 TEST(KernelsLinear, BadArgumentsAreRejectedBeforeWriting) {
@@ -161,8 +193,8 @@ TEST(KernelsLinear, BadArgumentsAreRejectedBeforeWriting) {
   EXPECT_THAT(err(k->linear_forward(y.data(), nullptr, w.data(), nullptr, 3, 4, 3)), HasSubstr("is null"));
   EXPECT_THAT(err(k->linear_forward(y.data(), x.data(), w.data(), nullptr, 3, std::int64_t(1) << 61, 3)),
               HasSubstr("rows x in 3 x 2305843009213693952 overflows"));
-  EXPECT_THAT(err(k->linear_backward(y.data(), Write::Overwrite, nullptr, nullptr, x.data(), x.data(), nullptr, 3, 4,
-                                     3)),
+  EXPECT_THAT(err(k->linear_backward(y.data(), Write::Overwrite, nullptr, nullptr, Write::Accumulate, x.data(),
+                                     x.data(), nullptr, 3, 4, 3)),
               HasSubstr("dx requested but the weight w is null"));
   atp::GemmArgs g;
   g.m = 3, g.n = 4, g.k = 4, g.lda = 3, g.ldb = 4, g.ldc = 4;

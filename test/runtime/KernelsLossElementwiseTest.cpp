@@ -183,8 +183,9 @@ TEST(KernelsDeterminism, LinearGivesTheSameBytesTwiceAndForAnyThreadCount) {
     ASSERT_TRUE(k.ok());
     std::vector<float> y(std::size_t(rows * out)), dx(x.size()), dw(w.size(), 0.0f), db(std::size_t(out), 0.0f);
     ASSERT_TRUE((*k)->linear_forward(y.data(), x.data(), w.data(), bias.data(), rows, in, out).ok());
-    ASSERT_TRUE((*k)->linear_backward(dx.data(), Write::Overwrite, dw.data(), db.data(), dy.data(), x.data(), w.data(),
-                                      rows, in, out).ok());
+    ASSERT_TRUE((*k)->linear_backward(dx.data(), Write::Overwrite, dw.data(), db.data(), Write::Accumulate, dy.data(),
+                                      x.data(), w.data(), rows, in, out)
+                    .ok());
     for (const auto *part : {&dx, &dw, &db})
       y.insert(y.end(), part->begin(), part->end());
     results.push_back(y);

@@ -57,23 +57,31 @@ TEST(KernelsRmsNorm, BackwardMatchesFiniteDifferencesAndAccumulates) {
   loss(); // rstd of the unperturbed x
   const Vec saved_rstd = rstd;
   Vec dx(x.size(), 3.0), dw(hidden, 0.0);
-  ASSERT_TRUE(k->rmsnorm_backward(dx.data(), Write::Overwrite, dw.data(), R.data(), x.data(), w.data(),
-                                  saved_rstd.data(), rows, hidden).ok());
+  ASSERT_TRUE(k->rmsnorm_backward(dx.data(), Write::Overwrite, dw.data(), Write::Accumulate, R.data(), x.data(),
+                                  w.data(), saved_rstd.data(), rows, hidden)
+                  .ok());
   EXPECT_TRUE(grad_check(x, dx, loss));
   EXPECT_TRUE(grad_check(w, dw, loss));
 
   const Vec dx0 = random_vec(x.size(), 6), dw0 = random_vec(hidden, 7);
   Vec dxa = dx0, dwa = dw0;
-  ASSERT_TRUE(k->rmsnorm_backward(dxa.data(), Write::Accumulate, dwa.data(), R.data(), x.data(), w.data(),
-                                  saved_rstd.data(), rows, hidden).ok());
+  ASSERT_TRUE(k->rmsnorm_backward(dxa.data(), Write::Accumulate, dwa.data(), Write::Accumulate, R.data(), x.data(),
+                                  w.data(), saved_rstd.data(), rows, hidden)
+                  .ok());
   for (std::size_t i = 0; i < dxa.size(); ++i)
     EXPECT_NEAR(dxa[i], dx0[i] + dx[i], 1e-13);
   for (std::size_t i = 0; i < dwa.size(); ++i)
     EXPECT_NEAR(dwa[i], dw0[i] + dw[i], 1e-13);
   Vec dw_only(hidden, 0.0); // dx null: only the weight gradient
-  ASSERT_TRUE(k->rmsnorm_backward(nullptr, Write::Overwrite, dw_only.data(), R.data(), x.data(), w.data(),
-                                  saved_rstd.data(), rows, hidden).ok());
+  ASSERT_TRUE(k->rmsnorm_backward(nullptr, Write::Overwrite, dw_only.data(), Write::Accumulate, R.data(), x.data(),
+                                  w.data(), saved_rstd.data(), rows, hidden)
+                  .ok());
   EXPECT_TRUE(near_all(dw_only, dw, 0, 0));
+  Vec dw_written(hidden, std::nan("")); // dw_mode Overwrite: what was there does not matter
+  ASSERT_TRUE(k->rmsnorm_backward(nullptr, Write::Overwrite, dw_written.data(), Write::Overwrite, R.data(), x.data(),
+                                  w.data(), saved_rstd.data(), rows, hidden)
+                  .ok());
+  EXPECT_EQ(dw_written, dw);
 }
 
 // The residual add and the norm after it (the decoder's layer boundary): the bytes of add then rmsnorm_forward,
@@ -106,8 +114,8 @@ TEST(KernelsRmsNorm, BadArguments) {
   EXPECT_EQ(err(k->rmsnorm_forward(y.data(), r.data(), x.data(), w.data(), 2, 0, 1e-5)),
             "rmsnorm_forward: hidden 0 must be positive");
   EXPECT_THAT(err(k->rmsnorm_forward(y.data(), r.data(), x.data(), w.data(), 2, 4, -1.0)), HasSubstr("eps"));
-  EXPECT_THAT(err(k->rmsnorm_backward(y.data(), Write::Overwrite, nullptr, x.data(), x.data(), w.data(), r.data(), 2,
-                                      4)),
+  EXPECT_THAT(err(k->rmsnorm_backward(y.data(), Write::Overwrite, nullptr, Write::Accumulate, x.data(), x.data(),
+                                      w.data(), r.data(), 2, 4)),
               HasSubstr("rmsnorm_backward: pointer argument 0 is null"));
   EXPECT_EQ(y, std::vector<float>(8, 2.0f));
   EXPECT_EQ(r, std::vector<float>(2, 2.0f));

@@ -168,9 +168,9 @@ public:
                              int64_t Out) override {
     return Queue.push([=] { return K.linear_forward(Y, X, W, B, Rows, In, Out); });
   }
-  atp::Status linear_backward(void *DX, atp::Write Mode, void *DW, void *DB, const void *DY, const void *X,
-                              const void *W, int64_t Rows, int64_t In, int64_t Out) override {
-    return Queue.push([=] { return K.linear_backward(DX, Mode, DW, DB, DY, X, W, Rows, In, Out); });
+  atp::Status linear_backward(void *DX, atp::Write Mode, void *DW, void *DB, atp::Write DWMode, const void *DY,
+                              const void *X, const void *W, int64_t Rows, int64_t In, int64_t Out) override {
+    return Queue.push([=] { return K.linear_backward(DX, Mode, DW, DB, DWMode, DY, X, W, Rows, In, Out); });
   }
   atp::Status embedding_forward(void *Out, const void *Table, const int32_t *Ids, int64_t Rows, int64_t Hidden,
                                 const atp::VocabRange &R) override {
@@ -188,9 +188,9 @@ public:
                                   int64_t Rows, int64_t Hidden, double Eps) override {
     return Queue.push([=] { return K.add_rmsnorm_forward(Sum, Y, Rstd, A, B, W, Rows, Hidden, Eps); });
   }
-  atp::Status rmsnorm_backward(void *DX, atp::Write Mode, void *DW, const void *DY, const void *X, const void *W,
-                               const void *Rstd, int64_t Rows, int64_t Hidden) override {
-    return Queue.push([=] { return K.rmsnorm_backward(DX, Mode, DW, DY, X, W, Rstd, Rows, Hidden); });
+  atp::Status rmsnorm_backward(void *DX, atp::Write Mode, void *DW, atp::Write DWMode, const void *DY, const void *X,
+                               const void *W, const void *Rstd, int64_t Rows, int64_t Hidden) override {
+    return Queue.push([=] { return K.rmsnorm_backward(DX, Mode, DW, DWMode, DY, X, W, Rstd, Rows, Hidden); });
   }
   atp::Status rope_table(void *Table, const atp::RopeConfig &C, int64_t HeadDim, int64_t Positions) override {
     return Queue.push([=] { return K.rope_table(Table, C, HeadDim, Positions); });

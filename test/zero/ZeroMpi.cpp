@@ -10,7 +10,10 @@
 // on full tensors, and the global gradient norm of the unsharded model.
 // The engine's allocation equals the compiler's --emit=memory ledger.
 // Then an fp16 run where one rank's gradient overflows: every rank skips the
-// step, keeps its weights and halves the loss scale.
+// step, keeps its weights and halves the loss scale. First writes: an engine
+// whose backward writes each gradient when grad_write says Overwrite (over the
+// previous window's bytes, never cleared) and skips some gradients entirely
+// ends with the very weights and norms of one that clears and is added into.
 //
 // Gradients and initial weights are functions of (seed, step, micro-batch,
 // parameter, element), so the expected result is independent of the layout.
@@ -163,10 +166,16 @@ std::unique_ptr<atp::ZeroEngine> makeEngine(Context &C, LoadedPlan &P, LoadedZer
   return E;
 }
 
-/// One micro-step's backward: every local gradient, in backward order, with its hook.
+/// One micro-step's backward: every local gradient, in backward order, with its hook. With first writes it
+/// asks grad_write and writes or adds as told; SkipParam's gradient is left out (zero), its hook still called.
 void backward(atp::ZeroEngine &E, const atp::ModelPlan &Plan, int TpRank, int Step, int Micro, double Scale,
-              int PoisonParam = -1) {
+              int PoisonParam = -1, bool FirstWrites = false, int SkipParam = -1) {
   for (int I = Plan.num_params - 1; I >= 0; --I) {
+    if (I == SkipParam) {
+      ATP_CHECK_OK(E.grad_ready(I));
+      continue;
+    }
+    const bool Write = FirstWrites && E.grad_write(I) == atp::Write::Overwrite;
     std::vector<float> G = shardOf(Plan.params[I], TpRank, [&](int64_t X) { return gradient(Step, Micro, I, X); });
     if (E.dtype() == atp::DType::F16) { // the host backend's fp16 working gradients
       auto *Dst = static_cast<uint16_t *>(E.grad(I));
@@ -177,7 +186,7 @@ void backward(atp::ZeroEngine &E, const atp::ModelPlan &Plan, int TpRank, int St
     } else {
       auto *Dst = static_cast<float *>(E.grad(I));
       for (size_t X = 0; X < G.size(); ++X)
-        Dst[X] += float(G[X] * Scale);
+        Dst[X] = Write ? float(G[X] * Scale) : Dst[X] + float(G[X] * Scale);
     }
     ATP_CHECK_OK(E.grad_ready(I));
   }
@@ -245,6 +254,50 @@ void checkEquivalence(Context &C, const std::string &Family, int Stage) {
                 WorstAbs);
 }
 
+void checkFirstWrites(Context &C, const std::string &Family, int Stage) {
+  const int DpSize = C.Groups.dp_size, Gas = kGlobalMicro / DpSize;
+  const std::string Tag = Family + " stage " + std::to_string(Stage) + " first writes";
+  LoadedPlan P;
+  LoadedZero Z;
+  std::string Diag = compileTinyZero(Family, C.Groups.tp_size, overrides(DpSize, Stage, false), P, Z);
+  if (!Diag.empty()) {
+    C.expect(false, Tag + ": does not compile:\n" + Diag);
+    return;
+  }
+  auto Ops = atp::make_cpu_ops();
+  auto Cleared = makeEngine(C, P, Z, *Ops), Written = makeEngine(C, P, Z, *Ops);
+  ATP_CHECK_OK(Written->use_first_writes());
+  const int N = P.Plan.num_params;
+  bool SameNorms = true, Asked = true;
+  for (int S = 0; S < kSteps; ++S)
+    for (int Mi = 0; Mi < Gas; ++Mi) {
+      // no gradient for one parameter in the first micro-step of step 1, and none for another in all of step 2
+      const int Skip = S == 1 && Mi == 0 ? 1 : S == 2 ? N - 2 : -1;
+      const int Micro = C.Groups.dp_rank * Gas + Mi;
+      backward(*Cleared, P.Plan, C.Groups.tp_rank, S, Micro, 1.0, -1, false, Skip);
+      backward(*Written, P.Plan, C.Groups.tp_rank, S, Micro, 1.0, -1, true, Skip);
+      Asked = Asked && Cleared->grad_write(0) == atp::Write::Accumulate; // without first writes: always
+      const atp::StepResult A = ATP_CHECK_OK(Cleared->step()), B = ATP_CHECK_OK(Written->step());
+      SameNorms = SameNorms && A.boundary == B.boundary && A.grad_norm == B.grad_norm;
+    }
+  C.expect(Asked, Tag + ": grad_write is Accumulate without first writes");
+  C.expect(SameNorms, Tag + ": the same gradient norms");
+  for (int I = 0; I < N; ++I) {
+    std::vector<float> A(size_t(Cleared->numel(I))), B(A.size());
+    ATP_CHECK_OK(Cleared->read_param(I, A.data()));
+    ATP_CHECK_OK(Written->read_param(I, B.data()));
+    C.expect(A == B, Tag + ": the same weights of " + P.Plan.params[I].name + " after " + std::to_string(kSteps) +
+                         " steps");
+  }
+  if (Gas > 1) { // switching in the middle of a window is refused
+    backward(*Cleared, P.Plan, C.Groups.tp_rank, 0, 0, 1.0);
+    ATP_CHECK_OK(Cleared->step());
+    const atp::Status Mid = Cleared->use_first_writes();
+    C.expect(!Mid.ok() && Mid.message().find("not during an accumulation window") != std::string::npos,
+             Tag + ": use_first_writes in a window is an error: " + Mid.message());
+  }
+}
+
 void checkOverflowSkip(Context &C, int Stage) {
   const int DpSize = C.Groups.dp_size, Gas = kGlobalMicro / DpSize;
   const std::string Tag = "fp16 overflow, stage " + std::to_string(Stage);
@@ -300,6 +353,9 @@ int main(int argc, char **argv) {
   for (const char *Family : {"llama", "phi3"})
     for (int Stage = 0; Stage <= 2; ++Stage)
       checkEquivalence(C, Family, Stage);
+  for (const char *Family : {"llama", "phi3"})
+    for (int Stage = 0; Stage <= 2; ++Stage)
+      checkFirstWrites(C, Family, Stage);
   for (int Stage = 0; Stage <= 2; ++Stage)
     checkOverflowSkip(C, Stage);
 

@@ -16,8 +16,9 @@
    Replicated parameters (embedding, norms, LM head) get the same gradient on every TP rank.
 
    Weights and gradients live in a ParamStore (the ZeRO engine's flat buffers in training, plain buffers in
-   tests); backward accumulates into grad(i) and calls grad_ready(i) as soon as parameter i's gradient of
-   this micro-batch is complete, in backward order, so ZeRO stage 2 can reduce buckets while backward runs.
+   tests); backward writes or accumulates into grad(i) as grad_write(i) says and calls grad_ready(i) as soon
+   as parameter i's gradient of this micro-batch is complete, in backward order, so ZeRO stage 2 can reduce
+   buckets while backward runs.
    A layer's forward first calls weights_needed for the weights it reads, its backward grad_needed for the
    gradients it adds into, so the engine's optimizer step may still be running on its own queue when the
    forward starts.
@@ -80,6 +81,11 @@ public:
   /// store that writes them on another queue orders the kernels' queue after that work here (zero.h).
   virtual Status weights_needed(int) { return {}; }
   virtual Status grad_needed(int) { return {}; }
+  /// Asked just before each product into parameter i's gradient: Overwrite when the store holds nothing for
+  /// it this micro-step (its bytes are stale; the store then counts it as written), else Accumulate. The
+  /// default suits a store whose gradients are zero at the start of an accumulation window. A store answers
+  /// alike for the parameters of one product (q, k and v back to back; a weight and its bias).
+  virtual Write grad_write(int) { return Write::Accumulate; }
   /// Parameter i's gradient of this micro-batch is complete.
   virtual Status grad_ready(int i) = 0;
 };
@@ -117,9 +123,10 @@ public:
   Decoder(const Decoder &) = delete;
   Decoder &operator=(const Decoder &) = delete;
 
-  /// Forward and backward of one micro-batch: gradients are added into the store's grad buffers (which the
-  /// caller zeroes once per accumulation cycle) and grad_ready fires for every parameter. Returns the summed
-  /// loss over the micro-batch's predicted tokens and their count.
+  /// Forward and backward of one micro-batch: gradients are written or added into the store's grad buffers
+  /// as its grad_write says (by default added: the caller zeroes them once per accumulation cycle) and
+  /// grad_ready fires for every parameter. Returns the summed loss over the micro-batch's predicted tokens
+  /// and their count.
   Result<CrossEntropySum> forward_backward(ParamStore &store, const MicroBatch &mb);
   /// Forward only (evaluation): the summed loss and count; gradients untouched.
   Result<CrossEntropySum> forward_loss(ParamStore &store, const MicroBatch &mb);

@@ -17,11 +17,14 @@
        from one row to the next; a dense [T, N] matrix has row stride N.
      - Dimensions are int64 and must be positive; a call with a bad dimension, stride, pointer or option
        returns an error naming the call and the numbers, and writes nothing.
-     - Weight gradients (dw, db, dtable) are always ACCUMULATED (+=), so gradient accumulation and tied
-       embeddings (the LM head's dW added into the embedding's) need no extra pass; the caller zeroes them
-       once per accumulation cycle (the ZeRO engine does). Input gradients (dx) are written, or accumulated
-       when the call takes Write::Accumulate (q/k/v and gate/up input gradients summed into one buffer
-       before ONE tensor-parallel all-reduce; the residual stream's gradient).
+     - Weight gradients (dw, db) are written or ACCUMULATED (+=) as the call's dw_mode says: accumulated for
+       gradient accumulation and tied embeddings (the LM head's dW added into the embedding's), written by
+       the first product of an accumulation window, so that nobody clears the gradients (ParamStore::
+       grad_write says which: decoder.h). dtable is always accumulated. Input gradients (dx) are written, or
+       accumulated when the call takes Write::Accumulate (q/k/v and gate/up input gradients summed into one
+       buffer before ONE tensor-parallel all-reduce; the residual stream's gradient). On the CPU, writing
+       gives the bits of accumulating into zeros but for the sign of a zero (0 + -0 is +0); cuBLASLt may
+       choose another algorithm for a product that writes (kernels_cuda_lt.cu), deterministic all the same.
      - Outputs must not overlap inputs unless a call says so.
      - Results are deterministic: the same inputs give the same bytes on every run, whatever the thread
        count (no reduction order that depends on threads or timing; on the CPU, GEMMs are cut into blocks
@@ -37,7 +40,8 @@
      linear_forward(g, h2, Wg), linear_forward(u, h2, Wu)   swiglu_forward(m, g, u)
      linear_forward(d, m, Wd); all-reduce(d)            add(x2, x1, d), or with the next layer's input norm (the
                                                         last layer: the final norm) add_rmsnorm_forward(x2, ...)
-   backward (dx: the residual stream's gradient, d(x2) on entry, d(x) on exit, accumulated into):
+   backward (dx: the residual stream's gradient, d(x2) on entry, d(x) on exit, accumulated into; every dW
+   is written or accumulated as the parameter store says, the argument left out below):
      linear_backward(dm, Overwrite, dWd, -, dx, m, Wd)  swiglu_backward(dg, du, dm, g, u)
      linear_backward(dh2, Overwrite, dWg, -, dg, h2, Wg); linear_backward(dh2, Accumulate, dWu, -, du, h2, Wu)
      all-reduce(dh2) once                               rmsnorm_backward(dx, Accumulate, dw_post, dh2, ...)
@@ -164,10 +168,12 @@ public:
   /// y[rows, out] = x[rows, in] @ w[out, in]^T (+ bias[out] on every row; bias may be null). Dense layouts.
   virtual Status linear_forward(void *y, const void *x, const void *w, const void *bias, std::int64_t rows,
                                 std::int64_t in, std::int64_t out) = 0;
-  /// dx[rows, in] (=|+=) dy @ w; dw[out, in] += dy^T @ x; db[out] += sum over rows of dy. dx may be null
-  /// (not needed), dw may be null (frozen), db is null when the layer has no bias.
-  virtual Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x,
-                                 const void *w, std::int64_t rows, std::int64_t in, std::int64_t out) = 0;
+  /// dx[rows, in] (=|+=) dy @ w by dx_mode; dw[out, in] (=|+=) dy^T @ x and db[out] (=|+=) the sum over rows
+  /// of dy, both by dw_mode. dx may be null (not needed), dw may be null (frozen), db is null when the layer
+  /// has no bias.
+  virtual Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, Write dw_mode, const void *dy,
+                                 const void *x, const void *w, std::int64_t rows, std::int64_t in,
+                                 std::int64_t out) = 0;
 
   // ---------------------------------------------------------------- embedding
 
@@ -195,9 +201,10 @@ public:
     ATP_TRY(add(sum, a, b, rows * hidden));
     return rmsnorm_forward(y, rstd, sum, w, rows, hidden, eps);
   }
-  /// With xhat = x * rstd and g = dy * w: dx (=|+=) rstd * (g - xhat * mean_j(g * xhat)); dw += sum over
-  /// rows of dy * xhat. dx may be null (only dw wanted); it must not overlap x, dy or w.
-  virtual Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x,
+  /// With xhat = x * rstd and g = dy * w: dx (=|+=) rstd * (g - xhat * mean_j(g * xhat)) by dx_mode; dw
+  /// (=|+=) the sum over rows of dy * xhat by dw_mode. dx may be null (only dw wanted); it must not overlap
+  /// x, dy or w.
+  virtual Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, Write dw_mode, const void *dy, const void *x,
                                   const void *w, const void *rstd, std::int64_t rows, std::int64_t hidden) = 0;
 
   // ---------------------------------------------------------------- rotary embedding

@@ -42,8 +42,8 @@ public:
   Status gemm(const GemmArgs &args, const void *a, const void *b, void *c) override;
   Status linear_forward(void *y, const void *x, const void *w, const void *bias, std::int64_t rows, std::int64_t in,
                         std::int64_t out) override;
-  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, const void *dy, const void *x, const void *w,
-                         std::int64_t rows, std::int64_t in, std::int64_t out) override;
+  Status linear_backward(void *dx, Write dx_mode, void *dw, void *db, Write dw_mode, const void *dy, const void *x,
+                         const void *w, std::int64_t rows, std::int64_t in, std::int64_t out) override;
   Status embedding_forward(void *out, const void *table, const std::int32_t *ids, std::int64_t rows,
                            std::int64_t hidden, const VocabRange &range) override;
   Status embedding_backward(void *dtable, const void *dout, const std::int32_t *ids, std::int64_t rows,
@@ -52,8 +52,8 @@ public:
                          double eps) override;
   Status add_rmsnorm_forward(void *sum, void *y, void *rstd, const void *a, const void *b, const void *w,
                              std::int64_t rows, std::int64_t hidden, double eps) override;
-  Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, const void *dy, const void *x, const void *w,
-                          const void *rstd, std::int64_t rows, std::int64_t hidden) override;
+  Status rmsnorm_backward(void *dx, Write dx_mode, void *dw, Write dw_mode, const void *dy, const void *x,
+                          const void *w, const void *rstd, std::int64_t rows, std::int64_t hidden) override;
   Status rope_table(void *table, const RopeConfig &cfg, std::int64_t head_dim, std::int64_t positions) override;
   Status rope_forward(void *x, const RopeDims &dims, const void *table) override;
   Status rope_backward(void *dx, const RopeDims &dims, const void *table) override;

@@ -19,6 +19,11 @@
      2: as soon as a bucket's parameters are all ready (and every earlier bucket was reduced) it is
         reduce-scattered in place and this rank's piece is added into fp32 gradients (4P); the
         working gradients of the bucket are zeroed for the next micro-step. The rest as stage 1.
+   "Zeroed" above: by default the engine clears the working gradients (a memset of 2 or 4 bytes a
+   parameter). With first writes (use_first_writes, what the trainer runs), it only marks them unwritten;
+   the backward asks grad_write(i) before each product into gradient i and writes it (Overwrite) the first
+   time in the micro-step, so no clearing pass runs and the first product reads no old gradient (PyTorch's
+   zero_grad(set_to_none=True)). Any gradient nothing wrote is zeroed before the engine reads it.
    Buckets are reduced strictly in bucket order, so the sequence of collectives is the same on every rank.
    Gradients are averaged over GAS x DP micro-batches (summed, then scaled inside AdamW). The global norm
    follows DeepSpeed: TP-sharded parameters counted on every TP rank, replicated ones on TP rank 0 only;
@@ -44,6 +49,7 @@
 #pragma once
 
 #include "atp/comm.h"
+#include "atp/kernels.h"
 #include "atp/loss_scaler.h"
 #include "atp/ops.h"
 #include "atp/plan.h"
@@ -139,6 +145,13 @@ public:
   Status weights_needed(int i);
   /// Backward hook: the model's kernels are about to add into parameter i's gradient.
   Status grad_needed(int i);
+  /// First writes (see the top): the engine stops clearing the working gradients; the backward must ask
+  /// grad_write before each product into a gradient, and overwrite it when told to. Call it before a
+  /// micro-step (an error during an accumulation window).
+  Status use_first_writes();
+  /// Backward hook, first writes only: Overwrite when parameter i's gradient has not been written this
+  /// micro-step (it is then counted as written), else Accumulate. Always Accumulate without first writes.
+  Write grad_write(int i);
   /// Backward hook: parameter i's gradient for this micro-step is complete.
   Status grad_ready(int i);
   /// End of a micro-step's backward.
