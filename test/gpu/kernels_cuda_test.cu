@@ -225,21 +225,29 @@ void test_gemm(bool ta, bool tb, double beta, i64 m = 5, i64 n = 7, i64 k = 33, 
   expect_close(what, out[0], ref); // the padding columns keep c0's values (and are compared)
 }
 
-void test_linear(bool bias, Write mode, i64 rows, i64 in = 20, i64 out = 9) {
+/// dw_mode Overwrite: dw and db start as NaN, which must not reach the result.
+void test_linear(bool bias, Write mode, i64 rows, i64 in = 20, i64 out = 9, Write dw_mode = Write::Accumulate) {
   const Vec x = random_vec(rows * in), w = random_vec(out * in), bv = random_vec(out), dy = random_vec(rows * out);
-  const Vec dx0 = random_vec(rows * in), dw0 = random_vec(out * in), db0 = random_vec(out);
+  const bool dw_add = dw_mode == Write::Accumulate;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const Vec dx0 = random_vec(rows * in), dw0 = dw_add ? random_vec(out * in) : Vec(out * in, nan),
+            db0 = dw_add || !bias ? random_vec(out) : Vec(out, nan);
   const std::string what = std::string("linear rows ") + std::to_string(rows) + " in " + std::to_string(in) + " out " +
                            std::to_string(out) + " bias " + (bias ? "yes" : "no") +
-                           (mode == Write::Accumulate ? " accumulate" : " overwrite");
+                           (mode == Write::Accumulate ? " accumulate" : " overwrite") + (dw_add ? "" : " dw written");
   auto res = twice(what, [&] {
     DevX X(x), W(w), B(bv), DY(dy), Y{Vec(rows * out, -7.0f)}, DX(dx0), DW(dw0), DB(db0);
     expect_ok(K->linear_forward(Y.p(), X.p(), W.p(), bias ? B.p() : nullptr, rows, in, out), what + " forward");
-    expect_ok(K->linear_backward(DX.p(), mode, DW.p(), bias ? DB.p() : nullptr, Write::Accumulate, DY.p(), X.p(), W.p(),
-                                 rows, in, out),
-              what + " backward");
+    expect_ok(
+        K->linear_backward(DX.p(), mode, DW.p(), bias ? DB.p() : nullptr, dw_mode, DY.p(), X.p(), W.p(), rows, in, out),
+        what + " backward");
     return std::vector<Vec>{Y.get(), DX.get(), DW.get(), DB.get()};
   });
   Ref y(rows * out), dx(rows * in), dw(dw0.begin(), dw0.end()), db(db0.begin(), db0.end());
+  if (!dw_add)
+    std::fill(dw.begin(), dw.end(), 0.0);
+  if (!dw_add && bias)
+    std::fill(db.begin(), db.end(), 0.0);
   for (i64 t = 0; t < rows; ++t)
     for (i64 o = 0; o < out; ++o) {
       double s = bias ? double(bv[o]) : 0.0;
@@ -312,22 +320,28 @@ void test_embedding() {
 
 /// hidden 300: wider than a block, one element per load for bf16 (16-byte loads for float); 2048 and up: the
 /// vectorized register path (kernels_cuda_norm.cu). want_dx false passes a null dx (only dw is wanted).
-void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300, bool want_dx = true) {
+/// dw_mode Overwrite: dw starts as NaN, which must not reach the result.
+void test_rmsnorm(Write mode, i64 rows, i64 hidden = 300, bool want_dx = true, Write dw_mode = Write::Accumulate) {
   const double eps = 1e-5;
   const Vec x = random_vec(rows * hidden), w = random_vec(hidden, 0.5f, 1.5f), dy = random_vec(rows * hidden);
-  const Vec dx0 = random_vec(rows * hidden), dw0 = random_vec(hidden);
+  const bool dw_add = dw_mode == Write::Accumulate;
+  const Vec dx0 = random_vec(rows * hidden),
+            dw0 = dw_add ? random_vec(hidden) : Vec(hidden, std::numeric_limits<float>::quiet_NaN());
   const std::string what = "rmsnorm rows " + std::to_string(rows) + " hidden " + std::to_string(hidden) +
-                           (mode == Write::Accumulate ? " accumulate" : " overwrite") + (want_dx ? "" : " no dx");
+                           (mode == Write::Accumulate ? " accumulate" : " overwrite") + (want_dx ? "" : " no dx") +
+                           (dw_add ? "" : " dw written");
   auto res = twice(what, [&] {
     DevX X(x), W(w), DY(dy), Y{Vec(rows * hidden)}, DX(dx0), DW(dw0);
     DevS R{Vec(rows)};
     expect_ok(K->rmsnorm_forward(Y.p(), R.p(), X.p(), W.p(), rows, hidden, eps), what + " forward");
-    expect_ok(K->rmsnorm_backward(want_dx ? DX.p() : nullptr, mode, DW.p(), Write::Accumulate, DY.p(), X.p(), W.p(),
-                                  R.p(), rows, hidden),
+    expect_ok(K->rmsnorm_backward(want_dx ? DX.p() : nullptr, mode, DW.p(), dw_mode, DY.p(), X.p(), W.p(), R.p(), rows,
+                                  hidden),
               what + " backward");
     return std::vector<Vec>{Y.get(), R.get(), DX.get(), DW.get()};
   });
   Ref y(rows * hidden), rstd(rows), dx(rows * hidden), dw(dw0.begin(), dw0.end());
+  if (!dw_add)
+    std::fill(dw.begin(), dw.end(), 0.0);
   for (i64 t = 0; t < rows; ++t) {
     double ss = 0, dot = 0;
     for (i64 j = 0; j < hidden; ++j)
@@ -818,6 +832,8 @@ void run_suite() {
   test_linear(true, Write::Accumulate, 259);          // db's column sums over three row chunks
   test_linear(true, Write::Accumulate, 256, 128, 64); // aligned: tensor-core algorithms with the bias epilogue
   test_linear(false, Write::Overwrite, 256, 128, 64);
+  test_linear(true, Write::Overwrite, 259, 20, 9, Write::Overwrite);    // dw and db written over NaN
+  test_linear(false, Write::Overwrite, 256, 128, 64, Write::Overwrite); // tensor-core algorithms, beta 0
   test_embedding();
   test_rmsnorm(Write::Overwrite, 7);
   test_rmsnorm(Write::Accumulate, 7);
@@ -829,6 +845,8 @@ void run_suite() {
   test_rmsnorm(Write::Overwrite, 70, 4096);         // 2 (bf16) and 4 (float) vectors a thread
   test_rmsnorm(Write::Accumulate, 33, 8192);        // 4 vectors a thread (bf16); float: the scalar kernels
   test_rmsnorm(Write::Accumulate, 45, 2048, false); // no dx: dw only
+  test_rmsnorm(Write::Accumulate, 203, 2048, true, Write::Overwrite); // dw written over NaN: the fused backward
+  test_rmsnorm(Write::Accumulate, 300, 300, true, Write::Overwrite);  // ... and the column sums
   test_add_rmsnorm(7, 300);
   test_add_rmsnorm(9, 2048);
   test_add_rmsnorm(33, 8192);
