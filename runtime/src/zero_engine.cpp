@@ -295,6 +295,12 @@ struct ZeroEngine::State {
     return any;
   }
 
+  /// Adds n working gradients into fp32 ones; a window's first micro-step writes them instead (the same
+  /// values as adding into zeros), so the fp32 gradients are never cleared.
+  Status into_fp32_grads(float *dst, const void *src, std::size_t n) {
+    return micro == 0 ? ops.cast(dst, DType::F32, src, dtype, n) : ops.accumulate(dst, src, dtype, n);
+  }
+
   /// Stage 2: reduce-scatter bucket b of the working gradients in place, add this rank's piece into the
   /// fp32 gradients and clear the bucket for the next micro-step (first writes: mark it unwritten).
   Status reduce_bucket_into_partition(int b) {
@@ -305,7 +311,7 @@ struct ZeroEngine::State {
     if (dp.size() > 1)
       ATP_TRY(dp.reduce_scatter(bucket, mine, std::size_t(pb.piece), dtype, ReduceOp::Sum)
                   .with_context("stage 2 gradient bucket " + std::to_string(b)));
-    ATP_TRY(ops.accumulate(grads32 + pb.part, mine, dtype, std::size_t(pb.piece)));
+    ATP_TRY(into_fp32_grads(grads32 + pb.part, mine, std::size_t(pb.piece)));
     if (!first_writes)
       return ops.zero(bucket, std::size_t(pb.piece * dp.size()) * elem);
     for (int k = fb.first; k < fb.first + fb.count; ++k)
@@ -370,8 +376,6 @@ struct ZeroEngine::State {
       unwritten.assign(unwritten.size(), true);
     else
       ATP_TRY(ops.zero(grads, std::size_t(pad.numel) * elem));
-    if (grads32) // not at stage 1
-      ATP_TRY(ops.zero(grads32, std::size_t(opt_numel()) * 4));
     return publish_grads_free();
   }
 
@@ -619,7 +623,7 @@ Status ZeroEngine::backward_done() {
   } else {
     ATP_ASSIGN_OR_RETURN(const bool zeroed, s.zero_unwritten(0, s.flat.num_params)); // no gradient: zero
     if (s.zero.stage == 0 && s.separate_fp32) {
-      ATP_TRY(s.ops.accumulate(s.grads32, s.grads, s.dtype, std::size_t(s.pad.numel)));
+      ATP_TRY(s.into_fp32_grads(s.grads32, s.grads, std::size_t(s.pad.numel)));
       if (s.first_writes)
         s.unwritten.assign(s.unwritten.size(), true);
       else

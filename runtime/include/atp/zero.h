@@ -19,8 +19,9 @@
      2: as soon as a bucket's parameters are all ready (and every earlier bucket was reduced) it is
         reduce-scattered in place and this rank's piece is added into fp32 gradients (4P); the
         working gradients of the bucket are zeroed for the next micro-step. The rest as stage 1.
-   "Zeroed" above: by default the engine clears the working gradients (a memset of 2 or 4 bytes a
-   parameter). With first writes (use_first_writes, what the trainer runs), it only marks them unwritten;
+   The fp32 gradients are never cleared: a window's first micro-step writes them (a cast) and the others
+   add into them. "Zeroed" above: by default the engine clears the working gradients (a memset of 2 or 4
+   bytes a parameter). With first writes (use_first_writes, what the trainer runs), it only marks them unwritten;
    the backward asks grad_write(i) before each product into gradient i and writes it (Overwrite) the first
    time in the micro-step, so no clearing pass runs and the first product reads no old gradient (PyTorch's
    zero_grad(set_to_none=True)). Any gradient nothing wrote is zeroed before the engine reads it.
