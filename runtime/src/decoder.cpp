@@ -97,7 +97,7 @@ struct Decoder::State {
       if (mode && *mode != m)
         return error("decoder: one product writes the gradients of parameters " + std::to_string(first) + " and " +
                      std::to_string(i) + ", but the store has written " +
-                     std::to_string(m == Write::Overwrite ? first : i) + "'s this micro-step and not the other's");
+                     std::to_string(m == Write::Overwrite ? first : i) + "'s and not the other's");
       mode = m;
       first = first < 0 ? i : first;
     }

@@ -281,9 +281,9 @@ struct ZeroEngine::State {
   /// This DP rank's piece of bucket b in the padded flat buffer.
   std::int64_t own_piece(int b) const { return pad.buckets[b].begin + dp.rank() * pad.buckets[b].piece; }
 
-  /// First writes: zeroes the gradients of flat parameters [first, end) that nothing wrote this micro-step
-  /// (they hold a zero gradient, and stale bytes), on the engine's queue, before it reads them. Returns
-  /// whether it zeroed any: the model must then wait before it adds into them.
+  /// First writes: zeroes the gradients of flat parameters [first, end) that nothing wrote since they were
+  /// marked unwritten (they hold a zero gradient, and stale bytes), on the engine's queue, before it reads
+  /// them. Returns whether it zeroed any: the model must then wait before it adds into them.
   Result<bool> zero_unwritten(int first, int end) {
     bool any = false;
     for (int k = first; k < end && first_writes; ++k)

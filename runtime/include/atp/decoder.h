@@ -81,8 +81,8 @@ public:
   /// store that writes them on another queue orders the kernels' queue after that work here (zero.h).
   virtual Status weights_needed(int) { return {}; }
   virtual Status grad_needed(int) { return {}; }
-  /// Asked just before each product into parameter i's gradient: Overwrite when the store holds nothing for
-  /// it this micro-step (its bytes are stale; the store then counts it as written), else Accumulate. The
+  /// Asked just before each product into parameter i's gradient: Overwrite when the store holds no gradient
+  /// for it yet (its bytes are stale; the store then counts it as written), else Accumulate. The
   /// default suits a store whose gradients are zero at the start of an accumulation window. A store answers
   /// alike for the parameters of one product (q, k and v back to back; a weight and its bias).
   virtual Write grad_write(int) { return Write::Accumulate; }

@@ -21,10 +21,11 @@
         working gradients of the bucket are zeroed for the next micro-step. The rest as stage 1.
    The fp32 gradients are never cleared: a window's first micro-step writes them (a cast) and the others
    add into them. "Zeroed" above: by default the engine clears the working gradients (a memset of 2 or 4
-   bytes a parameter). With first writes (use_first_writes, what the trainer runs), it only marks them unwritten;
-   the backward asks grad_write(i) before each product into gradient i and writes it (Overwrite) the first
-   time in the micro-step, so no clearing pass runs and the first product reads no old gradient (PyTorch's
-   zero_grad(set_to_none=True)). Any gradient nothing wrote is zeroed before the engine reads it.
+   bytes a parameter). With first writes (use_first_writes, what the trainer runs), it only marks them
+   unwritten; the backward asks grad_write(i) before each product into gradient i and writes it
+   (Overwrite) where the engine holds no gradient yet, so no clearing pass runs and the first product
+   reads no old gradient (PyTorch's zero_grad(set_to_none=True)). Any gradient nothing wrote is zeroed
+   before the engine reads it.
    Buckets are reduced strictly in bucket order, so the sequence of collectives is the same on every rank.
    Gradients are averaged over GAS x DP micro-batches (summed, then scaled inside AdamW). The global norm
    follows DeepSpeed: TP-sharded parameters counted on every TP rank, replicated ones on TP rank 0 only;
@@ -150,8 +151,8 @@ public:
   /// grad_write before each product into a gradient, and overwrite it when told to. Call it before a
   /// micro-step (an error during an accumulation window).
   Status use_first_writes();
-  /// Backward hook, first writes only: Overwrite when parameter i's gradient has not been written this
-  /// micro-step (it is then counted as written), else Accumulate. Always Accumulate without first writes.
+  /// Backward hook, first writes only: Overwrite when parameter i's gradient is unwritten (the engine holds
+  /// none for it yet; it is then counted as written), else Accumulate. Always Accumulate without first writes.
   Write grad_write(int i);
   /// Backward hook: parameter i's gradient for this micro-step is complete.
   Status grad_ready(int i);
