@@ -285,8 +285,10 @@ struct ZeroEngine::State {
   /// marked unwritten (they hold a zero gradient, and stale bytes), on the engine's queue, before it reads
   /// them. Returns whether it zeroed any: the model must then wait before it adds into them.
   Result<bool> zero_unwritten(int first, int end) {
+    if (!first_writes)
+      return false;
     bool any = false;
-    for (int k = first; k < end && first_writes; ++k)
+    for (int k = first; k < end; ++k)
       if (unwritten[std::size_t(k)]) {
         ATP_TRY(ops.zero(at(grads, pad.offsets[std::size_t(k)]), std::size_t(flat.params[k].numel) * elem));
         unwritten[std::size_t(k)] = false;
@@ -369,8 +371,9 @@ struct ZeroEngine::State {
     return {};
   }
 
-  /// The end of an accumulation window: every gradient starts again from zero (first writes: is unwritten;
-  /// the padding between parameters is never written and stays zero from allocation).
+  /// Every working gradient starts again from zero (first writes: is unwritten; the padding between
+  /// parameters is never written and stays zero from allocation): at the end of an accumulation window, and
+  /// at stage 0 in 16-bit after each micro-step's gradients went into the fp32 ones.
   Status clear_gradients() {
     if (first_writes)
       unwritten.assign(unwritten.size(), true);
@@ -624,11 +627,7 @@ Status ZeroEngine::backward_done() {
     ATP_ASSIGN_OR_RETURN(const bool zeroed, s.zero_unwritten(0, s.flat.num_params)); // no gradient: zero
     if (s.zero.stage == 0 && s.separate_fp32) {
       ATP_TRY(s.into_fp32_grads(s.grads32, s.grads, std::size_t(s.pad.numel)));
-      if (s.first_writes)
-        s.unwritten.assign(s.unwritten.size(), true);
-      else
-        ATP_TRY(s.ops.zero(s.grads, std::size_t(s.pad.numel) * s.elem));
-      ATP_TRY(s.publish_grads_free());
+      ATP_TRY(s.clear_gradients());
     } else if (zeroed) {
       ATP_TRY(s.publish_grads_free());
     }
