@@ -10,8 +10,10 @@ forward, the first kernel of a step) and ends where the next one starts. For eac
   idle  span - busy: what launch overhead, host work and synchronizations cost the GPU. CUDA graphs could win
         back at most this (they remove launch gaps, not host syncs).
 The last step (no next start) and --skip warm-up steps are left out; the figures are medians over the rest.
+--gaps K adds where the idle time is: the K (operation before, operation after) pairs whose idle gaps cost the
+most, per step (a gap lies between the end of all GPU work so far and the next operation's start).
 
-usage: gpu_timeline.py CSV [--step-start REGEX] [--skip N] [--top K] [--label TEXT]"""
+usage: gpu_timeline.py CSV [--step-start REGEX] [--skip N] [--top K] [--gaps K] [--label TEXT]"""
 import argparse
 import collections
 import csv
@@ -48,6 +50,7 @@ def main():
                    help="regex of the first kernel of a step (default: our train's embedding forward)")
     p.add_argument("--skip", type=int, default=2, help="warm-up steps left out (default 2)")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--gaps", type=int, default=0, help="list the K costliest kinds of idle gap (default none)")
     p.add_argument("--label", default="")
     a = p.parse_args()
 
@@ -72,14 +75,22 @@ def main():
     steps = steps[a.skip:]
     spans, busys, idles, counts = [], [], [], []
     per_kernel = collections.defaultdict(lambda: [0, 0])  # name -> [calls, ns] over the measured steps
+    per_gap = collections.defaultdict(lambda: [0, 0])  # (before, after) -> [gaps, ns] over the measured steps
     j = 0
     for s0, s1 in steps:
         while j < len(rows) and rows[j][0] < s0:
             j += 1
         k, intervals = j, []
+        busy_until, last = None, None  # the end of all work so far in the step, and the op that reached it
         while k < len(rows) and rows[k][0] < s1:
             st, en, kind, name = rows[k]
             intervals.append((st, min(en, s1)))
+            if busy_until is not None and st > busy_until:
+                pg = per_gap[(last, shorten(name))]
+                pg[0] += 1
+                pg[1] += st - busy_until
+            if busy_until is None or en > busy_until:
+                busy_until, last = en, shorten(name)
             pk = per_kernel[shorten(name)]
             pk[0] += 1
             pk[1] += en - st
@@ -89,6 +100,10 @@ def main():
         busys.append(busy)
         idles.append(span - busy)
         counts.append(len(intervals))
+        if busy_until is not None and s1 > busy_until:  # the gap before the next step's first operation
+            pg = per_gap[(last, "(next step)")]
+            pg[0] += 1
+            pg[1] += s1 - busy_until
     n = len(steps)
     ms = lambda ns: ns / 1e6  # noqa: E731
     label = (a.label + ": ") if a.label else ""
@@ -102,6 +117,10 @@ def main():
     for name, (calls, ns) in sorted(per_kernel.items(), key=lambda kv: -kv[1][1])[:a.top]:
         print("%-96s %7.0f %10.3f %9.1f" % (name, calls / n, ms(ns) / n, ns / calls / 1e3))
     print("%-96s %7s %10.3f" % ("all GPU operations", "", ms(total) / n))
+    if a.gaps > 0:
+        print("%-96s %7s %10s %9s" % ("idle gap (per step): after -> before", "gaps", "ms", "us/gap"))
+        for (before, after), (gaps, ns) in sorted(per_gap.items(), key=lambda kv: -kv[1][1])[:a.gaps]:
+            print("%-96s %7.0f %10.3f %9.1f" % ((before + " -> " + after)[:96], gaps / n, ms(ns) / n, ns / gaps / 1e3))
 
 
 if __name__ == "__main__":
