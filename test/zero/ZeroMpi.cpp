@@ -14,6 +14,9 @@
 // whose backward writes each gradient when grad_write says Overwrite (over the
 // previous window's bytes, never cleared) and skips some gradients entirely
 // ends with the very weights and norms of one that clears and is added into.
+// 16 bits: a bf16 and an fp16 engine at each stage, fed gradients that 16 bits
+// hold exactly, end with the fp32 engine's norms and its weights rounded to 16
+// bits, bit for bit.
 //
 // Gradients and initial weights are functions of (seed, step, micro-batch,
 // parameter, element), so the expected result is independent of the layout.
@@ -60,6 +63,15 @@ float gradient(int Step, int Micro, int Param, int64_t I) {
   double U = unitValue(key(uint64_t(Step + 1), uint64_t(Micro + 1), uint64_t(Param), uint64_t(I)));
   return float(std::round(U * 4096.0) / 4096.0);
 }
+
+/// Multiples of 2^-5 in [-1, 1): a sum of four (an accumulation window), times fp16's power-of-two loss scale,
+/// is exact in bf16 and fp16, so 16-bit working gradients hold exactly what fp32 ones do.
+float coarseGradient(int Step, int Micro, int Param, int64_t I) {
+  double U = unitValue(key(uint64_t(Step + 1), uint64_t(Micro + 1), uint64_t(Param), uint64_t(I)));
+  return float(std::round(U * 32.0) / 32.0);
+}
+
+using GradientFn = float (*)(int Step, int Micro, int Param, int64_t I);
 
 int64_t fullNumel(const atp::ParamPlan &P) { return P.rows * P.cols; }
 
@@ -121,7 +133,8 @@ struct Reference {
   }
 };
 
-nlohmann::json overrides(int Dp, int Stage, bool Fp16) {
+/// Half: "" (fp32), "fp16" or "bf16".
+nlohmann::json overrides(int Dp, int Stage, const std::string &Half = "") {
   nlohmann::json O = {
       {"train_batch_size", kGlobalMicro},
       {"train_micro_batch_size_per_gpu", 1},
@@ -135,8 +148,10 @@ nlohmann::json overrides(int Dp, int Stage, bool Fp16) {
         {"params",
          {{"warmup_min_lr", 0.001}, {"warmup_max_lr", 0.01}, {"warmup_num_steps", 2}, {"total_num_steps", 10},
           {"warmup_type", "linear"}}}}}};
-  if (Fp16)
+  if (Half == "fp16")
     O["fp16"] = {{"enabled", true}, {"initial_scale_power", 4}, {"hysteresis", 1}};
+  if (Half == "bf16")
+    O["bf16"] = {{"enabled", true}};
   return O;
 }
 
@@ -157,10 +172,15 @@ struct Context {
   }
 };
 
-std::unique_ptr<atp::ZeroEngine> makeEngine(Context &C, LoadedPlan &P, LoadedZero &Z, atp::Ops &Ops) {
+/// An engine holding initialWeight, each value first passed through Round (default: as it is).
+std::unique_ptr<atp::ZeroEngine> makeEngine(Context &C, LoadedPlan &P, LoadedZero &Z, atp::Ops &Ops,
+                                            float (*Round)(float) = nullptr) {
   auto E = ATP_CHECK_OK(atp::ZeroEngine::create(P.Plan, Z.Plan, C.Groups.tp_rank, *C.Tp, *C.Dp, Ops));
   for (int I = 0; I < P.Plan.num_params; ++I) {
-    std::vector<float> W = shardOf(P.Plan.params[I], C.Groups.tp_rank, [&](int64_t E) { return initialWeight(I, E); });
+    std::vector<float> W = shardOf(P.Plan.params[I], C.Groups.tp_rank, [&](int64_t E) {
+      const float X = initialWeight(I, E);
+      return Round ? Round(X) : X;
+    });
     ATP_CHECK_OK(E->load_param(I, W.data(), atp::DType::F32));
   }
   return E;
@@ -169,20 +189,24 @@ std::unique_ptr<atp::ZeroEngine> makeEngine(Context &C, LoadedPlan &P, LoadedZer
 /// One micro-step's backward: every local gradient, in backward order, with its hook. With first writes it
 /// asks grad_write and writes or adds as told; SkipParam's gradient is left out (zero), its hook still called.
 void backward(atp::ZeroEngine &E, const atp::ModelPlan &Plan, int TpRank, int Step, int Micro, double Scale,
-              int PoisonParam = -1, bool FirstWrites = false, int SkipParam = -1) {
+              int PoisonParam = -1, bool FirstWrites = false, int SkipParam = -1, GradientFn Grad = gradient) {
   for (int I = Plan.num_params - 1; I >= 0; --I) {
     if (I == SkipParam) {
       ATP_CHECK_OK(E.grad_ready(I));
       continue;
     }
     const bool Write = FirstWrites && E.grad_write(I) == atp::Write::Overwrite;
-    std::vector<float> G = shardOf(Plan.params[I], TpRank, [&](int64_t X) { return gradient(Step, Micro, I, X); });
+    std::vector<float> G = shardOf(Plan.params[I], TpRank, [&](int64_t X) { return Grad(Step, Micro, I, X); });
     if (E.dtype() == atp::DType::F16) { // the host backend's fp16 working gradients
       auto *Dst = static_cast<uint16_t *>(E.grad(I));
       for (size_t X = 0; X < G.size(); ++X)
         Dst[X] = atp::float_to_f16(atp::f16_to_float(Dst[X]) + float(G[X] * Scale));
       if (I == PoisonParam)
         Dst[0] = 0x7C00; // +inf
+    } else if (E.dtype() == atp::DType::BF16) {
+      auto *Dst = static_cast<uint16_t *>(E.grad(I));
+      for (size_t X = 0; X < G.size(); ++X)
+        Dst[X] = atp::float_to_bf16(atp::bf16_to_float(Dst[X]) + float(G[X] * Scale));
     } else {
       auto *Dst = static_cast<float *>(E.grad(I));
       for (size_t X = 0; X < G.size(); ++X)
@@ -198,7 +222,7 @@ void checkEquivalence(Context &C, const std::string &Family, int Stage) {
   const std::string Tag = Family + " stage " + std::to_string(Stage);
   LoadedPlan P;
   LoadedZero Z;
-  std::string Diag = compileTinyZero(Family, TpSize, overrides(DpSize, Stage, false), P, Z);
+  std::string Diag = compileTinyZero(Family, TpSize, overrides(DpSize, Stage), P, Z);
   if (!Diag.empty()) {
     C.expect(false, Tag + ": does not compile:\n" + Diag);
     return;
@@ -259,7 +283,7 @@ void checkFirstWrites(Context &C, const std::string &Family, int Stage) {
   const std::string Tag = Family + " stage " + std::to_string(Stage) + " first writes";
   LoadedPlan P;
   LoadedZero Z;
-  std::string Diag = compileTinyZero(Family, C.Groups.tp_size, overrides(DpSize, Stage, false), P, Z);
+  std::string Diag = compileTinyZero(Family, C.Groups.tp_size, overrides(DpSize, Stage), P, Z);
   if (!Diag.empty()) {
     C.expect(false, Tag + ": does not compile:\n" + Diag);
     return;
@@ -298,12 +322,73 @@ void checkFirstWrites(Context &C, const std::string &Family, int Stage) {
   }
 }
 
+float roundBf16(float X) { return atp::bf16_to_float(atp::float_to_bf16(X)); }
+float roundF16(float X) { return atp::f16_to_float(atp::float_to_f16(X)); }
+
+/// A 16-bit engine (bf16, or fp16 with its loss scale) against an fp32 one: from the same 16-bit initial
+/// weights and gradients that 16-bit buffers hold exactly (coarseGradient), every step's norm is the same and
+/// the fp32 master weights take the same values, so the 16-bit weights are the fp32 engine's rounded to 16 bits,
+/// bit for bit. This covers the 16-bit paths of each stage: the fp32 gradients (stage 0: each micro-step's
+/// working gradients written or added into them; stage 2: the reduced partition), the working gradients read
+/// directly (stage 1), the loss scale's division and the master's copy back to 16 bits.
+void checkSixteenBit(Context &C, const std::string &Family, int Stage, const std::string &Half) {
+  const int DpSize = C.Groups.dp_size, Gas = kGlobalMicro / DpSize;
+  const std::string Tag = Family + " stage " + std::to_string(Stage) + " " + Half;
+  LoadedPlan P32, P16;
+  LoadedZero Z32, Z16;
+  std::string Diag = compileTinyZero(Family, C.Groups.tp_size, overrides(DpSize, Stage), P32, Z32);
+  Diag += compileTinyZero(Family, C.Groups.tp_size, overrides(DpSize, Stage, Half), P16, Z16);
+  if (!Diag.empty()) {
+    C.expect(false, Tag + ": does not compile:\n" + Diag);
+    return;
+  }
+  float (*Round)(float) = Half == "bf16" ? roundBf16 : roundF16;
+  auto Ops = atp::make_cpu_ops();
+  auto Full = makeEngine(C, P32, Z32, *Ops, Round), Half16 = makeEngine(C, P16, Z16, *Ops, Round);
+  const atp::DType Want = Half == "bf16" ? atp::DType::BF16 : atp::DType::F16;
+  C.expect(Full->dtype() == atp::DType::F32 && Half16->dtype() == Want, Tag + ": the engines' dtypes");
+  bool SameNorms = true, Applied = true;
+  for (int S = 0; S < kSteps; ++S)
+    for (int Mi = 0; Mi < Gas; ++Mi) {
+      const int Micro = C.Groups.dp_rank * Gas + Mi;
+      backward(*Full, P32.Plan, C.Groups.tp_rank, S, Micro, 1.0, -1, false, -1, coarseGradient);
+      backward(*Half16, P16.Plan, C.Groups.tp_rank, S, Micro, Half16->loss_scale(), -1, false, -1, coarseGradient);
+      const atp::StepResult A = ATP_CHECK_OK(Full->step()), B = ATP_CHECK_OK(Half16->step());
+      SameNorms = SameNorms && A.boundary == B.boundary && A.grad_norm == B.grad_norm;
+      Applied = Applied && A.applied == B.applied && A.applied == (Mi + 1 == Gas);
+    }
+  C.expect(Applied, Tag + ": every window's step applied by both");
+  C.expect(SameNorms, Tag + ": the same gradient norms");
+  for (int I = 0; I < P32.Plan.num_params; ++I) {
+    std::vector<float> A(size_t(Full->numel(I)));
+    std::vector<uint16_t> B(A.size());
+    ATP_CHECK_OK(Full->read_param(I, A.data()));
+    ATP_CHECK_OK(Half16->read_param(I, B.data()));
+    const std::vector<float> Initial =
+        shardOf(P32.Plan.params[I], C.Groups.tp_rank, [&](int64_t X) { return Round(initialWeight(I, X)); });
+    size_t Differ = 0, Moved = 0, MovedHalf = 0;
+    for (size_t X = 0; X < A.size(); ++X) {
+      const uint16_t Rounded = Half == "bf16" ? atp::float_to_bf16(A[X]) : atp::float_to_f16(A[X]);
+      Differ += B[X] != Rounded;
+      Moved += A[X] != Initial[X];
+      MovedHalf += Rounded != (Half == "bf16" ? atp::float_to_bf16(Initial[X]) : atp::float_to_f16(Initial[X]));
+    }
+    // the steps moved the weights, and enough to show in 16 bits: the comparison below compares updates
+    C.expect(2 * Moved > A.size() && MovedHalf > 0, Tag + ": " + P32.Plan.params[I].name + ": " +
+                                                        std::to_string(Moved) + " fp32 and " +
+                                                        std::to_string(MovedHalf) + " 16-bit weights moved");
+    C.expect(Differ == 0, Tag + ": " + P32.Plan.params[I].name + " after " + std::to_string(kSteps) +
+                              " steps: " + std::to_string(Differ) + " of " + std::to_string(A.size()) +
+                              " 16-bit weights differ from the fp32 engine's rounded");
+  }
+}
+
 void checkOverflowSkip(Context &C, int Stage) {
   const int DpSize = C.Groups.dp_size, Gas = kGlobalMicro / DpSize;
   const std::string Tag = "fp16 overflow, stage " + std::to_string(Stage);
   LoadedPlan P;
   LoadedZero Z;
-  std::string Diag = compileTinyZero("llama", C.Groups.tp_size, overrides(DpSize, Stage, true), P, Z);
+  std::string Diag = compileTinyZero("llama", C.Groups.tp_size, overrides(DpSize, Stage, "fp16"), P, Z);
   if (!Diag.empty()) {
     C.expect(false, Tag + ": does not compile:\n" + Diag);
     return;
@@ -356,6 +441,9 @@ int main(int argc, char **argv) {
   for (const char *Family : {"llama", "phi3"})
     for (int Stage = 0; Stage <= 2; ++Stage)
       checkFirstWrites(C, Family, Stage);
+  for (const char *Half : {"bf16", "fp16"})
+    for (int Stage = 0; Stage <= 2; ++Stage)
+      checkSixteenBit(C, "llama", Stage, Half);
   for (int Stage = 0; Stage <= 2; ++Stage)
     checkOverflowSkip(C, Stage);
 
