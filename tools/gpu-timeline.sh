@@ -5,6 +5,7 @@
 #   bash tools/gpu-timeline.sh OUT.csv [gpu_timeline.py options --] COMMAND...
 # e.g. bash tools/gpu-timeline.sh ours.csv -- build-gpu/extra/bench-llama-1b/train --data t.bin --steps 8 ...
 #      bash tools/gpu-timeline.sh torch.csv --step-start REGEX -- python3 tools/bench_torch.py --impl compile
+#      (gpu_timeline.py --gaps K: the K costliest kinds of idle gap, by the operations before and after them)
 # CUPTI: the CUDA toolkit's (CUDA_HOME, default /usr/local/cuda), include/ and lib64/ or lib/ or extras/CUPTI.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
