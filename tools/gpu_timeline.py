@@ -118,7 +118,7 @@ def main():
         print("%-96s %7.0f %10.3f %9.1f" % (name, calls / n, ms(ns) / n, ns / calls / 1e3))
     print("%-96s %7s %10.3f" % ("all GPU operations", "", ms(total) / n))
     if a.gaps > 0:
-        print("%-96s %7s %10s %9s" % ("idle gap (per step): after -> before", "gaps", "ms", "us/gap"))
+        print("%-96s %7s %10s %9s" % ("idle gap (per step): the operation before -> the one after", "gaps", "ms", "us/gap"))
         for (before, after), (gaps, ns) in sorted(per_gap.items(), key=lambda kv: -kv[1][1])[:a.gaps]:
             print("%-96s %7.0f %10.3f %9.1f" % ((before + " -> " + after)[:96], gaps / n, ms(ns) / n, ns / gaps / 1e3))
 
