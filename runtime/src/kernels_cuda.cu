@@ -10,6 +10,7 @@
 #include "atp/check_cuda.h"
 #include "kernels_check.h"
 #include "kernels_cuda.h"
+#include "kernels_cuda_sdpa.h"
 
 #include <memory>
 #include <string>
@@ -217,6 +218,8 @@ private:
 };
 
 } // namespace
+
+std::string cuda_attention_library() { return kcuda::cudnn_sdpa::library(); }
 
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream) {
   if (dtype != DType::F32 && dtype != DType::BF16)

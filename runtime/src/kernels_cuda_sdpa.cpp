@@ -549,6 +549,11 @@ Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, cons
   return true;
 }
 
+std::string library() {
+  const std::size_t v = cudnnGetVersion(); // cuDNN 9: major * 10000 + minor * 100 + patch
+  return "cuDNN " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+}
+
 Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                       const void *v, const void *out, const float *lse, const AttentionDims &a) {
   if (!takes(a, {dq, dk, dv, dout, q, k, v, out, lse}) || a.seq < 2)

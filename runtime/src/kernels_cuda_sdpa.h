@@ -7,7 +7,12 @@
 
 #include <cuda_runtime.h>
 
+#include <string>
+
 namespace atp::kcuda::cudnn_sdpa {
+
+/// "cuDNN MAJOR.MINOR.PATCH" of the cuDNN loaded at run time; "" without cuDNN (the stub).
+std::string library();
 
 /// out [T, q_heads, head_dim] (dense) and lse [batch, q_heads, seq] of causal GQA attention, as the flash
 /// forward writes them, when cuDNN takes the call: BF16, no sliding window, head_dim a multiple of 8 up to 128,

@@ -4,6 +4,8 @@
 
 namespace atp::kcuda::cudnn_sdpa {
 
+std::string library() { return ""; }
+
 Result<bool> forward(cudaStream_t, void *, float *, const void *, const void *, const void *, const AttentionDims &) {
   return false;
 }

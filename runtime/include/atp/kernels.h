@@ -281,11 +281,17 @@ Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype = DType::F32, int 
 /// stored value; cross_entropy works on the bf16 logits in place), GEMMs through cuBLASLt (bf16 A/B/C, fp32
 /// compute, the bias as an epilogue, one heuristic query per distinct product shape, cached, and a 32 MiB
 /// workspace; split-K only with fp32 partials reduced in a separate step). Both deterministic; saved
-/// statistics F32 for both. BF16 attention with head_dim 64, 96 or 128 is flash-style on tensor cores
-/// (kernels_cuda_flash_*.cu, deterministic: no atomics); F32 and other head_dims keep the memory-linear
-/// row-per-warp kernels (runtime/src/kernels_cuda*.cu). Besides cross_entropy,
+/// statistics F32 for both. BF16 causal attention runs on cuDNN's fused attention where the runtime has cuDNN 9
+/// (kernels_cuda_sdpa.cpp: its deterministic backward) and the shape suits it; else, with head_dim 64, 96 or
+/// 128, flash-style on tensor cores (kernels_cuda_flash_*.cu, deterministic: no atomics); F32 and other
+/// head_dims keep the memory-linear row-per-warp kernels (runtime/src/kernels_cuda*.cu). Besides cross_entropy,
 /// embedding_* (they check every id first) and rope_table (computed on the host) synchronize the stream.
 /// Built with AUTOTPC_ENABLE_CUDA (runtime/kernels.cmake); elsewhere it fails saying it was not built.
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream = nullptr);
+
+/// The cuDNN that make_cuda_kernels' BF16 attention runs on, as "cuDNN 9.14.0": the library this process loaded
+/// (cudnnGetVersion), which may differ from the headers the runtime was built with. "" where the runtime has no
+/// cuDNN or no CUDA kernels. Needs no GPU.
+std::string cuda_attention_library();
 
 } // namespace atp
