@@ -550,6 +550,8 @@ Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, cons
 }
 
 std::string library() {
+  if (!wanted())
+    return "";
   const std::size_t v = cudnnGetVersion(); // cuDNN 9: major * 10000 + minor * 100 + patch
   return "cuDNN " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
 }

@@ -11,7 +11,8 @@
 
 namespace atp::kcuda::cudnn_sdpa {
 
-/// "cuDNN MAJOR.MINOR.PATCH" of the cuDNN loaded at run time; "" without cuDNN (the stub).
+/// "cuDNN MAJOR.MINOR.PATCH" of the cuDNN loaded at run time; "" without cuDNN (the stub) or when ATP_ATTENTION
+/// is "flash".
 std::string library();
 
 /// out [T, q_heads, head_dim] (dense) and lse [batch, q_heads, seq] of causal GQA attention, as the flash

@@ -291,7 +291,7 @@ Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream = n
 
 /// The cuDNN that make_cuda_kernels' BF16 attention runs on, as "cuDNN 9.14.0": the library this process loaded
 /// (cudnnGetVersion), which may differ from the headers the runtime was built with. "" where the runtime has no
-/// cuDNN or no CUDA kernels. Needs no GPU.
+/// cuDNN or no CUDA kernels, or ATP_ATTENTION=flash keeps attention on our kernels. Needs no GPU.
 std::string cuda_attention_library();
 
 } // namespace atp
