@@ -186,6 +186,9 @@ std::unique_ptr<atp::ZeroEngine> makeEngine(Context &C, LoadedPlan &P, LoadedZer
   return E;
 }
 
+uint16_t to16(bool F16, float X) { return F16 ? atp::float_to_f16(X) : atp::float_to_bf16(X); }
+float from16(bool F16, uint16_t X) { return F16 ? atp::f16_to_float(X) : atp::bf16_to_float(X); }
+
 /// One micro-step's backward: every local gradient, in backward order, with its hook. With first writes it
 /// asks grad_write and writes or adds as told; SkipParam's gradient is left out (zero), its hook still called.
 void backward(atp::ZeroEngine &E, const atp::ModelPlan &Plan, int TpRank, int Step, int Micro, double Scale,
@@ -197,16 +200,13 @@ void backward(atp::ZeroEngine &E, const atp::ModelPlan &Plan, int TpRank, int St
     }
     const bool Write = FirstWrites && E.grad_write(I) == atp::Write::Overwrite;
     std::vector<float> G = shardOf(Plan.params[I], TpRank, [&](int64_t X) { return Grad(Step, Micro, I, X); });
-    if (E.dtype() == atp::DType::F16) { // the host backend's fp16 working gradients
+    if (E.dtype() == atp::DType::F16 || E.dtype() == atp::DType::BF16) { // the host backend's 16-bit gradients
+      const bool F16 = E.dtype() == atp::DType::F16;
       auto *Dst = static_cast<uint16_t *>(E.grad(I));
       for (size_t X = 0; X < G.size(); ++X)
-        Dst[X] = atp::float_to_f16(atp::f16_to_float(Dst[X]) + float(G[X] * Scale));
+        Dst[X] = to16(F16, from16(F16, Dst[X]) + float(G[X] * Scale));
       if (I == PoisonParam)
-        Dst[0] = 0x7C00; // +inf
-    } else if (E.dtype() == atp::DType::BF16) {
-      auto *Dst = static_cast<uint16_t *>(E.grad(I));
-      for (size_t X = 0; X < G.size(); ++X)
-        Dst[X] = atp::float_to_bf16(atp::bf16_to_float(Dst[X]) + float(G[X] * Scale));
+        Dst[0] = F16 ? 0x7C00 : 0x7F80; // +inf
     } else {
       auto *Dst = static_cast<float *>(E.grad(I));
       for (size_t X = 0; X < G.size(); ++X)
@@ -322,8 +322,8 @@ void checkFirstWrites(Context &C, const std::string &Family, int Stage) {
   }
 }
 
-float roundBf16(float X) { return atp::bf16_to_float(atp::float_to_bf16(X)); }
-float roundF16(float X) { return atp::f16_to_float(atp::float_to_f16(X)); }
+float roundBf16(float X) { return from16(false, to16(false, X)); }
+float roundF16(float X) { return from16(true, to16(true, X)); }
 
 /// A 16-bit engine (bf16, or fp16 with its loss scale) against an fp32 one: from the same 16-bit initial
 /// weights and gradients that 16-bit buffers hold exactly (coarseGradient), every step's norm is the same and
@@ -342,10 +342,11 @@ void checkSixteenBit(Context &C, const std::string &Family, int Stage, const std
     C.expect(false, Tag + ": does not compile:\n" + Diag);
     return;
   }
-  float (*Round)(float) = Half == "bf16" ? roundBf16 : roundF16;
+  const bool F16 = Half == "fp16";
+  float (*Round)(float) = F16 ? roundF16 : roundBf16;
   auto Ops = atp::make_cpu_ops();
   auto Full = makeEngine(C, P32, Z32, *Ops, Round), Half16 = makeEngine(C, P16, Z16, *Ops, Round);
-  const atp::DType Want = Half == "bf16" ? atp::DType::BF16 : atp::DType::F16;
+  const atp::DType Want = F16 ? atp::DType::F16 : atp::DType::BF16;
   C.expect(Full->dtype() == atp::DType::F32 && Half16->dtype() == Want, Tag + ": the engines' dtypes");
   bool SameNorms = true, Applied = true;
   for (int S = 0; S < kSteps; ++S)
@@ -368,10 +369,10 @@ void checkSixteenBit(Context &C, const std::string &Family, int Stage, const std
         shardOf(P32.Plan.params[I], C.Groups.tp_rank, [&](int64_t X) { return Round(initialWeight(I, X)); });
     size_t Differ = 0, Moved = 0, MovedHalf = 0;
     for (size_t X = 0; X < A.size(); ++X) {
-      const uint16_t Rounded = Half == "bf16" ? atp::float_to_bf16(A[X]) : atp::float_to_f16(A[X]);
+      const uint16_t Rounded = to16(F16, A[X]);
       Differ += B[X] != Rounded;
       Moved += A[X] != Initial[X];
-      MovedHalf += Rounded != (Half == "bf16" ? atp::float_to_bf16(Initial[X]) : atp::float_to_f16(Initial[X]));
+      MovedHalf += Rounded != to16(F16, Initial[X]);
     }
     // the steps moved the weights, and enough to show in 16 bits: the comparison below compares updates
     C.expect(2 * Moved > A.size() && MovedHalf > 0, Tag + ": " + P32.Plan.params[I].name + ": " +
