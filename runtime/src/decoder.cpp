@@ -31,6 +31,26 @@ struct Split3 {
   Buf part[3];
 };
 
+/// A micro-batch's token ids (and targets: in range or the ignore_index) against the vocabulary, on the host
+/// before they are uploaded, so the kernels can skip their device checks: each of those is a stream
+/// synchronize, three per micro-batch (VocabRange::ids_checked).
+Status check_tokens(const MicroBatch &mb, std::int64_t vocab, std::int32_t ignore_index) {
+  auto where = [&](std::int64_t i) {
+    return " at position " + std::to_string(i % mb.seq) + " of row " + std::to_string(i / mb.seq) +
+           " is outside the vocabulary [0, " + std::to_string(vocab) + ")";
+  };
+  if (!mb.inputs)
+    return error("decoder: a micro-batch without token ids");
+  for (std::int64_t i = 0; i < mb.batch * mb.seq; ++i) {
+    if (mb.inputs[i] < 0 || mb.inputs[i] >= vocab)
+      return error("decoder: token id " + std::to_string(mb.inputs[i]) + where(i));
+    if (mb.targets && mb.targets[i] != ignore_index && (mb.targets[i] < 0 || mb.targets[i] >= vocab))
+      return error("decoder: target " + std::to_string(mb.targets[i]) + where(i) + " and is not the ignore_index " +
+                   std::to_string(ignore_index));
+  }
+  return {};
+}
+
 } // namespace
 
 struct Decoder::State {
@@ -286,8 +306,10 @@ Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch 
                  " tokens does not fit the decoder's " + std::to_string(max_batch) + " x " +
                  std::to_string(max_seq));
   const std::int64_t t = mb.batch * mb.seq, hd = shape.hidden;
-  ATP_TRY(ops->copy_from_host(ids.p, mb.inputs, std::size_t(t) * 4));
-  const VocabRange full{shape.vocab, 0, shape.vocab};
+  CrossEntropyArgs ce;
+  ATP_TRY(check_tokens(mb, shape.vocab, ce.ignore_index));
+  ATP_TRY(ops->upload(ids.p, mb.inputs, std::size_t(t) * 4));
+  const VocabRange full{shape.vocab, 0, shape.vocab, /*ids_checked=*/true};
   ATP_TRY(need_weights(s, params.embed));
   ATP_TRY(k->embedding_forward(x[0].p, w(s, params.embed), static_cast<const std::int32_t *>(ids.p), t, hd, full));
   for (int l = 0; l < int(shape.layers); ++l) // each layer ends with the next one's input norm (the last: nf)
@@ -297,9 +319,9 @@ Result<CrossEntropySum> Decoder::State::forward(ParamStore &s, const MicroBatch 
   ATP_TRY(k->linear_forward(logits.p, nf.p, w(s, head), nullptr, t, hd, shape.vocab));
   if (!mb.targets)
     return CrossEntropySum{};
-  ATP_TRY(ops->copy_from_host(targets.p, mb.targets, std::size_t(t) * 4));
-  CrossEntropyArgs ce;
+  ATP_TRY(ops->upload(targets.p, mb.targets, std::size_t(t) * 4));
   ce.rows = t;
+  ce.targets_checked = true;
   ce.vocab = shape.vocab;
   ce.write_grad = write_grad;
   ce.grad_scale = mb.grad_scale;
@@ -577,7 +599,7 @@ Result<CrossEntropySum> Decoder::forward_backward(ParamStore &store, const Micro
       ATP_TRY(s_->layer_forward(store, l, mb.batch, mb.seq, /*input_normed=*/false, /*norm_out=*/false));
     ATP_TRY(s_->layer_backward(store, l, mb.batch, mb.seq));
   }
-  const VocabRange full{s_->shape.vocab, 0, s_->shape.vocab};
+  const VocabRange full{s_->shape.vocab, 0, s_->shape.vocab, /*ids_checked=*/true}; // forward checked them
   ATP_TRY(s_->need_grad(store, s_->params.embed));
   ATP_ASSIGN_OR_RETURN(const Write table_mode, s_->grad_mode(store, {s_->params.embed}));
   if (table_mode == Write::Overwrite) // untied: the scatter adds into the rows it hits, and the rest are zero

@@ -2,12 +2,12 @@
 
    Every id is checked against the full vocabulary first (first_bad_index: one small kernel, then a stream
    synchronize to read the answer), so a corrupt token gives the CPU backend's error naming its row and
-   nothing is written. Backward has no atomics: a stable radix sort (CUB) of (id, row) pairs groups the rows
-   by id, keeping each id's rows in row order; then the first sorted position of each id adds that id's rows
-   into a register per column and the sum into the table once. So each table element has one writer that sums
-   in row order, in float as the CPU does: the same bits as the CPU backend, on every run (BF16: the same
-   float sum from the widened table element, rounded once to bf16). Linear in the rows (the first version
-   scanned all earlier ids per row: 17.8 ms at 8192 rows on an H200). */
+   nothing is written; unless the caller checked them on the host (VocabRange::ids_checked: the decoder). Backward has
+   no atomics: a stable radix sort (CUB) of (id, row) pairs groups the rows by id, keeping each id's rows in row order;
+   then the first sorted position of each id adds that id's rows into a register per column and the sum into the table
+   once. So each table element has one writer that sums in row order, in float as the CPU does: the same bits as the CPU
+   backend, on every run (BF16: the same float sum from the widened table element, rounded once to bf16). Linear in the
+   rows (the first version scanned all earlier ids per row: 17.8 ms at 8192 rows on an H200). */
 #include "atp/check_cuda.h"
 #include "kernels_cuda.h"
 #include "kernels_cuda_elem.cuh"
@@ -68,7 +68,8 @@ __global__ void embedding_backward_kernel(T *dtable, const T *dout, const std::i
 template <class T>
 Status embedding_forward(cudaStream_t st, T *out, const T *table, const std::int32_t *ids, i64 rows, i64 hidden,
                          const VocabRange &r) {
-  ATP_TRY(check_ids("embedding_forward", ids, rows, r, st));
+  if (!r.ids_checked)
+    ATP_TRY(check_ids("embedding_forward", ids, rows, r, st));
   embedding_forward_kernel<<<blocks_for(rows * hidden), kBlock, 0, st>>>(out, table, ids, rows, hidden, r.begin, r.end);
   ATP_CUDA_TRY(cudaGetLastError());
   return {};
@@ -77,7 +78,8 @@ Status embedding_forward(cudaStream_t st, T *out, const T *table, const std::int
 template <class T>
 Status embedding_backward(cudaStream_t st, T *dtable, const T *dout, const std::int32_t *ids, i64 rows, i64 hidden,
                           const VocabRange &r) {
-  ATP_TRY(check_ids("embedding_backward", ids, rows, r, st));
+  if (!r.ids_checked)
+    ATP_TRY(check_ids("embedding_backward", ids, rows, r, st));
   // Group the rows by id with a stable radix sort of (id, row) pairs: scratch of 4 int32 per row plus CUB's
   // temporary storage, stream-ordered (the pool makes repeated calls cheap).
   int end_bit = 1;

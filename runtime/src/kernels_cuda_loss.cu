@@ -5,7 +5,8 @@
    ignored rows. One block per row: one read of the row for its max and sum (online softmax, each thread's
    partial sum rescaled to the row max; block_max and block_sum: fixed trees), each row's loss into a scratch
    array, then ONE block adds the rows' losses in a fixed order: no atomics, the same sum every run. All
-   targets are checked first (first_bad_index), so a bad one leaves the logits untouched. The call returns
+   targets are checked first (first_bad_index), so a bad one leaves the logits untouched (unless the caller
+   checked them on the host: CrossEntropyArgs::targets_checked). The call returns
    the sum to the host, so it synchronizes the stream. BF16: the logits are widened as they are read and the
    dlogits rounded once to bf16 as they are written, in place (no fp32 [rows, vocab] copy); the target's
    element is computed whole, (softmax - 1) * scale, from the target logit kept in a register, rather than
@@ -153,12 +154,14 @@ __global__ void ce_total_kernel(const double *row_loss, const std::int32_t *targ
 template <class T>
 Result<CrossEntropySum> cross_entropy(cudaStream_t st, T *logits, const std::int32_t *targets,
                                       const CrossEntropyArgs &a) {
-  std::int32_t bad = 0;
-  ATP_ASSIGN_OR_RETURN(const i64 row, first_bad_index(targets, a.rows, 0, a.vocab, true, a.ignore_index, &bad, st));
-  if (row >= 0)
-    return error("cross_entropy: target " + std::to_string(bad) + " at row " + std::to_string(row) +
-                 " is outside the vocabulary [0, " + std::to_string(a.vocab) + ") and is not the ignore_index " +
-                 std::to_string(a.ignore_index));
+  if (!a.targets_checked) {
+    std::int32_t bad = 0;
+    ATP_ASSIGN_OR_RETURN(const i64 row, first_bad_index(targets, a.rows, 0, a.vocab, true, a.ignore_index, &bad, st));
+    if (row >= 0)
+      return error("cross_entropy: target " + std::to_string(bad) + " at row " + std::to_string(row) +
+                   " is outside the vocabulary [0, " + std::to_string(a.vocab) + ") and is not the ignore_index " +
+                   std::to_string(a.ignore_index));
+  }
   const double g = a.write_grad ? a.grad_scale / double(a.denominator) : 0.0;
   double *row_loss = nullptr;
   Totals *dev_totals = nullptr;

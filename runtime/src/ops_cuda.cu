@@ -17,12 +17,14 @@
    Memory: alloc is cudaMalloc (not the stream-ordered pool: plain allocations work with everything NCCL
    may do to a user buffer) zero-filled on the stream; free is cudaFree, which waits for the device. Host
    copies wait for the stream, so the host buffer may be reused or read as soon as the call returns; so does
-   grad_stats, whose answer comes back through a small pinned buffer. */
+   grad_stats, whose answer comes back through a small pinned buffer. upload (the token ids of every
+   micro-batch) does not wait: it copies into a pinned slot and lets the DMA run in stream order. */
 #include "atp/check_cuda.h"
 #include "atp/ops.h"
 #include "ops_cuda_kernels.cuh"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
@@ -211,6 +213,35 @@ Result<GradStats> grad_stats(const void *x, DType dtype, const GradSpan *spans, 
   return GradStats{got.sum_squares, got.nonfinite != 0};
 }
 
+/// Pinned staging for upload(): kSlots slots used in turn. A slot is refilled only after the copy out of it
+/// has completed (the event recorded behind that copy), which a few calls later it long has; the pinned
+/// memory is taken at the first upload, so Ops that never upload pin nothing.
+struct UploadRing {
+  static constexpr int kSlots = 4;
+  static constexpr std::size_t kSlotBytes = std::size_t(1) << 20; // a micro-batch of 256k token ids
+  char *host = nullptr;
+  cudaEvent_t copied[kSlots] = {};
+  int next = 0;
+
+  Status init() {
+    if (host)
+      return {};
+    for (cudaEvent_t &e : copied)
+      ATP_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    ATP_CUDA_TRY(cudaMallocHost(reinterpret_cast<void **>(&host), kSlots * kSlotBytes));
+    return {};
+  }
+  void release() {
+    for (cudaEvent_t e : copied)
+      if (e) {
+        (void)cudaEventSynchronize(e); // no copy still reads the slot
+        (void)cudaEventDestroy(e);
+      }
+    if (host)
+      (void)cudaFreeHost(host);
+  }
+};
+
 // ---------------------------------------------------------------------------------------------------------
 // the Ops object
 
@@ -226,7 +257,10 @@ public:
 class CudaOps final : public Ops {
 public:
   explicit CudaOps(cudaStream_t stream) : stream_(stream) {}
-  ~CudaOps() override { scratch_.release(); }
+  ~CudaOps() override {
+    ring_.release();
+    scratch_.release();
+  }
   Status init() { return scratch_.init(); }
 
   const char *name() const override { return "cuda"; }
@@ -250,6 +284,21 @@ public:
   }
   Status copy_from_host(void *dst, const void *host_src, std::size_t bytes) override {
     return copy_and_wait(dst, host_src, bytes);
+  }
+  Status upload(void *dst, const void *host_src, std::size_t bytes) override {
+    if (bytes == 0)
+      return {};
+    if (bytes > UploadRing::kSlotBytes)
+      return copy_and_wait(dst, host_src, bytes);
+    ATP_TRY(ring_.init());
+    const int s = ring_.next;
+    ring_.next = (s + 1) % UploadRing::kSlots;
+    ATP_CUDA_TRY(cudaEventSynchronize(ring_.copied[s])); // at once unless the slot's last copy is still pending
+    char *slot = ring_.host + std::size_t(s) * UploadRing::kSlotBytes;
+    std::memcpy(slot, host_src, bytes);
+    ATP_CUDA_TRY(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, stream_));
+    ATP_CUDA_TRY(cudaEventRecord(ring_.copied[s], stream_));
+    return {};
   }
   Status copy_to_host(void *host_dst, const void *src, std::size_t bytes) override {
     return copy_and_wait(host_dst, src, bytes);
@@ -313,6 +362,7 @@ private:
 
   cudaStream_t stream_;
   Scratch scratch_;
+  UploadRing ring_;
 };
 
 } // namespace

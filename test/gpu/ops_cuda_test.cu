@@ -372,6 +372,53 @@ void test_memory(Ops &gpu) {
   }
 }
 
+/// upload: the host buffer may change as soon as the call returns, even while the stream is far behind (a
+/// queue of big device copies first), for more uploads than the pinned ring has slots; stream order holds (a
+/// copy between two uploads into one buffer sees the first); a copy bigger than a slot still lands.
+void test_upload(Ops &gpu) {
+  const std::size_t big = std::size_t(256) << 20;
+  void *x = ATP_CHECK_OK(gpu.alloc(big)), *y = ATP_CHECK_OK(gpu.alloc(big));
+  for (int r = 0; r < 8; ++r) // ~2 GiB of copies: milliseconds of work queued ahead of the uploads
+    ATP_CHECK_OK(gpu.copy(r % 2 ? x : y, r % 2 ? y : x, big));
+  const std::size_t n = 32768 * 4 + 12; // a micro-batch of token ids, not a multiple of 16
+  const int count = 11;                 // more than the ring's 4 slots
+  std::vector<void *> dst;
+  Bytes host(n);
+  auto pattern = [&](int i) {
+    Bytes p = poison(n + std::size_t(i));
+    return Bytes(p.begin() + i, p.end());
+  };
+  void *first = ATP_CHECK_OK(gpu.alloc(n));
+  for (int i = 0; i < count; ++i) {
+    dst.push_back(ATP_CHECK_OK(gpu.alloc(n)));
+    host = pattern(i);
+    ATP_CHECK_OK(gpu.upload(dst.back(), host.data(), n));
+    if (i == 1)
+      ATP_CHECK_OK(gpu.copy(first, dst[0], n)); // dst[0] holds upload 0 here; upload 2 overwrites it below
+    if (i == 2)
+      ATP_CHECK_OK(gpu.upload(dst[0], host.data(), n));
+    std::fill(host.begin(), host.end(), 0); // the caller reuses its buffer at once
+  }
+  for (int i = 0; i < count; ++i) {
+    Bytes got(n);
+    ATP_CHECK_OK(gpu.copy_to_host(got.data(), dst[std::size_t(i)], n));
+    expect(got == pattern(i == 0 ? 2 : i), "upload " + std::to_string(i) + " landed, whatever came after it");
+  }
+  Bytes got(n);
+  ATP_CHECK_OK(gpu.copy_to_host(got.data(), first, n));
+  expect(got == pattern(0), "upload: a copy between two uploads into one buffer sees the first");
+  const std::size_t over = (std::size_t(1) << 20) + 3; // more than a slot: copy_from_host
+  Bytes large = poison(over), back(over);
+  void *z = ATP_CHECK_OK(gpu.alloc(over));
+  ATP_CHECK_OK(gpu.upload(z, large.data(), over));
+  ATP_CHECK_OK(gpu.copy_to_host(back.data(), z, over));
+  expect(back == large, "upload larger than a pinned slot");
+  for (void *p : dst)
+    gpu.free(p);
+  for (void *p : {x, y, first, z})
+    gpu.free(p);
+}
+
 void test_errors(Ops &gpu) {
   float x = 0;
   expect(!gpu.cast(&x, DType::I32, &x, DType::F32, 1).ok(), "cast to I32 fails");
@@ -459,6 +506,7 @@ int main() {
     test_adamw(*cpu, *gpu, n, none_g16, DType::BF16, true, false, DType::BF16);
   }
   test_memory(*gpu);
+  test_upload(*gpu);
   test_errors(*gpu);
   cudaStream_t second = nullptr;
   ATP_CUDA_CHECK(cudaStreamCreateWithFlags(&second, cudaStreamNonBlocking));

@@ -23,7 +23,8 @@
 // and window (as the ZeRO engine's first writes do) must end a window of two
 // micro-batches with the very gradients of zeroed buffers that are added into,
 // separate and merged; a store that has written only some of one product's
-// gradients is an error.
+// gradients is an error. A token id or target outside the vocabulary is the
+// decoder's own error, found on the host, with nothing written.
 //
 // Rank 0 prints "decoder_mpi tp=T: N passed, M failed"; exit 0 only if every
 // check passes on every rank.
@@ -462,6 +463,39 @@ template <class T> void firstWrites(const Variant &V, Comm &WorldComm) {
         Tag + ": a product whose gradients are partly written is an error: " + Bad.status().message());
 }
 
+/// A token id or a target outside the vocabulary is the decoder's own error, found on the host before anything
+/// is uploaded or computed (the CUDA kernels skip their device checks because of it), and nothing is written.
+void badTokens(const Variant &V, Comm &Self) {
+  const Layout L = layout(V.Shape);
+  HostStore<float> St = fullStore<float>(L, 5);
+  const auto Grads = St.G;
+  const std::string Vocab = std::to_string(V.Shape.vocab);
+  Batch BadId = makeBatch(V.Shape, 3), BadTarget = BadId, Ignored = BadId;
+  BadId.In[BadId.S + 1] = int32_t(V.Shape.vocab); // row 1, position 1
+  BadTarget.Tgt[5] = -1;                          // row 0, position 5
+  Ignored.Tgt[6] = -100;
+  const struct {
+    const char *What;
+    const Batch &B;
+    std::string Message;
+  } Cases[] = {
+      {"an id of the vocabulary's size", BadId,
+       "decoder: token id " + Vocab + " at position 1 of row 1 is outside the vocabulary [0, " + Vocab + ")"},
+      {"a target of -1", BadTarget,
+       "decoder: target -1 at position 5 of row 0 is outside the vocabulary [0, " + Vocab +
+           ") and is not the ignore_index -100"},
+  };
+  for (const auto &C : Cases) {
+    auto R = runOnce<float>(localShape(V.Shape, 1), L, St, Self, C.B);
+    check(!R.ok() && R.status().message() == C.Message,
+          std::string(V.Name) + ": " + C.What +
+              " is the decoder's error: " + (R.ok() ? std::string("no error") : R.status().message()));
+    check(St.G == Grads, std::string(V.Name) + ": " + C.What + " writes no gradient");
+  }
+  auto R = runOnce<float>(localShape(V.Shape, 1), L, St, Self, Ignored);
+  check(R.ok(), std::string(V.Name) + ": the ignore_index is a valid target: " + R.status().message());
+}
+
 /// Central differences in float64 on a few elements of every parameter.
 void finiteDifferences(const Variant &V, Comm &Self) {
   const Layout L = layout(V.Shape);
@@ -527,6 +561,7 @@ int main(int argc, char **argv) {
       firstWrites<float>(V, **WorldComm);
       if (World == 1)
         finiteDifferences(V, **Self);
+      badTokens(V, **Self);
     }
   }
   int Totals[2] = {Passed, Failed}, Sum[2] = {0, 0};

@@ -8,8 +8,8 @@
 // forces it, as a stream that is slow to start would.
 //   - LaggingQueue: work in call order, run only up to where it is forced. An
 //     eager queue runs each piece at once (the CPU as it is).
-//   - LaggingOps: Ops on a queue. zero, copy, cast, accumulate and adamw are
-//     queued; copy_to_host, grad_stats, synchronize and free run the queue
+//   - LaggingOps: Ops on a queue. zero, copy, upload, cast, accumulate and
+//     adamw are queued; copy_to_host, grad_stats, synchronize and free run the queue
 //     first, as copy_from_host does (it waits for its stream on CUDA too).
 //     record() marks the queue's length; wait(e) queues a step that runs e's
 //     queue up to that mark: a stream waiting on another's event.
@@ -36,6 +36,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace autotpc {
 
@@ -97,6 +98,12 @@ public:
   atp::Status copy_from_host(void *Dst, const void *Src, std::size_t Bytes) override {
     ATP_TRY(Queue.runAll());
     return Inner.copy_from_host(Dst, Src, Bytes);
+  }
+  /// Queued as CUDA's pinned staging does it: the bytes are taken now, written when the queue gets there.
+  atp::Status upload(void *Dst, const void *Src, std::size_t Bytes) override {
+    const auto *From = static_cast<const char *>(Src);
+    auto Staged = std::make_shared<std::vector<char>>(From, From + Bytes);
+    return Queue.push([=] { return Inner.copy_from_host(Dst, Staged->data(), Bytes); });
   }
   atp::Status copy_to_host(void *Dst, const void *Src, std::size_t Bytes) override {
     ATP_TRY(Queue.runAll());

@@ -30,7 +30,9 @@
        count (no reduction order that depends on threads or timing; on the CPU, GEMMs are cut into blocks
        by their dimensions, not by the thread count: kernels_cpu_gemm.cpp).
      - On the CUDA backend work is enqueued on one stream in call order; calls that return a value to
-       the host (cross_entropy) or must read device data to reject bad input (embedding ids) synchronize.
+       the host (cross_entropy) or must read device data to reject bad input (embedding ids and targets,
+       unless the caller says it checked them: VocabRange::ids_checked, CrossEntropyArgs::targets_checked)
+       synchronize.
 
    A Llama decoder layer on one TP rank (this rank's heads and ffn columns; x: the layer's input [T, H],
    kept with h, q, k, v, a, lse, x1, h2, g, u, m and the rstds for backward), forward:
@@ -85,6 +87,10 @@ struct GemmArgs {
 struct VocabRange {
   std::int64_t vocab_size = 0;
   std::int64_t begin = 0, end = 0;
+  /// The caller has checked every id against [0, vocab_size) on the host (the decoder does, before it uploads
+  /// them): the CUDA backend then skips its device check and the stream synchronize that check costs. An id
+  /// outside the range is then undefined behaviour on CUDA; the CPU backend checks regardless (it is free).
+  bool ids_checked = false;
 };
 
 /// Rotary embedding settings, as HF's config.json states them.
@@ -142,6 +148,7 @@ struct CrossEntropyArgs {
   std::int64_t denominator = 0;
   double grad_scale = 1.0;          ///< dlogits = grad_scale / denominator * d(sum of losses)/dlogits
   bool write_grad = true;           ///< false: loss only (evaluation), logits left as they are
+  bool targets_checked = false;     ///< as VocabRange::ids_checked, for the targets (and the ignore_index)
 };
 
 struct CrossEntropySum {
@@ -178,7 +185,8 @@ public:
   // ---------------------------------------------------------------- embedding
 
   /// out[t] = table[ids[t] - range.begin] when ids[t] is in [begin, end), else zeros; out is [rows, hidden].
-  /// ids (int32, backend memory) must lie in [0, vocab_size): an id outside it is an error naming the row.
+  /// ids (int32, backend memory) must lie in [0, vocab_size): an id outside it is an error naming the row
+  /// (on CUDA only where range.ids_checked is false).
   virtual Status embedding_forward(void *out, const void *table, const std::int32_t *ids, std::int64_t rows,
                                    std::int64_t hidden, const VocabRange &range) = 0;
   /// dtable[ids[t] - begin] += dout[t] for the rows whose id is in [begin, end), in row order.
@@ -285,7 +293,8 @@ Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype = DType::F32, int 
 /// (kernels_cuda_sdpa.cpp: its deterministic backward) and the shape suits it; else, with head_dim 64, 96 or
 /// 128, flash-style on tensor cores (kernels_cuda_flash_*.cu, deterministic: no atomics); F32 and other
 /// head_dims keep the memory-linear row-per-warp kernels (runtime/src/kernels_cuda*.cu). Besides cross_entropy,
-/// embedding_* (they check every id first) and rope_table (computed on the host) synchronize the stream.
+/// embedding_* (they check every id first, unless VocabRange::ids_checked) and rope_table (computed on the host)
+/// synchronize the stream.
 /// Built with AUTOTPC_ENABLE_CUDA (runtime/kernels.cmake); elsewhere it fails saying it was not built.
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream = nullptr);
 

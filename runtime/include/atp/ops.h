@@ -77,6 +77,13 @@ public:
   virtual Status copy_from_host(void *dst, const void *host_src, std::size_t bytes) = 0;
   virtual Status copy_to_host(void *host_dst, const void *src, std::size_t bytes) = 0;
   virtual Status copy(void *dst, const void *src, std::size_t bytes) = 0;
+  /// copy_from_host without waiting for the stream (the decoder's token ids, every micro-batch): host_src may
+  /// be reused as soon as the call returns, and the bytes land in stream order, so later work on this Ops'
+  /// stream sees them (another stream must wait on an event). CUDA stages small copies through pinned memory;
+  /// elsewhere this is copy_from_host.
+  virtual Status upload(void *dst, const void *host_src, std::size_t bytes) {
+    return copy_from_host(dst, host_src, bytes);
+  }
 
   /// dst[i] = src[i] converted, i < n; F32, BF16 and F16 (round to nearest even).
   virtual Status cast(void *dst, DType dst_dtype, const void *src, DType src_dtype, std::size_t n) = 0;
