@@ -69,8 +69,6 @@ Result<Backend> make_cuda_backend(DType dtype, const World &world, const Groups 
   b.description = std::string(dtype_name(dtype)) + " CUDA, " + b.device->name() + " (device " +
                   std::to_string(b.device->index()) + "), " +
                   (shared ? "ranks share a GPU: collectives through MPI (slow, for tests)" : "NCCL");
-  if (const std::string cudnn = cuda_attention_library(); dtype == DType::BF16 && !cudnn.empty())
-    b.description += ", " + cudnn + " attention"; // the library loaded: which one ran is part of the record
   return b;
 }
 

@@ -219,7 +219,7 @@ private:
 
 } // namespace
 
-std::string cuda_attention_library() { return kcuda::cudnn_sdpa::library(); }
+std::string cuda_attention_library(const AttentionDims &dims) { return kcuda::cudnn_sdpa::library(dims); }
 
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream) {
   if (dtype != DType::F32 && dtype != DType::BF16)

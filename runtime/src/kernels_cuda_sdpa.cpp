@@ -425,10 +425,22 @@ bool wanted() {
 
 bool aligned(const void *p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+/// What both directions need of the dims, whatever the pointers and strides.
+bool takes_dims(const AttentionDims &a) {
+  return wanted() && a.sliding_window <= 0 && a.head_dim % 8 == 0 && a.head_dim <= 128 && a.scale > 0 &&
+         a.kv_heads > 0 && a.q_heads % a.kv_heads == 0;
+}
+
+/// cudnn-frontend's notes: 9.10.0 and 9.10.1 have defects in the backward, and up to 9.15 a key length that is
+/// not a multiple of 128 needs a padding mask the graph here does not build.
+bool backward_takes_seq(i64 seq) {
+  const std::size_t version = cudnnGetVersion();
+  return seq >= 2 && version != 91000 && version != 91001 && (version > 91500 || seq % 128 == 0);
+}
+
 /// What both directions need of the call.
 bool takes(const AttentionDims &a, std::initializer_list<const void *> pointers) {
-  if (!wanted() || a.sliding_window > 0 || a.head_dim % 8 != 0 || a.head_dim > 128 || !(a.scale > 0) ||
-      a.q_stride % 8 != 0 || a.k_stride % 8 != 0 || a.v_stride % 8 != 0 || a.q_heads % a.kv_heads != 0)
+  if (!takes_dims(a) || a.q_stride % 8 != 0 || a.k_stride % 8 != 0 || a.v_stride % 8 != 0)
     return false;
   for (const void *p : pointers)
     if (!aligned(p))
@@ -549,8 +561,8 @@ Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, cons
   return true;
 }
 
-std::string library() {
-  if (!wanted())
+std::string library(const AttentionDims &a) {
+  if (!takes_dims(a) || !backward_takes_seq(a.seq))
     return "";
   const std::size_t v = cudnnGetVersion(); // cuDNN 9: major * 10000 + minor * 100 + patch
   return "cuDNN " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
@@ -558,12 +570,7 @@ std::string library() {
 
 Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                       const void *v, const void *out, const float *lse, const AttentionDims &a) {
-  if (!takes(a, {dq, dk, dv, dout, q, k, v, out, lse}) || a.seq < 2)
-    return false;
-  // cudnn-frontend's notes: 9.10.0 and 9.10.1 have defects in this backward, and up to 9.15 a key length that is
-  // not a multiple of 128 needs a padding mask the graph here does not build.
-  const std::size_t version = cudnnGetVersion();
-  if (version == 91000 || version == 91001 || (version <= 91500 && a.seq % 128 != 0))
+  if (!takes(a, {dq, dk, dv, dout, q, k, v, out, lse}) || !backward_takes_seq(a.seq))
     return false;
   Cache &c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);

@@ -11,9 +11,9 @@
 
 namespace atp::kcuda::cudnn_sdpa {
 
-/// "cuDNN MAJOR.MINOR.PATCH" of the cuDNN loaded at run time; "" without cuDNN (the stub) or when ATP_ATTENTION
-/// is "flash".
-std::string library();
+/// "cuDNN MAJOR.MINOR.PATCH" of the cuDNN loaded at run time when forward and backward below would take dims
+/// of this kind (the rules that need no pointers, strides or plan); "" otherwise, and without cuDNN (the stub).
+std::string library(const AttentionDims &a);
 
 /// out [T, q_heads, head_dim] (dense) and lse [batch, q_heads, seq] of causal GQA attention, as the flash
 /// forward writes them, when cuDNN takes the call: BF16, no sliding window, head_dim a multiple of 8 up to 128,

@@ -4,7 +4,7 @@
 
 namespace atp::kcuda::cudnn_sdpa {
 
-std::string library() { return ""; }
+std::string library(const AttentionDims & /*a*/) { return ""; }
 
 Result<bool> forward(cudaStream_t, void *, float *, const void *, const void *, const void *, const AttentionDims &) {
   return false;

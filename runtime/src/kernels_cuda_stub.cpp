@@ -8,6 +8,6 @@ Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType /*dtype*/, void * /*str
   return error("make_cuda_kernels: the CUDA kernels are not built in this autotpc runtime");
 }
 
-std::string cuda_attention_library() { return ""; }
+std::string cuda_attention_library(const AttentionDims & /*dims*/) { return ""; }
 
 } // namespace atp

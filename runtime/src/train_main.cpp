@@ -7,6 +7,7 @@
 
 #include "atp/backend.h"
 #include "atp/byte_tokenizer.h"
+#include "atp/kernels.h"
 #include "atp/kernels_profile.h"
 #include "atp/loss_and_grads.h"
 #include "atp/world.h"
@@ -284,13 +285,18 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
   }
 
   const BatchSizes &b = t.batch();
+  std::string description = backend.description;
+  if (backend.kind == DeviceKind::Cuda && working == DType::BF16) // which library ran is part of the record
+    if (const std::string cudnn = cuda_attention_library(t.decoder().attention_dims(b.micro_batch, t.seq()));
+        !cudnn.empty())
+      description += ", " + cudnn + " attention";
   char held[64] = "";
   if (o.eval_fraction > 0)
     std::snprintf(held, sizeof held, ", the last %.3g%% held out for evaluation", 100 * o.eval_fraction);
   const std::string held_out = held;
   if (lead) {
     std::printf("train: %s parameters, TP %d x DP %d, ZeRO stage %d, %s\n", human(double(t.num_parameters())).c_str(),
-                tp.size(), dp.size(), int(model.zero.stage), backend.description.c_str());
+                tp.size(), dp.size(), int(model.zero.stage), description.c_str());
     std::printf("train: %lld rows of %lld tokens per step (micro-batch %lld x accumulation %lld x DP %d); data %s: "
                 "%llu tokens, %llu rows%s\n",
                 (long long)b.train_batch, (long long)t.seq(), (long long)b.micro_batch, (long long)b.grad_accum,
@@ -343,7 +349,7 @@ int run(const TrainModel &model, const Options &o, const World &world, const Gro
     profiler.enable(false);
     if (profiled && lead)
       std::printf("train: the kernels of step %lld on rank 0 (%s), each call synchronized:\n%s", (long long)st->step,
-                  backend.description.c_str(), profiler.table(secs, o.peak_tflops, o.peak_gbps).c_str());
+                  description.c_str(), profiler.table(secs, o.peak_tflops, o.peak_gbps).c_str());
     const std::int64_t step = st->step;
     std::optional<double> eval;
     if (o.eval_every > 0 && (step % o.eval_every == 0 || step == o.steps)) {

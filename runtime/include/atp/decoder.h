@@ -136,6 +136,9 @@ public:
   Status forward_logits(ParamStore &store, const MicroBatch &mb, std::int64_t first, std::int64_t count, void *host);
   /// Bytes of activation and scratch buffers this decoder holds.
   std::uint64_t activation_bytes() const;
+  /// The attention calls' dims for micro-batches of batch x seq tokens (which kernels take them:
+  /// cuda_attention_library).
+  AttentionDims attention_dims(std::int64_t batch, std::int64_t seq) const;
   /// TP all-reduces issued so far, by kind (tests check one input-gradient all-reduce per block).
   struct CommCounts {
     std::int64_t forward_row = 0;      ///< o_proj and down_proj outputs (recomputed layers again)

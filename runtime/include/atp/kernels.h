@@ -298,9 +298,13 @@ Result<std::unique_ptr<Kernels>> make_cpu_kernels(DType dtype = DType::F32, int 
 /// Built with AUTOTPC_ENABLE_CUDA (runtime/kernels.cmake); elsewhere it fails saying it was not built.
 Result<std::unique_ptr<Kernels>> make_cuda_kernels(DType dtype, void *stream = nullptr);
 
-/// The cuDNN that make_cuda_kernels' BF16 attention runs on, as "cuDNN 9.14.0": the library this process loaded
-/// (cudnnGetVersion), which may differ from the headers the runtime was built with. "" where the runtime has no
-/// cuDNN or no CUDA kernels, or ATP_ATTENTION=flash keeps attention on our kernels. Needs no GPU.
-std::string cuda_attention_library();
+/// The cuDNN that make_cuda_kernels' BF16 attention of these dims runs on, forward and backward, as "cuDNN
+/// 9.14.0": the library this process loaded (cudnnGetVersion), which may differ from the headers the runtime was
+/// built with. "" where our kernels take it instead: the runtime has no cuDNN or no CUDA kernels,
+/// ATP_ATTENTION=flash, or the dims are ones cuDNN is not given (a sliding window, a head_dim over 128 or not a
+/// multiple of 8, a sequence this cuDNN's backward does not take). Reads heads, head_dim, scale, seq and
+/// sliding_window; whether cuDNN then finds a plan for the shape is only known when it runs (a line on stderr
+/// says so if not). Needs no GPU.
+std::string cuda_attention_library(const AttentionDims &dims);
 
 } // namespace atp
