@@ -377,22 +377,22 @@ void test_memory(Ops &gpu) {
 /// copy between two uploads into one buffer sees the first); a copy bigger than a slot still lands.
 void test_upload(Ops &gpu) {
   const std::size_t big = std::size_t(256) << 20;
-  void *x = ATP_CHECK_OK(gpu.alloc(big)), *y = ATP_CHECK_OK(gpu.alloc(big));
-  for (int r = 0; r < 8; ++r) // ~2 GiB of copies: milliseconds of work queued ahead of the uploads
-    ATP_CHECK_OK(gpu.copy(r % 2 ? x : y, r % 2 ? y : x, big));
   const std::size_t n = 32768 * 4 + 12; // a micro-batch of token ids, not a multiple of 16
   const int count = 11;                 // more than the ring's 4 slots
+  void *x = ATP_CHECK_OK(gpu.alloc(big)), *y = ATP_CHECK_OK(gpu.alloc(big)), *first = ATP_CHECK_OK(gpu.alloc(n));
   std::vector<void *> dst;
-  Bytes host(n);
+  for (int i = 0; i < count; ++i) // allocated first: cudaMalloc may wait for the device
+    dst.push_back(ATP_CHECK_OK(gpu.alloc(n)));
+  for (int r = 0; r < 8; ++r) // ~2 GiB of copies: milliseconds of work queued ahead of the uploads
+    ATP_CHECK_OK(gpu.copy(r % 2 ? x : y, r % 2 ? y : x, big));
   auto pattern = [&](int i) {
     Bytes p = poison(n + std::size_t(i));
     return Bytes(p.begin() + i, p.end());
   };
-  void *first = ATP_CHECK_OK(gpu.alloc(n));
+  Bytes host(n);
   for (int i = 0; i < count; ++i) {
-    dst.push_back(ATP_CHECK_OK(gpu.alloc(n)));
     host = pattern(i);
-    ATP_CHECK_OK(gpu.upload(dst.back(), host.data(), n));
+    ATP_CHECK_OK(gpu.upload(dst[std::size_t(i)], host.data(), n));
     if (i == 1)
       ATP_CHECK_OK(gpu.copy(first, dst[0], n)); // dst[0] holds upload 0 here; upload 2 overwrites it below
     if (i == 2)
