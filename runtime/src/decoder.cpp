@@ -638,8 +638,8 @@ std::uint64_t Decoder::activation_bytes() const {
 
 const Decoder::CommCounts &Decoder::comm_counts() const { return s_->counts; }
 bool Decoder::merged_qkv() const { return s_->qkv_merged; }
+bool Decoder::merged_gate_up() const { return s_->gu_merged; }
 
 AttentionDims Decoder::attention_dims(std::int64_t batch, std::int64_t seq) const { return s_->attn_dims(batch, seq); }
-bool Decoder::merged_gate_up() const { return s_->gu_merged; }
 
 } // namespace atp

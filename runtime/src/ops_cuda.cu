@@ -227,7 +227,8 @@ struct UploadRing {
     if (host)
       return {};
     for (cudaEvent_t &e : copied)
-      ATP_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      if (!e) // a failed init leaves what it made for the next try
+        ATP_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     ATP_CUDA_TRY(cudaMallocHost(reinterpret_cast<void **>(&host), kSlots * kSlotBytes));
     return {};
   }
