@@ -9,8 +9,9 @@
 //   - LaggingQueue: work in call order, run only up to where it is forced. An
 //     eager queue runs each piece at once (the CPU as it is).
 //   - LaggingOps: Ops on a queue. zero, copy, upload, cast, accumulate and
-//     adamw are queued; copy_to_host, grad_stats, synchronize and free run the queue
-//     first, as copy_from_host does (it waits for its stream on CUDA too).
+//     adamw are queued; copy_to_host, grad_stats, synchronize and free run
+//     the queue first, as copy_from_host does (it waits for its stream on
+//     CUDA too).
 //     record() marks the queue's length; wait(e) queues a step that runs e's
 //     queue up to that mark: a stream waiting on another's event.
 //   - LaggingKernels: the model's kernels on a queue; cross_entropy, which
