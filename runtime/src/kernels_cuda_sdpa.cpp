@@ -35,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -254,6 +255,20 @@ Result<Built> plan_graph(Builder &g, const std::vector<Desc> &ops) {
 constexpr cudnnDataType_t bf16 = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT, i32 = CUDNN_DATA_INT32,
                           boolean = CUDNN_DATA_BOOLEAN;
 
+/// One cuDNN run's view of an attention call: `a` with the run's batch and sequence (its q, k, v strides those of
+/// the inputs), laid out inside rows of `span` tokens (the call's sequence: a run may take one block of it), with
+/// or without the causal mask, and where the gradients go: rows of grad_span tokens with these row strides (a run
+/// may write them to a scratch of its own).
+struct Part {
+  AttentionDims a;
+  i64 span = 0;
+  bool causal = true;
+  i64 grad_span = 0, dq_stride = 0, dk_stride = 0, dv_stride = 0;
+};
+
+/// The run that is the whole call.
+Part whole(const AttentionDims &a) { return Part{a, a.seq, true, a.seq, a.q_stride, a.k_stride, a.v_stride}; }
+
 /// The tensors both graphs share (K enters as K^T: [B, Hkv, D, S]), and makers for their virtual [B, Hq, S, S] scores
 /// and [B, Hq, S, 1] rows.
 struct Common {
@@ -282,24 +297,26 @@ struct Common {
   }
 };
 
-Result<Common> common(Builder &g, const AttentionDims &a) {
+Result<Common> common(Builder &g, const Part &p) {
+  const AttentionDims &a = p.a;
   Common c{g, a.batch, a.seq, a.q_heads, a.kv_heads, a.head_dim};
-  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D;
-  ATP_ASSIGN_OR_RETURN(c.q, g.tensor(kQ, bf16, {B, Hq, S, D}, {S * a.q_stride, D, a.q_stride, 1}));
-  ATP_ASSIGN_OR_RETURN(c.kt, g.tensor(kK, bf16, {B, Hkv, D, S}, {S * a.k_stride, D, 1, a.k_stride}));
-  ATP_ASSIGN_OR_RETURN(c.o, g.tensor(kO, bf16, {B, Hq, S, D}, {S * Hq * D, D, Hq * D, 1}));
-  ATP_ASSIGN_OR_RETURN(c.stats, g.tensor(kStats, f32, {B, Hq, S, 1}, {Hq * S, S, 1, 1}));
+  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D, W = p.span;
+  ATP_ASSIGN_OR_RETURN(c.q, g.tensor(kQ, bf16, {B, Hq, S, D}, {W * a.q_stride, D, a.q_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(c.kt, g.tensor(kK, bf16, {B, Hkv, D, S}, {W * a.k_stride, D, 1, a.k_stride}));
+  ATP_ASSIGN_OR_RETURN(c.o, g.tensor(kO, bf16, {B, Hq, S, D}, {W * Hq * D, D, Hq * D, 1}));
+  ATP_ASSIGN_OR_RETURN(c.stats, g.tensor(kStats, f32, {B, Hq, S, 1}, {Hq * W, W, 1, 1}));
   ATP_ASSIGN_OR_RETURN(c.scale, g.tensor(kScale, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
   ATP_ASSIGN_OR_RETURN(c.neg_inf, g.tensor(kNegInf, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
   return c;
 }
 
 /// The causal forward graph (no window).
-Result<Built> build_forward(cudnnHandle_t handle, const AttentionDims &a) {
+Result<Built> build_forward(cudnnHandle_t handle, const Part &part) {
+  const AttentionDims &a = part.a;
   Builder g(handle);
-  ATP_ASSIGN_OR_RETURN(Common c, common(g, a));
+  ATP_ASSIGN_OR_RETURN(Common c, common(g, part));
   // V enters P V untransposed: [B, Hkv, S, D]
-  ATP_ASSIGN_OR_RETURN(Desc v, g.tensor(kV, bf16, {c.B, c.Hkv, c.S, c.D}, {c.S * a.v_stride, c.D, a.v_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc v, g.tensor(kV, bf16, {c.B, c.Hkv, c.S, c.D}, {part.span * a.v_stride, c.D, a.v_stride, 1}));
   std::vector<Desc> ops;
   auto add = [&](Result<Desc> op) -> Status {
     ATP_ASSIGN_OR_RETURN(Desc d, std::move(op));
@@ -328,18 +345,20 @@ Result<Built> build_forward(cudnnHandle_t handle, const AttentionDims &a) {
   return plan_graph(g, ops);
 }
 
-/// The causal backward graph (no window), deterministic: dQ straight from dS K.
-Result<Built> build_backward(cudnnHandle_t handle, const AttentionDims &a) {
+/// The backward graph (no window; causal or unmasked), deterministic: dQ straight from dS K.
+Result<Built> build_backward(cudnnHandle_t handle, const Part &p) {
+  const AttentionDims &a = p.a;
   Builder g(handle);
-  ATP_ASSIGN_OR_RETURN(Common c, common(g, a));
-  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D;
+  ATP_ASSIGN_OR_RETURN(Common c, common(g, p));
+  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D, W = p.span;
   const bool grouped = Hq != Hkv;
-  ATP_ASSIGN_OR_RETURN(Desc d_o, g.tensor(kDO, bf16, {B, Hq, S, D}, {S * Hq * D, D, Hq * D, 1}));
-  ATP_ASSIGN_OR_RETURN(Desc dq, g.tensor(kDQ, bf16, {B, Hq, S, D}, {S * a.q_stride, D, a.q_stride, 1}));
-  ATP_ASSIGN_OR_RETURN(Desc dk, g.tensor(kDK, bf16, {B, Hkv, S, D}, {S * a.k_stride, D, a.k_stride, 1}));
-  ATP_ASSIGN_OR_RETURN(Desc dv, g.tensor(kDV, bf16, {B, Hkv, S, D}, {S * a.v_stride, D, a.v_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc d_o, g.tensor(kDO, bf16, {B, Hq, S, D}, {W * Hq * D, D, Hq * D, 1}));
+  const i64 G = p.grad_span;
+  ATP_ASSIGN_OR_RETURN(Desc dq, g.tensor(kDQ, bf16, {B, Hq, S, D}, {G * p.dq_stride, D, p.dq_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc dk, g.tensor(kDK, bf16, {B, Hkv, S, D}, {G * p.dk_stride, D, p.dk_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc dv, g.tensor(kDV, bf16, {B, Hkv, S, D}, {G * p.dv_stride, D, p.dv_stride, 1}));
   ATP_ASSIGN_OR_RETURN(Desc softmax_sum, g.tensor(kSoftmaxSum, f32, {B, Hq, S, 1}, {Hq * S, S, 1, 1}));
-  ATP_ASSIGN_OR_RETURN(Desc vt, g.tensor(kV, bf16, {B, Hkv, D, S}, {S * a.v_stride, D, 1, a.v_stride}));
+  ATP_ASSIGN_OR_RETURN(Desc vt, g.tensor(kV, bf16, {B, Hkv, D, S}, {W * a.v_stride, D, 1, a.v_stride}));
   ATP_ASSIGN_OR_RETURN(Desc one, g.tensor(kOne, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
   std::vector<Desc> ops;
   auto add = [&](Result<Desc> op) -> Status {
@@ -362,13 +381,16 @@ Result<Built> build_backward(cudnnHandle_t handle, const AttentionDims &a) {
   ATP_ASSIGN_OR_RETURN(Desc s2, c.scores(f32));
   ATP_TRY(add(g.matmul(c.q, c.kt, s1)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, s1, c.scale, nullptr, s2)));
-  ATP_ASSIGN_OR_RETURN(Desc s3, c.causal(ops, s2));
+  Desc s3 = s2;
+  if (p.causal) {
+    ATP_ASSIGN_OR_RETURN(s3, c.causal(ops, s2));
+  }
   ATP_ASSIGN_OR_RETURN(Desc shifted, c.scores(f32));
-  ATP_ASSIGN_OR_RETURN(Desc p, c.scores(f32));
+  ATP_ASSIGN_OR_RETURN(Desc prob, c.scores(f32));
   ATP_ASSIGN_OR_RETURN(Desc pt, transposed(bf16));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_SUB, s3, c.stats, nullptr, shifted)));
-  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, nullptr, p)));
-  ATP_TRY(add(g.reshape(p, pt)));
+  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, nullptr, prob)));
+  ATP_TRY(add(g.reshape(prob, pt)));
   if (grouped) {
     ATP_ASSIGN_OR_RETURN(Desc dv_full, full_heads());
     ATP_TRY(add(g.matmul(pt, d_o, dv_full)));
@@ -386,7 +408,7 @@ Result<Built> build_backward(cudnnHandle_t handle, const AttentionDims &a) {
   ATP_TRY(add(g.matmul(d_o, vt, dp)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, dp, one, nullptr, dp1)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_SUB, dp1, softmax_sum, nullptr, dp2)));
-  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, dp2, p, nullptr, ds1)));
+  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, dp2, prob, nullptr, ds1)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, ds1, c.scale, nullptr, ds)));
   ATP_TRY(add(g.reshape(ds, dst)));
   if (grouped) {
@@ -397,14 +419,14 @@ Result<Built> build_backward(cudnnHandle_t handle, const AttentionDims &a) {
     ATP_TRY(add(g.matmul(dst, c.q, dk)));
   }
   // dQ = dS K, K being K^T reshaped back
-  ATP_ASSIGN_OR_RETURN(Desc k, g.tensor(c.uid++, bf16, {B, Hkv, S, D}, {S * a.k_stride, D, a.k_stride, 1}, true));
+  ATP_ASSIGN_OR_RETURN(Desc k, g.tensor(c.uid++, bf16, {B, Hkv, S, D}, {W * a.k_stride, D, a.k_stride, 1}, true));
   ATP_TRY(add(g.reshape(c.kt, k)));
   ATP_TRY(add(g.matmul(ds, k, dq)));
   return plan_graph(g, ops);
 }
 
 enum class Direction : i64 { kForward, kBackward };
-using Key = std::array<i64, 10>;
+using Key = std::array<i64, 16>;
 
 struct Cache {
   std::mutex mutex;
@@ -421,6 +443,12 @@ Cache &cache() {
 bool wanted() {
   const char *v = std::getenv("ATP_ATTENTION");
   return !(v && std::strcmp(v, "flash") == 0);
+}
+
+/// Experiment switch: ATP_CUDNN_SPLIT=1 or 2 halves the backward's causal blocks that many times.
+int split_depth() {
+  const char *v = std::getenv("ATP_CUDNN_SPLIT");
+  return v ? std::atoi(v) : 0;
 }
 
 bool aligned(const void *p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
@@ -448,9 +476,10 @@ bool takes(const AttentionDims &a, std::initializer_list<const void *> pointers)
   return true;
 }
 
-/// The plan for (direction, a) on this device, built on first use; null when no engine takes it. Called with the
+/// The plan for (direction, p) on this device, built on first use; null when no engine takes it. Called with the
 /// cache's mutex held.
-Result<const Plan *> plan_for(Cache &c, Direction direction, const AttentionDims &a, cudnnHandle_t &handle) {
+Result<const Plan *> plan_for(Cache &c, Direction direction, const Part &p, cudnnHandle_t &handle) {
+  const AttentionDims &a = p.a;
   int device = 0;
   ATP_CUDA_TRY(cudaGetDevice(&device));
   handle = c.handles[device];
@@ -458,19 +487,20 @@ Result<const Plan *> plan_for(Cache &c, Direction direction, const AttentionDims
     SDPA_TRY(cudnnCreate(&handle));
     c.handles[device] = handle;
   }
-  const Key key{i64(direction), device,     a.batch,    a.seq,      a.q_heads,
-                a.kv_heads,     a.head_dim, a.q_stride, a.k_stride, a.v_stride};
+  const Key key{i64(direction), device,     a.batch,    a.seq,        a.q_heads,   a.kv_heads,  a.head_dim, a.q_stride,
+                a.k_stride,     a.v_stride, p.span,     i64(p.causal), p.grad_span, p.dq_stride, p.dk_stride, p.dv_stride};
   auto found = c.plans.find(key);
   if (found == c.plans.end()) {
     ATP_ASSIGN_OR_RETURN(Built built,
-                         direction == Direction::kForward ? build_forward(handle, a) : build_backward(handle, a));
+                         direction == Direction::kForward ? build_forward(handle, p) : build_backward(handle, p));
     if (!built.first)
       std::fprintf(
           stderr,
-          "attention: cuDNN has no %s plan for batch %lld x seq %lld, %lld/%lld heads of %lld (%s); our kernels "
-          "take it\n",
+          "attention: cuDNN has no %s plan for batch %lld x seq %lld%s, %lld/%lld heads of %lld (%s); %s\n",
           direction == Direction::kForward ? "forward" : "backward", (long long)a.batch, (long long)a.seq,
-          (long long)a.q_heads, (long long)a.kv_heads, (long long)a.head_dim, built.second.c_str());
+          p.span == a.seq ? "" : (p.causal ? " (a diagonal block)" : " (an off-diagonal block)"), (long long)a.q_heads,
+          (long long)a.kv_heads, (long long)a.head_dim, built.second.c_str(),
+          p.span == a.seq ? "our kernels take it" : "the whole sequence runs at once");
     found = c.plans.emplace(key, std::move(built.first)).first;
   }
   return found->second.get();
@@ -552,7 +582,7 @@ Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, cons
   Cache &c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   cudnnHandle_t handle = nullptr;
-  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kForward, a, handle));
+  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kForward, whole(a), handle));
   if (!plan)
     return false;
   float scale = float(a.scale), neg_inf = -INFINITY; // by value: read when the call is made
@@ -580,26 +610,81 @@ Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void 
   AttentionDims part = a;
   part.batch = rows;
   cudnnHandle_t handle = nullptr;
-  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kBackward, part, handle));
+  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kBackward, whole(part), handle));
   if (!plan)
     return false;
-  const i64 S = a.seq, Hq = a.q_heads, od = a.q_heads * a.head_dim, es = 2; // bf16
+  // The split (see the top): `depth` halvings into causal diagonal blocks and unmasked blocks below them.
+  const i64 S = a.seq, Hq = a.q_heads, Hkv = a.kv_heads, D = a.head_dim, od = Hq * D, es = 2; // bf16
+  int depth = split_depth();
+  while (depth > 0 && !(S % (i64(64) << depth) == 0 && backward_takes_seq(S >> depth)))
+    --depth;
+  const Plan *diagonal = nullptr;
+  std::map<i64, const Plan *> below; // by block length
+  if (depth > 0) {
+    Part p{part, S, true, S, a.q_stride, a.k_stride, a.v_stride};
+    p.a.seq = S >> depth;
+    ATP_ASSIGN_OR_RETURN(diagonal, plan_for(c, Direction::kBackward, p, handle));
+    p.causal = false;
+    p.dq_stride = od; // a block below's gradients go to a dense scratch, then are added into the call's
+    p.dk_stride = p.dv_stride = Hkv * D;
+    for (int d = 1; d <= depth && diagonal; ++d) {
+      p.a.seq = p.grad_span = S >> d;
+      ATP_ASSIGN_OR_RETURN(const Plan *pl, plan_for(c, Direction::kBackward, p, handle));
+      if (!pl)
+        diagonal = nullptr;
+      below[p.a.seq] = pl;
+    }
+    if (!diagonal)
+      depth = 0;
+  }
   float *softmax_sum = nullptr;
   ATP_CUDA_TRY(cudaMallocAsync(&softmax_sum, std::size_t(rows * Hq * S) * sizeof(float), st));
-  float scale = float(a.scale), neg_inf = -INFINITY, one = 1.0f;
-  Status ran;
-  for (i64 b = 0; b < a.batch && ran.ok(); b += rows) {
-    const i64 t = b * S; // the part's first token row
-    ran = run(st, handle, *plan, {kQ, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSoftmaxSum, kScale, kNegInf, kOne},
-              {const_cast<void *>(at(q, t * a.q_stride, es)), const_cast<void *>(at(k, t * a.k_stride, es)),
-               const_cast<void *>(at(v, t * a.v_stride, es)), const_cast<void *>(at(out, t * od, es)),
-               const_cast<float *>(lse + b * Hq * S), const_cast<void *>(at(dout, t * od, es)),
-               at(dq, t * a.q_stride, es), at(dk, t * a.k_stride, es), at(dv, t * a.v_stride, es), softmax_sum, &scale,
-               &neg_inf, &one});
+  void *scratch = nullptr; // a block below's dq, dk, dv, dense: the largest block is half the sequence
+  const i64 scratch_q = rows * (S / 2) * od, scratch_kv = rows * (S / 2) * Hkv * D;
+  if (depth > 0) {
+    if (const cudaError_t e = cudaMallocAsync(&scratch, std::size_t(scratch_q + 2 * scratch_kv) * es, st);
+        e != cudaSuccess) {
+      cudaFreeAsync(softmax_sum, st);
+      ATP_CUDA_TRY(e);
+    }
   }
+  void *sq = scratch, *sk = at(scratch, scratch_q, es), *sv = at(scratch, scratch_q + scratch_kv, es);
+  float scale = float(a.scale), neg_inf = -INFINITY, one = 1.0f;
+  // One run over query rows [tq, tq + n) against key rows [tk, tk + n) of every batch row from b.
+  auto run_block = [&](const Plan &pl, i64 b, i64 tq, i64 tk, void *gq, void *gk, void *gv) {
+    const i64 t = b * S;
+    return run(st, handle, pl, {kQ, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSoftmaxSum, kScale, kNegInf, kOne},
+               {const_cast<void *>(at(q, (t + tq) * a.q_stride, es)), const_cast<void *>(at(k, (t + tk) * a.k_stride, es)),
+                const_cast<void *>(at(v, (t + tk) * a.v_stride, es)), const_cast<void *>(at(out, (t + tq) * od, es)),
+                const_cast<float *>(lse + b * Hq * S + tq), const_cast<void *>(at(dout, (t + tq) * od, es)), gq, gk, gv,
+                softmax_sum, &scale, &neg_inf, &one});
+  };
+  // The causal block of rows [t0, t0 + len) of batch rows from b, halved `more` more times.
+  std::function<Status(i64, i64, i64, int)> block = [&](i64 b, i64 t0, i64 len, int more) -> Status {
+    const i64 t = b * S;
+    if (more == 0)
+      return run_block(len == S ? *plan : *diagonal, b, t0, t0, at(dq, (t + t0) * a.q_stride, es),
+                       at(dk, (t + t0) * a.k_stride, es), at(dv, (t + t0) * a.v_stride, es));
+    const i64 h = len / 2;
+    ATP_TRY(block(b, t0, h, more - 1));
+    ATP_TRY(block(b, t0 + h, h, more - 1));
+    ATP_TRY(run_block(*below.at(h), b, t0 + h, t0, sq, sk, sv));
+    // dq of the lower half, dk and dv of the upper half: the diagonal block's plus the block below's
+    ATP_TRY(add_rows(st, at(dq, (t + t0 + h) * a.q_stride, es), S * a.q_stride, a.q_stride, sq, h * od, od, rows, h,
+                     od));
+    ATP_TRY(add_rows(st, at(dk, (t + t0) * a.k_stride, es), S * a.k_stride, a.k_stride, sk, h * Hkv * D, Hkv * D, rows,
+                     h, Hkv * D));
+    return add_rows(st, at(dv, (t + t0) * a.v_stride, es), S * a.v_stride, a.v_stride, sv, h * Hkv * D, Hkv * D, rows,
+                    h, Hkv * D);
+  };
+  Status ran;
+  for (i64 b = 0; b < a.batch && ran.ok(); b += rows)
+    ran = block(b, 0, S, depth);
   const cudaError_t freed = cudaFreeAsync(softmax_sum, st);
+  const cudaError_t freed_scratch = scratch ? cudaFreeAsync(scratch, st) : cudaSuccess;
   ATP_TRY(std::move(ran));
   ATP_CUDA_TRY(freed);
+  ATP_CUDA_TRY(freed_scratch);
   return true;
 }
 
