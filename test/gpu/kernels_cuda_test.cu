@@ -697,6 +697,30 @@ void test_attention_runs_on_cudnn(const AttnCase &ac) {
   expect(!same_bytes(G1.get(), G2.get()), l.name + ": the backward runs on cuDNN (its dqkv differs from our flash's)");
 }
 
+/// Where cudnn_expected(), the backward split into diagonal blocks and blocks below them (ATP_CUDNN_SPLIT, halvings)
+/// runs: its dqkv differs in some byte from the whole sequence's at once (0) on the same inputs, since the blocks
+/// below are added in bf16 afterwards. (Its values are held to the double reference by test_attention.)
+void test_cudnn_split_runs(const AttnCase &ac, const char *depth) {
+  if (!cudnn_expected())
+    return;
+  const AttnLayout l = attention_layout(ac);
+  DevX QKV(random_vec(l.T * l.stride, -2.0f, 2.0f)), DO(random_vec(l.T * l.od)), O{Vec(l.T * l.od)};
+  DevX G0{Vec(l.T * l.stride)}, G1{Vec(l.T * l.stride)};
+  DevS L{Vec(l.d.batch * l.d.q_heads * l.d.seq)};
+  expect_ok(K->attention_forward(O.p(), L.p(), QKV.p(), QKV.at(l.kv_off), QKV.at(l.v_off), l.d), l.name + " forward");
+  auto backward = [&](DevX &G, const char *split) {
+    ::setenv("ATP_CUDNN_SPLIT", split, 1);
+    expect_ok(K->attention_backward(G.p(), G.at(l.kv_off), G.at(l.v_off), DO.p(), QKV.p(), QKV.at(l.kv_off),
+                                    QKV.at(l.v_off), O.p(), L.p(), l.d),
+              l.name + " backward, ATP_CUDNN_SPLIT=" + split);
+    ::unsetenv("ATP_CUDNN_SPLIT");
+  };
+  backward(G0, "0");
+  backward(G1, depth);
+  expect(!same_bytes(G0.get(), G1.get()),
+         l.name + ": the backward split " + depth + " times runs (its dqkv differs from the whole sequence's)");
+}
+
 /// A bad ATP_CUDNN_WORKSPACE_LIMIT is an error that names it, before the backward writes anything.
 void test_cudnn_workspace_limit_is_checked(const AttnCase &ac) {
   if (!cudnn_expected())
@@ -893,6 +917,17 @@ void run_suite() {
   test_attention_runs_on_cudnn(cudnn_cases[0]);
   ::unsetenv("ATP_CUDNN_WORKSPACE_LIMIT");
   test_cudnn_workspace_limit_is_checked(cudnn_cases[0]);
+  // cuDNN's backward split into causal diagonal blocks and unmasked blocks below them: halved once (blocks of 256
+  // and 128 keys: GQA 4, a whole-sequence run below) and twice (512 keys, GQA 2, two batch rows), each against the
+  // double reference and against the whole sequence at once
+  const AttnCase split_cases[] = {{2, 256, 4, 1, 64, 0, 8}, {2, 512, 4, 2, 64, 0, 8}};
+  for (const char *depth : {"1", "2"}) {
+    const AttnCase &ac = split_cases[depth[0] - '1'];
+    ::setenv("ATP_CUDNN_SPLIT", depth, 1);
+    test_attention(ac);
+    ::unsetenv("ATP_CUDNN_SPLIT");
+    test_cudnn_split_runs(ac, depth);
+  }
   ::setenv("ATP_ATTENTION", "flash", 1); // and our flash kernels on every case
   for (const AttnCase &ac : flash_cases)
     test_attention(ac);
