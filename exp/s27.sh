@@ -30,8 +30,9 @@ with open(sys.argv[1], "wb") as f:
 PY
 train="$PWD/$b/extra/bench-llama-1b/train"
 n=${STEPS:-9}
-for round in 1 2; do
-  for v in s0 s1 s2; do
+for run in ${RUNS:-s0-1 s1-1 s2-1 s0-2 s1-2 s2-2}; do
+  v=${run%-*} round=${run#*-}
+  {
     d="$out/$v-$round"
     mkdir -p "$d"
     env=(ATP_CUDNN_SPLIT=${v#s})
@@ -55,7 +56,7 @@ clk = statistics.median(b[0] for b in busy) if busy else 0
 pw = statistics.mean(b[1] for b in busy) if busy else 0
 print("s27: %-8s %8.0f tokens/s  hash %s  loss@%s %s  SM clock median %.0f MHz, power mean %.0f W" % (name, tps, h, rows[-1]["step"], rows[-1]["loss"], clk, pw))
 PY
-  done
+  }
 done
 for v in 0; do  # the test sets ATP_CUDNN_SPLIT itself for its split cases
   t1=$(date +%s)
