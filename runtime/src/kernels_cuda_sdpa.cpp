@@ -18,6 +18,15 @@
    for 2 bytes of workspace per score; the run goes batch by batch when a whole batch would take more than
    1/32 of the device's memory (ATP_CUDNN_WORKSPACE_LIMIT, bytes, sets another limit). Engines cuDNN notes as
    nondeterministic are never used, forward or backward.
+   The split (ATP_CUDNN_SPLIT=1 or 2; unset or 0, the default: the whole sequence in one run). The deterministic
+   graph's dP workspace and its separate dQ product cover every score, the masked half too (1 GiB written and read
+   back a layer at the 1B benchmark's shape; about 4.8 ms of a 120 ms step in matmul_dq alone). Halving the causal
+   square into two causal diagonal blocks and the unmasked block below them covers 3/4 of it (halving twice: 5/8):
+   each run is the same graph on a block (its rows are views with the call's span as batch stride, the stats too,
+   since the backward only needs each row's saved lse and rowsum(dO * O), which a block of keys does not change),
+   the block below without the mask, and its dq, dk, dv (rows the diagonal blocks also write) go to a dense
+   scratch and are added into the call's in float, rounded once more to bf16. Never measured on a GPU yet: an
+   experiment switch until it is.
    Q, K, V (and dQ, dK, dV) are strided views of the decoder's rows ([T, heads, D] with row strides q/k/v_stride),
    O and dO are [T, Hq, D] dense and the stats [B, Hq, S]: our layouts, so either forward feeds either backward.
    One handle per device and one plan per shape and direction, built on first use and kept for the process (a
@@ -445,10 +454,16 @@ bool wanted() {
   return !(v && std::strcmp(v, "flash") == 0);
 }
 
-/// Experiment switch: ATP_CUDNN_SPLIT=1 or 2 halves the backward's causal blocks that many times.
-int split_depth() {
+/// ATP_CUDNN_SPLIT (see the top): how many times the backward halves its causal blocks; 0 when unset.
+Result<int> split_depth() {
   const char *v = std::getenv("ATP_CUDNN_SPLIT");
-  return v ? std::atoi(v) : 0;
+  if (!v || !*v)
+    return 0;
+  if (std::strlen(v) != 1 || v[0] < '0' || v[0] > '2')
+    return error(std::string("ATP_CUDNN_SPLIT='") + v +
+                 "' is not 0, 1 or 2 (the times the attention backward halves "
+                 "its causal blocks)");
+  return v[0] - '0';
 }
 
 bool aligned(const void *p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
@@ -615,7 +630,7 @@ Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void 
     return false;
   // The split (see the top): `depth` halvings into causal diagonal blocks and unmasked blocks below them.
   const i64 S = a.seq, Hq = a.q_heads, Hkv = a.kv_heads, D = a.head_dim, od = Hq * D, es = 2; // bf16
-  int depth = split_depth();
+  ATP_ASSIGN_OR_RETURN(int depth, split_depth());
   while (depth > 0 && !(S % (i64(64) << depth) == 0 && backward_takes_seq(S >> depth)))
     --depth;
   const Plan *diagonal = nullptr;
