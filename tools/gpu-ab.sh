@@ -30,17 +30,8 @@ if [ "${KERNEL_TESTS:-1}" != 0 ]; then
   echo "gpu-ab: kernels_cuda_test: rc $? in $(( $(date +%s) - t1 )) s: $(tail -1 "$out/kernels_cuda_test.log")"
   grep -i "fail" "$out/kernels_cuda_test.log" | head -20
 fi
-# Uniform random token ids over the vocabulary, as tools/gpu-train.sh bench feeds the trainer.
 text="$out/tokens.bin"
-python3 - "$text" <<'PY'
-import random, struct, sys
-vocab, count = 128256, 4 * 2049 * 64
-random.seed(0)
-ids = [random.randrange(vocab) for _ in range(count)]
-with open(sys.argv[1], "wb") as f:
-    f.write(b"ATPTOKEN" + struct.pack("<IIQII", 1, 4, count, max(ids) + 1, 0))
-    f.write(struct.pack("<%dI" % count, *ids))
-PY
+python3 tools/bench_tokens.py "$text" # the data tools/gpu-train.sh bench trains on
 train="$PWD/$b/extra/bench-llama-1b/train"
 n=${STEPS:-10}
 read -r -a variants <<<"${VARIANTS:--}"

@@ -233,18 +233,7 @@ bench() {
   nvidia-smi -L
   build_gpu
   local text="$out/bench-tokens.bin" n=${BENCH_STEPS:-10}
-  # Uniform random token ids over the whole vocabulary, as tools/bench_torch.py feeds the baselines (byte-level
-  # text would give a few ids most of the rows, which only the embedding backward would notice). An autotpc
-  # token file (runtime/include/atp/token_file.h): 32-byte header, then uint32 ids.
-  python3 - "$text" <<'PY'
-import random, struct, sys
-vocab, count = 128256, 4 * 2049 * 64
-random.seed(0)
-ids = [random.randrange(vocab) for _ in range(count)]
-with open(sys.argv[1], "wb") as f:
-    f.write(b"ATPTOKEN" + struct.pack("<IIQII", 1, 4, count, max(ids) + 1, 0))
-    f.write(struct.pack("<%dI" % count, *ids))
-PY
+  python3 tools/bench_tokens.py "$text" # uniform random ids over the vocabulary, as the baselines get
   local projects=(bench-llama-1b)
   [ "${BENCH_F32:-1}" = 0 ] || projects+=(bench-llama-1b-f32)
   # The memory bandwidth the profile's table measures kernels against: H200 HBM3e 4.8 TB/s, H100 SXM HBM3
