@@ -920,9 +920,9 @@ void run_suite() {
   test_cudnn_bad_setting(cudnn_cases[0], "ATP_CUDNN_WORKSPACE_LIMIT", "4GB",
                          "ATP_CUDNN_WORKSPACE_LIMIT='4GB' is not a number of bytes");
   test_cudnn_bad_setting(cudnn_cases[0], "ATP_CUDNN_SPLIT", "3", "ATP_CUDNN_SPLIT='3' is not 0, 1 or 2");
-  // cuDNN's backward split into causal diagonal blocks and unmasked blocks below them: halved once (blocks of 256
-  // and 128 keys: GQA 4, a whole-sequence run below) and twice (512 keys, GQA 2, two batch rows), each against the
-  // double reference and against the whole sequence at once
+  // cuDNN's backward split into causal diagonal blocks and unmasked blocks below them: seq 256 halved once (blocks
+  // of 128 keys, GQA 4) and seq 512 halved twice (diagonal blocks of 128 keys, blocks below of 128 and 256; GQA 2),
+  // two batch rows each, against the double reference and against the whole sequence at once
   const AttnCase split_cases[] = {{2, 256, 4, 1, 64, 0, 8}, {2, 512, 4, 2, 64, 0, 8}};
   for (const char *depth : {"1", "2"}) {
     const AttnCase &ac = split_cases[depth[0] - '1'];
