@@ -117,6 +117,8 @@ public:
     ATP_ASSIGN_OR_RETURN(Desc d, make(CUDNN_BACKEND_TENSOR_DESCRIPTOR));
     const i64 alignment = 16;
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
+    if (!is_virtual)
+      uids_.push_back(uid);
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type));
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &alignment));
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data()));
@@ -185,16 +187,20 @@ public:
 
   cudnnHandle_t handle() const { return handle_; }
   std::vector<Owned> release() { return std::move(owned_); }
+  /// The uids of the real (not virtual) tensors made so far: those a run of the graph is given.
+  const std::vector<i64> &uids() const { return uids_; }
 
 private:
   cudnnHandle_t handle_;
   std::vector<Owned> owned_;
+  std::vector<i64> uids_;
 };
 
 struct Plan {
   std::vector<Owned> descriptors; // the graph's, the plan last
   Desc plan = nullptr;
   i64 workspace = 0;
+  std::vector<i64> uids; // its graph's real tensors: a run's variant pack names these and no others
 };
 
 using Built = std::pair<std::shared_ptr<Plan>, std::string>; // the plan, or null and cuDNN's reason
@@ -255,6 +261,7 @@ Result<Built> plan_graph(Builder &g, const std::vector<Desc> &ops) {
     SDPA_TRY(cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, nullptr,
                                       &out->workspace));
     out->plan = plan;
+    out->uids = g.uids();
     out->descriptors = g.release();
     return Built{out, ""};
   }
@@ -283,7 +290,7 @@ Part whole(const AttentionDims &a) { return Part{a, a.seq, true, a.seq, a.q_stri
 struct Common {
   Builder &g;
   i64 B, S, Hq, Hkv, D;
-  Desc q = nullptr, kt = nullptr, o = nullptr, stats = nullptr, scale = nullptr, neg_inf = nullptr;
+  Desc q = nullptr, kt = nullptr, o = nullptr, stats = nullptr, scale = nullptr;
   i64 uid = kFirstVirtual;
 
   Result<Desc> scores(cudnnDataType_t type) {
@@ -297,6 +304,7 @@ struct Common {
     ATP_ASSIGN_OR_RETURN(Desc cols, scores(i32));
     ATP_ASSIGN_OR_RETURN(Desc keep, scores(boolean));
     ATP_ASSIGN_OR_RETURN(Desc y, scores(f32));
+    ATP_ASSIGN_OR_RETURN(Desc neg_inf, g.tensor(kNegInf, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
     ATP_ASSIGN_OR_RETURN(Desc r, g.pointwise(CUDNN_POINTWISE_GEN_INDEX, x, nullptr, nullptr, rows, i32, 2));
     ATP_ASSIGN_OR_RETURN(Desc c, g.pointwise(CUDNN_POINTWISE_GEN_INDEX, x, nullptr, nullptr, cols, i32, 3));
     ATP_ASSIGN_OR_RETURN(Desc ge, g.pointwise(CUDNN_POINTWISE_CMP_GE, rows, cols, nullptr, keep, boolean));
@@ -315,7 +323,6 @@ Result<Common> common(Builder &g, const Part &p) {
   ATP_ASSIGN_OR_RETURN(c.o, g.tensor(kO, bf16, {B, Hq, S, D}, {W * Hq * D, D, Hq * D, 1}));
   ATP_ASSIGN_OR_RETURN(c.stats, g.tensor(kStats, f32, {B, Hq, S, 1}, {Hq * W, W, 1, 1}));
   ATP_ASSIGN_OR_RETURN(c.scale, g.tensor(kScale, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
-  ATP_ASSIGN_OR_RETURN(c.neg_inf, g.tensor(kNegInf, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
   return c;
 }
 
@@ -521,11 +528,22 @@ Result<const Plan *> plan_for(Cache &c, Direction direction, const Part &p, cudn
   return found->second.get();
 }
 
-/// Runs `plan` on stream st with these tensors (by uid) and a workspace of its own.
+/// Runs `plan` on stream st with a workspace of its own and those of these tensors (by uid) its graph has: cuDNN
+/// refuses a variant pack that names a tensor the graph lacks (an unmasked block has no -inf).
 Status run(cudaStream_t st, cudnnHandle_t handle, const Plan &plan, std::initializer_list<i64> uid_list,
            std::initializer_list<void *> pointer_list) {
-  std::vector<i64> uids(uid_list);
-  std::vector<void *> pointers(pointer_list);
+  std::vector<i64> uids;
+  std::vector<void *> pointers;
+  auto pointer = pointer_list.begin();
+  for (i64 uid : uid_list) {
+    if (std::find(plan.uids.begin(), plan.uids.end(), uid) != plan.uids.end()) {
+      uids.push_back(uid);
+      pointers.push_back(*pointer);
+    }
+    ++pointer;
+  }
+  if (uids.size() != plan.uids.size())
+    return error("cuDNN attention: a run is not given every tensor of its graph (a bug in autotpc)");
   SDPA_TRY(cudnnSetStream(handle, st));
   void *workspace = nullptr;
   if (plan.workspace)
