@@ -6,7 +6,7 @@
 # the losses and grad norms (equal hashes: the same bits), and the SM clock and power nvidia-smi saw while busy.
 # Needs gpu-train/projects/bench-llama-1b (tools/gpu-train.sh prepare, or autotpc specs/bench/llama-3.2-1b.ds.json
 # -o gpu-train/projects/bench-llama-1b) and .deps (tools/stage-gpu-deps.sh):
-#   run(command="VARIANTS='ATP_CUDNN_SPLIT=0 ATP_CUDNN_SPLIT=1' bash tools/gpu-ab.sh", carry=["gpu-train", ".deps"])
+#   run(command="VARIANTS='- ATP_ATTENTION=flash' bash tools/gpu-ab.sh", carry=["gpu-train", ".deps"])
 #   VARIANTS (default "-"), ROUNDS (2), STEPS (10), PEAK_GBPS (4800: H200; 3350 on an H100 SXM),
 #   KERNEL_TESTS=0: skip kernels_cuda_test. Logs and each run's loss.csv and profile go to $OUT (else gpu-ab-out).
 set -uo pipefail

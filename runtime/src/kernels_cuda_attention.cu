@@ -205,38 +205,6 @@ unsigned warp_blocks(i64 warps) { return unsigned((warps + kWarpsPerBlock - 1) /
 
 } // namespace
 
-namespace {
-
-/// One thread per 8 bf16 of a row: dst[b, r] += src[b, r].
-__global__ void add_rows_kernel(bf16 *dst, i64 dst_batch, i64 dst_row, const bf16 *src, i64 src_batch, i64 src_row,
-                                i64 rows, i64 row_vecs, i64 vecs) {
-  constexpr int kN = Vec<bf16>::kN;
-  for (i64 i = blockIdx.x * i64(blockDim.x) + threadIdx.x; i < vecs; i += i64(gridDim.x) * blockDim.x) {
-    const i64 u = i % row_vecs, r = i / row_vecs % rows, b = i / row_vecs / rows;
-    bf16 *d = dst + b * dst_batch + r * dst_row + u * kN;
-    const Vec<bf16> x = load16(d), y = load16(src + b * src_batch + r * src_row + u * kN);
-    Vec<bf16> out;
-#pragma unroll
-    for (int e = 0; e < kN; ++e)
-      out.v[e] = round_to<bf16>(to_f32(x.v[e]) + to_f32(y.v[e]));
-    store16(d, out);
-  }
-}
-
-} // namespace
-
-Status cudnn_sdpa::add_rows(cudaStream_t st, void *dst, i64 dst_batch, i64 dst_row, const void *src, i64 src_batch,
-                            i64 src_row, i64 batches, i64 rows, i64 width) {
-  const i64 row_vecs = width / Vec<bf16>::kN, vecs = batches * rows * row_vecs;
-  if (vecs == 0)
-    return {};
-  add_rows_kernel<<<blocks_for(vecs), kBlock, 0, st>>>(static_cast<bf16 *>(dst), dst_batch, dst_row,
-                                                       static_cast<const bf16 *>(src), src_batch, src_row, rows,
-                                                       row_vecs, vecs);
-  ATP_CUDA_TRY(cudaGetLastError());
-  return {};
-}
-
 template <class T>
 Status attention_forward(cudaStream_t st, T *out, float *lse, const T *q, const T *k, const T *v,
                          const AttentionDims &a) {

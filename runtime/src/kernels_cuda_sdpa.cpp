@@ -18,15 +18,6 @@
    for 2 bytes of workspace per score; the run goes batch by batch when a whole batch would take more than
    1/32 of the device's memory (ATP_CUDNN_WORKSPACE_LIMIT, bytes, sets another limit). Engines cuDNN notes as
    nondeterministic are never used, forward or backward.
-   The split (ATP_CUDNN_SPLIT=1 or 2; unset or 0, the default: the whole sequence in one run). The deterministic
-   graph's dP workspace and its separate dQ product cover every score, the masked half too (1 GiB written and read
-   back a layer at the 1B benchmark's shape; about 4.8 ms of a 120 ms step in matmul_dq alone). Halving the causal
-   square into two causal diagonal blocks and the unmasked block below them covers 3/4 of it (halving twice: 5/8):
-   each run is the same graph on a block (its rows are views with the call's span as batch stride, the stats too,
-   since the backward only needs each row's saved lse and rowsum(dO * O), which a block of keys does not change),
-   the block below without the mask, and its dq, dk, dv (rows the diagonal blocks also write) go to a dense
-   scratch and are added into the call's in float, rounded once more to bf16. Never measured on a GPU yet: an
-   experiment switch until it is.
    Q, K, V (and dQ, dK, dV) are strided views of the decoder's rows ([T, heads, D] with row strides q/k/v_stride),
    O and dO are [T, Hq, D] dense and the stats [B, Hq, S]: our layouts, so either forward feeds either backward.
    One handle per device and one plan per shape and direction, built on first use and kept for the process (a
@@ -44,7 +35,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -117,8 +107,6 @@ public:
     ATP_ASSIGN_OR_RETURN(Desc d, make(CUDNN_BACKEND_TENSOR_DESCRIPTOR));
     const i64 alignment = 16;
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid));
-    if (!is_virtual)
-      uids_.push_back(uid);
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &type));
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &alignment));
     ATP_TRY(set(d, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data()));
@@ -187,20 +175,16 @@ public:
 
   cudnnHandle_t handle() const { return handle_; }
   std::vector<Owned> release() { return std::move(owned_); }
-  /// The uids of the real (not virtual) tensors made so far: those a run of the graph is given.
-  const std::vector<i64> &uids() const { return uids_; }
 
 private:
   cudnnHandle_t handle_;
   std::vector<Owned> owned_;
-  std::vector<i64> uids_;
 };
 
 struct Plan {
   std::vector<Owned> descriptors; // the graph's, the plan last
   Desc plan = nullptr;
   i64 workspace = 0;
-  std::vector<i64> uids; // its graph's real tensors: a run's variant pack names these and no others
 };
 
 using Built = std::pair<std::shared_ptr<Plan>, std::string>; // the plan, or null and cuDNN's reason
@@ -261,7 +245,6 @@ Result<Built> plan_graph(Builder &g, const std::vector<Desc> &ops) {
     SDPA_TRY(cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, nullptr,
                                       &out->workspace));
     out->plan = plan;
-    out->uids = g.uids();
     out->descriptors = g.release();
     return Built{out, ""};
   }
@@ -271,26 +254,12 @@ Result<Built> plan_graph(Builder &g, const std::vector<Desc> &ops) {
 constexpr cudnnDataType_t bf16 = CUDNN_DATA_BFLOAT16, f32 = CUDNN_DATA_FLOAT, i32 = CUDNN_DATA_INT32,
                           boolean = CUDNN_DATA_BOOLEAN;
 
-/// One cuDNN run's view of an attention call: `a` with the run's batch and sequence (its q, k, v strides those of
-/// the inputs), laid out inside rows of `span` tokens (the call's sequence: a run may take one block of it), with
-/// or without the causal mask, and where the gradients go: rows of grad_span tokens with these row strides (a run
-/// may write them to a scratch of its own).
-struct Part {
-  AttentionDims a;
-  i64 span = 0;
-  bool causal = true;
-  i64 grad_span = 0, dq_stride = 0, dk_stride = 0, dv_stride = 0;
-};
-
-/// The run that is the whole call.
-Part whole(const AttentionDims &a) { return Part{a, a.seq, true, a.seq, a.q_stride, a.k_stride, a.v_stride}; }
-
 /// The tensors both graphs share (K enters as K^T: [B, Hkv, D, S]), and makers for their virtual [B, Hq, S, S] scores
 /// and [B, Hq, S, 1] rows.
 struct Common {
   Builder &g;
   i64 B, S, Hq, Hkv, D;
-  Desc q = nullptr, kt = nullptr, o = nullptr, stats = nullptr, scale = nullptr;
+  Desc q = nullptr, kt = nullptr, o = nullptr, stats = nullptr, scale = nullptr, neg_inf = nullptr;
   i64 uid = kFirstVirtual;
 
   Result<Desc> scores(cudnnDataType_t type) {
@@ -304,7 +273,6 @@ struct Common {
     ATP_ASSIGN_OR_RETURN(Desc cols, scores(i32));
     ATP_ASSIGN_OR_RETURN(Desc keep, scores(boolean));
     ATP_ASSIGN_OR_RETURN(Desc y, scores(f32));
-    ATP_ASSIGN_OR_RETURN(Desc neg_inf, g.tensor(kNegInf, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
     ATP_ASSIGN_OR_RETURN(Desc r, g.pointwise(CUDNN_POINTWISE_GEN_INDEX, x, nullptr, nullptr, rows, i32, 2));
     ATP_ASSIGN_OR_RETURN(Desc c, g.pointwise(CUDNN_POINTWISE_GEN_INDEX, x, nullptr, nullptr, cols, i32, 3));
     ATP_ASSIGN_OR_RETURN(Desc ge, g.pointwise(CUDNN_POINTWISE_CMP_GE, rows, cols, nullptr, keep, boolean));
@@ -314,25 +282,24 @@ struct Common {
   }
 };
 
-Result<Common> common(Builder &g, const Part &p) {
-  const AttentionDims &a = p.a;
+Result<Common> common(Builder &g, const AttentionDims &a) {
   Common c{g, a.batch, a.seq, a.q_heads, a.kv_heads, a.head_dim};
-  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D, W = p.span;
-  ATP_ASSIGN_OR_RETURN(c.q, g.tensor(kQ, bf16, {B, Hq, S, D}, {W * a.q_stride, D, a.q_stride, 1}));
-  ATP_ASSIGN_OR_RETURN(c.kt, g.tensor(kK, bf16, {B, Hkv, D, S}, {W * a.k_stride, D, 1, a.k_stride}));
-  ATP_ASSIGN_OR_RETURN(c.o, g.tensor(kO, bf16, {B, Hq, S, D}, {W * Hq * D, D, Hq * D, 1}));
-  ATP_ASSIGN_OR_RETURN(c.stats, g.tensor(kStats, f32, {B, Hq, S, 1}, {Hq * W, W, 1, 1}));
+  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D;
+  ATP_ASSIGN_OR_RETURN(c.q, g.tensor(kQ, bf16, {B, Hq, S, D}, {S * a.q_stride, D, a.q_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(c.kt, g.tensor(kK, bf16, {B, Hkv, D, S}, {S * a.k_stride, D, 1, a.k_stride}));
+  ATP_ASSIGN_OR_RETURN(c.o, g.tensor(kO, bf16, {B, Hq, S, D}, {S * Hq * D, D, Hq * D, 1}));
+  ATP_ASSIGN_OR_RETURN(c.stats, g.tensor(kStats, f32, {B, Hq, S, 1}, {Hq * S, S, 1, 1}));
   ATP_ASSIGN_OR_RETURN(c.scale, g.tensor(kScale, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
+  ATP_ASSIGN_OR_RETURN(c.neg_inf, g.tensor(kNegInf, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
   return c;
 }
 
 /// The causal forward graph (no window).
-Result<Built> build_forward(cudnnHandle_t handle, const Part &part) {
-  const AttentionDims &a = part.a;
+Result<Built> build_forward(cudnnHandle_t handle, const AttentionDims &a) {
   Builder g(handle);
-  ATP_ASSIGN_OR_RETURN(Common c, common(g, part));
+  ATP_ASSIGN_OR_RETURN(Common c, common(g, a));
   // V enters P V untransposed: [B, Hkv, S, D]
-  ATP_ASSIGN_OR_RETURN(Desc v, g.tensor(kV, bf16, {c.B, c.Hkv, c.S, c.D}, {part.span * a.v_stride, c.D, a.v_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc v, g.tensor(kV, bf16, {c.B, c.Hkv, c.S, c.D}, {c.S * a.v_stride, c.D, a.v_stride, 1}));
   std::vector<Desc> ops;
   auto add = [&](Result<Desc> op) -> Status {
     ATP_ASSIGN_OR_RETURN(Desc d, std::move(op));
@@ -361,20 +328,18 @@ Result<Built> build_forward(cudnnHandle_t handle, const Part &part) {
   return plan_graph(g, ops);
 }
 
-/// The backward graph (no window; causal or unmasked), deterministic: dQ straight from dS K.
-Result<Built> build_backward(cudnnHandle_t handle, const Part &p) {
-  const AttentionDims &a = p.a;
+/// The causal backward graph (no window), deterministic: dQ straight from dS K.
+Result<Built> build_backward(cudnnHandle_t handle, const AttentionDims &a) {
   Builder g(handle);
-  ATP_ASSIGN_OR_RETURN(Common c, common(g, p));
-  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D, W = p.span;
+  ATP_ASSIGN_OR_RETURN(Common c, common(g, a));
+  const i64 B = c.B, S = c.S, Hq = c.Hq, Hkv = c.Hkv, D = c.D;
   const bool grouped = Hq != Hkv;
-  ATP_ASSIGN_OR_RETURN(Desc d_o, g.tensor(kDO, bf16, {B, Hq, S, D}, {W * Hq * D, D, Hq * D, 1}));
-  const i64 G = p.grad_span;
-  ATP_ASSIGN_OR_RETURN(Desc dq, g.tensor(kDQ, bf16, {B, Hq, S, D}, {G * p.dq_stride, D, p.dq_stride, 1}));
-  ATP_ASSIGN_OR_RETURN(Desc dk, g.tensor(kDK, bf16, {B, Hkv, S, D}, {G * p.dk_stride, D, p.dk_stride, 1}));
-  ATP_ASSIGN_OR_RETURN(Desc dv, g.tensor(kDV, bf16, {B, Hkv, S, D}, {G * p.dv_stride, D, p.dv_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc d_o, g.tensor(kDO, bf16, {B, Hq, S, D}, {S * Hq * D, D, Hq * D, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc dq, g.tensor(kDQ, bf16, {B, Hq, S, D}, {S * a.q_stride, D, a.q_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc dk, g.tensor(kDK, bf16, {B, Hkv, S, D}, {S * a.k_stride, D, a.k_stride, 1}));
+  ATP_ASSIGN_OR_RETURN(Desc dv, g.tensor(kDV, bf16, {B, Hkv, S, D}, {S * a.v_stride, D, a.v_stride, 1}));
   ATP_ASSIGN_OR_RETURN(Desc softmax_sum, g.tensor(kSoftmaxSum, f32, {B, Hq, S, 1}, {Hq * S, S, 1, 1}));
-  ATP_ASSIGN_OR_RETURN(Desc vt, g.tensor(kV, bf16, {B, Hkv, D, S}, {W * a.v_stride, D, 1, a.v_stride}));
+  ATP_ASSIGN_OR_RETURN(Desc vt, g.tensor(kV, bf16, {B, Hkv, D, S}, {S * a.v_stride, D, 1, a.v_stride}));
   ATP_ASSIGN_OR_RETURN(Desc one, g.tensor(kOne, f32, {1, 1, 1, 1}, {1, 1, 1, 1}, false, true));
   std::vector<Desc> ops;
   auto add = [&](Result<Desc> op) -> Status {
@@ -397,16 +362,13 @@ Result<Built> build_backward(cudnnHandle_t handle, const Part &p) {
   ATP_ASSIGN_OR_RETURN(Desc s2, c.scores(f32));
   ATP_TRY(add(g.matmul(c.q, c.kt, s1)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, s1, c.scale, nullptr, s2)));
-  Desc s3 = s2;
-  if (p.causal) {
-    ATP_ASSIGN_OR_RETURN(s3, c.causal(ops, s2));
-  }
+  ATP_ASSIGN_OR_RETURN(Desc s3, c.causal(ops, s2));
   ATP_ASSIGN_OR_RETURN(Desc shifted, c.scores(f32));
-  ATP_ASSIGN_OR_RETURN(Desc prob, c.scores(f32));
+  ATP_ASSIGN_OR_RETURN(Desc p, c.scores(f32));
   ATP_ASSIGN_OR_RETURN(Desc pt, transposed(bf16));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_SUB, s3, c.stats, nullptr, shifted)));
-  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, nullptr, prob)));
-  ATP_TRY(add(g.reshape(prob, pt)));
+  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, nullptr, p)));
+  ATP_TRY(add(g.reshape(p, pt)));
   if (grouped) {
     ATP_ASSIGN_OR_RETURN(Desc dv_full, full_heads());
     ATP_TRY(add(g.matmul(pt, d_o, dv_full)));
@@ -424,7 +386,7 @@ Result<Built> build_backward(cudnnHandle_t handle, const Part &p) {
   ATP_TRY(add(g.matmul(d_o, vt, dp)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, dp, one, nullptr, dp1)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_SUB, dp1, softmax_sum, nullptr, dp2)));
-  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, dp2, prob, nullptr, ds1)));
+  ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, dp2, p, nullptr, ds1)));
   ATP_TRY(add(g.pointwise(CUDNN_POINTWISE_MUL, ds1, c.scale, nullptr, ds)));
   ATP_TRY(add(g.reshape(ds, dst)));
   if (grouped) {
@@ -435,14 +397,14 @@ Result<Built> build_backward(cudnnHandle_t handle, const Part &p) {
     ATP_TRY(add(g.matmul(dst, c.q, dk)));
   }
   // dQ = dS K, K being K^T reshaped back
-  ATP_ASSIGN_OR_RETURN(Desc k, g.tensor(c.uid++, bf16, {B, Hkv, S, D}, {W * a.k_stride, D, a.k_stride, 1}, true));
+  ATP_ASSIGN_OR_RETURN(Desc k, g.tensor(c.uid++, bf16, {B, Hkv, S, D}, {S * a.k_stride, D, a.k_stride, 1}, true));
   ATP_TRY(add(g.reshape(c.kt, k)));
   ATP_TRY(add(g.matmul(ds, k, dq)));
   return plan_graph(g, ops);
 }
 
 enum class Direction : i64 { kForward, kBackward };
-using Key = std::array<i64, 16>;
+using Key = std::array<i64, 10>;
 
 struct Cache {
   std::mutex mutex;
@@ -459,18 +421,6 @@ Cache &cache() {
 bool wanted() {
   const char *v = std::getenv("ATP_ATTENTION");
   return !(v && std::strcmp(v, "flash") == 0);
-}
-
-/// ATP_CUDNN_SPLIT (see the top): how many times the backward halves its causal blocks; 0 when unset.
-Result<int> split_depth() {
-  const char *v = std::getenv("ATP_CUDNN_SPLIT");
-  if (!v || !*v)
-    return 0;
-  if (std::strlen(v) != 1 || v[0] < '0' || v[0] > '2')
-    return error(std::string("ATP_CUDNN_SPLIT='") + v +
-                 "' is not 0, 1 or 2 (the times the attention backward halves "
-                 "its causal blocks)");
-  return v[0] - '0';
 }
 
 bool aligned(const void *p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
@@ -498,10 +448,9 @@ bool takes(const AttentionDims &a, std::initializer_list<const void *> pointers)
   return true;
 }
 
-/// The plan for (direction, p) on this device, built on first use; null when no engine takes it. Called with the
+/// The plan for (direction, a) on this device, built on first use; null when no engine takes it. Called with the
 /// cache's mutex held.
-Result<const Plan *> plan_for(Cache &c, Direction direction, const Part &p, cudnnHandle_t &handle) {
-  const AttentionDims &a = p.a;
+Result<const Plan *> plan_for(Cache &c, Direction direction, const AttentionDims &a, cudnnHandle_t &handle) {
   int device = 0;
   ATP_CUDA_TRY(cudaGetDevice(&device));
   handle = c.handles[device];
@@ -509,41 +458,29 @@ Result<const Plan *> plan_for(Cache &c, Direction direction, const Part &p, cudn
     SDPA_TRY(cudnnCreate(&handle));
     c.handles[device] = handle;
   }
-  const Key key{i64(direction), device,     a.batch,    a.seq,        a.q_heads,   a.kv_heads,  a.head_dim, a.q_stride,
-                a.k_stride,     a.v_stride, p.span,     i64(p.causal), p.grad_span, p.dq_stride, p.dk_stride, p.dv_stride};
+  const Key key{i64(direction), device,     a.batch,    a.seq,      a.q_heads,
+                a.kv_heads,     a.head_dim, a.q_stride, a.k_stride, a.v_stride};
   auto found = c.plans.find(key);
   if (found == c.plans.end()) {
     ATP_ASSIGN_OR_RETURN(Built built,
-                         direction == Direction::kForward ? build_forward(handle, p) : build_backward(handle, p));
+                         direction == Direction::kForward ? build_forward(handle, a) : build_backward(handle, a));
     if (!built.first)
       std::fprintf(
           stderr,
-          "attention: cuDNN has no %s plan for batch %lld x seq %lld%s, %lld/%lld heads of %lld (%s); %s\n",
+          "attention: cuDNN has no %s plan for batch %lld x seq %lld, %lld/%lld heads of %lld (%s); our kernels "
+          "take it\n",
           direction == Direction::kForward ? "forward" : "backward", (long long)a.batch, (long long)a.seq,
-          p.span == a.seq ? "" : (p.causal ? " (a diagonal block)" : " (an off-diagonal block)"), (long long)a.q_heads,
-          (long long)a.kv_heads, (long long)a.head_dim, built.second.c_str(),
-          p.span == a.seq ? "our kernels take it" : "the whole sequence runs at once");
+          (long long)a.q_heads, (long long)a.kv_heads, (long long)a.head_dim, built.second.c_str());
     found = c.plans.emplace(key, std::move(built.first)).first;
   }
   return found->second.get();
 }
 
-/// Runs `plan` on stream st with a workspace of its own and those of these tensors (by uid) its graph has: cuDNN
-/// refuses a variant pack that names a tensor the graph lacks (an unmasked block has no -inf).
+/// Runs `plan` on stream st with these tensors (by uid) and a workspace of its own.
 Status run(cudaStream_t st, cudnnHandle_t handle, const Plan &plan, std::initializer_list<i64> uid_list,
            std::initializer_list<void *> pointer_list) {
-  std::vector<i64> uids;
-  std::vector<void *> pointers;
-  auto pointer = pointer_list.begin();
-  for (i64 uid : uid_list) {
-    if (std::find(plan.uids.begin(), plan.uids.end(), uid) != plan.uids.end()) {
-      uids.push_back(uid);
-      pointers.push_back(*pointer);
-    }
-    ++pointer;
-  }
-  if (uids.size() != plan.uids.size())
-    return error("cuDNN attention: a run is not given every tensor of its graph (a bug in autotpc)");
+  std::vector<i64> uids(uid_list);
+  std::vector<void *> pointers(pointer_list);
   SDPA_TRY(cudnnSetStream(handle, st));
   void *workspace = nullptr;
   if (plan.workspace)
@@ -615,7 +552,7 @@ Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, cons
   Cache &c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   cudnnHandle_t handle = nullptr;
-  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kForward, whole(a), handle));
+  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kForward, a, handle));
   if (!plan)
     return false;
   float scale = float(a.scale), neg_inf = -INFINITY; // by value: read when the call is made
@@ -643,81 +580,26 @@ Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void 
   AttentionDims part = a;
   part.batch = rows;
   cudnnHandle_t handle = nullptr;
-  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kBackward, whole(part), handle));
+  ATP_ASSIGN_OR_RETURN(const Plan *plan, plan_for(c, Direction::kBackward, part, handle));
   if (!plan)
     return false;
-  // The split (see the top): `depth` halvings into causal diagonal blocks and unmasked blocks below them.
-  const i64 S = a.seq, Hq = a.q_heads, Hkv = a.kv_heads, D = a.head_dim, od = Hq * D, es = 2; // bf16
-  ATP_ASSIGN_OR_RETURN(int depth, split_depth());
-  while (depth > 0 && !(S % (i64(64) << depth) == 0 && backward_takes_seq(S >> depth)))
-    --depth;
-  const Plan *diagonal = nullptr;
-  std::map<i64, const Plan *> below; // by block length
-  if (depth > 0) {
-    Part p{part, S, true, S, a.q_stride, a.k_stride, a.v_stride};
-    p.a.seq = S >> depth;
-    ATP_ASSIGN_OR_RETURN(diagonal, plan_for(c, Direction::kBackward, p, handle));
-    p.causal = false;
-    p.dq_stride = od; // a block below's gradients go to a dense scratch, then are added into the call's
-    p.dk_stride = p.dv_stride = Hkv * D;
-    for (int d = 1; d <= depth && diagonal; ++d) {
-      p.a.seq = p.grad_span = S >> d;
-      ATP_ASSIGN_OR_RETURN(const Plan *pl, plan_for(c, Direction::kBackward, p, handle));
-      if (!pl)
-        diagonal = nullptr;
-      below[p.a.seq] = pl;
-    }
-    if (!diagonal)
-      depth = 0;
-  }
+  const i64 S = a.seq, Hq = a.q_heads, od = a.q_heads * a.head_dim, es = 2; // bf16
   float *softmax_sum = nullptr;
   ATP_CUDA_TRY(cudaMallocAsync(&softmax_sum, std::size_t(rows * Hq * S) * sizeof(float), st));
-  void *scratch = nullptr; // a block below's dq, dk, dv, dense: the largest block is half the sequence
-  const i64 scratch_q = rows * (S / 2) * od, scratch_kv = rows * (S / 2) * Hkv * D;
-  if (depth > 0) {
-    if (const cudaError_t e = cudaMallocAsync(&scratch, std::size_t(scratch_q + 2 * scratch_kv) * es, st);
-        e != cudaSuccess) {
-      cudaFreeAsync(softmax_sum, st);
-      ATP_CUDA_TRY(e);
-    }
-  }
-  void *sq = scratch, *sk = at(scratch, scratch_q, es), *sv = at(scratch, scratch_q + scratch_kv, es);
   float scale = float(a.scale), neg_inf = -INFINITY, one = 1.0f;
-  // One run over query rows [tq, tq + n) against key rows [tk, tk + n) of every batch row from b.
-  auto run_block = [&](const Plan &pl, i64 b, i64 tq, i64 tk, void *gq, void *gk, void *gv) {
-    const i64 t = b * S;
-    return run(st, handle, pl, {kQ, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSoftmaxSum, kScale, kNegInf, kOne},
-               {const_cast<void *>(at(q, (t + tq) * a.q_stride, es)), const_cast<void *>(at(k, (t + tk) * a.k_stride, es)),
-                const_cast<void *>(at(v, (t + tk) * a.v_stride, es)), const_cast<void *>(at(out, (t + tq) * od, es)),
-                const_cast<float *>(lse + b * Hq * S + tq), const_cast<void *>(at(dout, (t + tq) * od, es)), gq, gk, gv,
-                softmax_sum, &scale, &neg_inf, &one});
-  };
-  // The causal block of rows [t0, t0 + len) of batch rows from b, halved `more` more times.
-  std::function<Status(i64, i64, i64, int)> block = [&](i64 b, i64 t0, i64 len, int more) -> Status {
-    const i64 t = b * S;
-    if (more == 0)
-      return run_block(len == S ? *plan : *diagonal, b, t0, t0, at(dq, (t + t0) * a.q_stride, es),
-                       at(dk, (t + t0) * a.k_stride, es), at(dv, (t + t0) * a.v_stride, es));
-    const i64 h = len / 2;
-    ATP_TRY(block(b, t0, h, more - 1));
-    ATP_TRY(block(b, t0 + h, h, more - 1));
-    ATP_TRY(run_block(*below.at(h), b, t0 + h, t0, sq, sk, sv));
-    // dq of the lower half, dk and dv of the upper half: the diagonal block's plus the block below's
-    ATP_TRY(add_rows(st, at(dq, (t + t0 + h) * a.q_stride, es), S * a.q_stride, a.q_stride, sq, h * od, od, rows, h,
-                     od));
-    ATP_TRY(add_rows(st, at(dk, (t + t0) * a.k_stride, es), S * a.k_stride, a.k_stride, sk, h * Hkv * D, Hkv * D, rows,
-                     h, Hkv * D));
-    return add_rows(st, at(dv, (t + t0) * a.v_stride, es), S * a.v_stride, a.v_stride, sv, h * Hkv * D, Hkv * D, rows,
-                    h, Hkv * D);
-  };
   Status ran;
-  for (i64 b = 0; b < a.batch && ran.ok(); b += rows)
-    ran = block(b, 0, S, depth);
+  for (i64 b = 0; b < a.batch && ran.ok(); b += rows) {
+    const i64 t = b * S; // the part's first token row
+    ran = run(st, handle, *plan, {kQ, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV, kSoftmaxSum, kScale, kNegInf, kOne},
+              {const_cast<void *>(at(q, t * a.q_stride, es)), const_cast<void *>(at(k, t * a.k_stride, es)),
+               const_cast<void *>(at(v, t * a.v_stride, es)), const_cast<void *>(at(out, t * od, es)),
+               const_cast<float *>(lse + b * Hq * S), const_cast<void *>(at(dout, t * od, es)),
+               at(dq, t * a.q_stride, es), at(dk, t * a.k_stride, es), at(dv, t * a.v_stride, es), softmax_sum, &scale,
+               &neg_inf, &one});
+  }
   const cudaError_t freed = cudaFreeAsync(softmax_sum, st);
-  const cudaError_t freed_scratch = scratch ? cudaFreeAsync(scratch, st) : cudaSuccess;
   ATP_TRY(std::move(ran));
   ATP_CUDA_TRY(freed);
-  ATP_CUDA_TRY(freed_scratch);
   return true;
 }
 

@@ -29,11 +29,4 @@ Result<bool> forward(cudaStream_t st, void *out, float *lse, const void *q, cons
 Result<bool> backward(cudaStream_t st, void *dq, void *dk, void *dv, const void *dout, const void *q, const void *k,
                       const void *v, const void *out, const float *lse, const AttentionDims &a);
 
-/// dst[b, r, :width] += src[b, r, :width] for b < batches, r < rows (bf16, summed in float and rounded once),
-/// strides in elements, all multiples of 8 as the pointers are of 16 bytes: the split backward's sums
-/// (kernels_cuda_sdpa.cpp). Defined with the attention kernels (kernels_cuda_attention.cu).
-Status add_rows(cudaStream_t st, void *dst, std::int64_t dst_batch, std::int64_t dst_row, const void *src,
-                std::int64_t src_batch, std::int64_t src_row, std::int64_t batches, std::int64_t rows,
-                std::int64_t width);
-
 } // namespace atp::kcuda::cudnn_sdpa

@@ -10,7 +10,7 @@
    (head dims 64, 96, 128, seq over several 64-row tiles and not a multiple of them, GQA ratios 1, 2, 4), each on
    cuDNN's fused attention where the runtime has it and on our flash kernels (ATP_ATTENTION=flash), with the
    shapes cuDNN must take on a Hopper checked to run there, its backward also one batch row at a time
-   (ATP_CUDNN_WORKSPACE_LIMIT) and split into diagonal blocks and blocks below them (ATP_CUDNN_SPLIT); cross-entropy
+   (ATP_CUDNN_WORKSPACE_LIMIT); cross-entropy
    with ignore_index -100 rows and vocabs below and above a block. Values must agree to 1e-5 of the tensor's largest
    reference element (plus 1e-5 relative); weight gradients start from random values, so accumulation is checked too;
    padding columns of strided outputs must keep their bytes. Every case runs twice from the same inputs and must give
@@ -697,33 +697,8 @@ void test_attention_runs_on_cudnn(const AttnCase &ac) {
   expect(!same_bytes(G1.get(), G2.get()), l.name + ": the backward runs on cuDNN (its dqkv differs from our flash's)");
 }
 
-/// Where cudnn_expected(), the backward split into diagonal blocks and blocks below them (ATP_CUDNN_SPLIT, halvings)
-/// runs: its dqkv differs in some byte from the whole sequence's at once (0) on the same inputs, since the blocks
-/// below are added in bf16 afterwards. (Its values are held to the double reference by test_attention.)
-void test_cudnn_split_runs(const AttnCase &ac, const char *depth) {
-  if (!cudnn_expected())
-    return;
-  const AttnLayout l = attention_layout(ac);
-  DevX QKV(random_vec(l.T * l.stride, -2.0f, 2.0f)), DO(random_vec(l.T * l.od)), O{Vec(l.T * l.od)};
-  DevX G0{Vec(l.T * l.stride)}, G1{Vec(l.T * l.stride)};
-  DevS L{Vec(l.d.batch * l.d.q_heads * l.d.seq)};
-  expect_ok(K->attention_forward(O.p(), L.p(), QKV.p(), QKV.at(l.kv_off), QKV.at(l.v_off), l.d), l.name + " forward");
-  auto backward = [&](DevX &G, const char *split) {
-    ::setenv("ATP_CUDNN_SPLIT", split, 1);
-    expect_ok(K->attention_backward(G.p(), G.at(l.kv_off), G.at(l.v_off), DO.p(), QKV.p(), QKV.at(l.kv_off),
-                                    QKV.at(l.v_off), O.p(), L.p(), l.d),
-              l.name + " backward, ATP_CUDNN_SPLIT=" + split);
-    ::unsetenv("ATP_CUDNN_SPLIT");
-  };
-  backward(G0, "0");
-  backward(G1, depth);
-  expect(!same_bytes(G0.get(), G1.get()),
-         l.name + ": the backward split " + depth + " times runs (its dqkv differs from the whole sequence's)");
-}
-
-/// A bad value of the cuDNN backward's variable `name` is an error that names it, before the backward writes
-/// anything.
-void test_cudnn_bad_setting(const AttnCase &ac, const char *name, const char *value, const std::string &message) {
+/// A bad ATP_CUDNN_WORKSPACE_LIMIT is an error that names it, before the backward writes anything.
+void test_cudnn_workspace_limit_is_checked(const AttnCase &ac) {
   if (!cudnn_expected())
     return;
   const AttnLayout l = attention_layout(ac);
@@ -731,12 +706,12 @@ void test_cudnn_bad_setting(const AttnCase &ac, const char *name, const char *va
   DevX QKV(random_vec(l.T * l.stride, -2.0f, 2.0f)), DO(random_vec(l.T * l.od)), O{Vec(l.T * l.od)}, G(fill);
   DevS L{Vec(l.d.batch * l.d.q_heads * l.d.seq)};
   expect_ok(K->attention_forward(O.p(), L.p(), QKV.p(), QKV.at(l.kv_off), QKV.at(l.v_off), l.d), l.name + " forward");
-  ::setenv(name, value, 1);
+  ::setenv("ATP_CUDNN_WORKSPACE_LIMIT", "4GB", 1);
   const Status s = K->attention_backward(G.p(), G.at(l.kv_off), G.at(l.v_off), DO.p(), QKV.p(), QKV.at(l.kv_off),
                                          QKV.at(l.v_off), O.p(), L.p(), l.d);
-  ::unsetenv(name);
-  expect(!s.ok() && s.message().find(message) != std::string::npos,
-         l.name + ": a bad " + name + " fails naming it, got: " + s.message());
+  ::unsetenv("ATP_CUDNN_WORKSPACE_LIMIT");
+  expect(!s.ok() && s.message().find("ATP_CUDNN_WORKSPACE_LIMIT='4GB' is not a number of bytes") != std::string::npos,
+         l.name + ": a bad ATP_CUDNN_WORKSPACE_LIMIT fails naming it, got: " + s.message());
   expect(same_bytes(G.get(), fill), l.name + ": the failed backward writes nothing");
 }
 
@@ -917,20 +892,7 @@ void run_suite() {
   test_attention(cudnn_cases[0]);
   test_attention_runs_on_cudnn(cudnn_cases[0]);
   ::unsetenv("ATP_CUDNN_WORKSPACE_LIMIT");
-  test_cudnn_bad_setting(cudnn_cases[0], "ATP_CUDNN_WORKSPACE_LIMIT", "4GB",
-                         "ATP_CUDNN_WORKSPACE_LIMIT='4GB' is not a number of bytes");
-  test_cudnn_bad_setting(cudnn_cases[0], "ATP_CUDNN_SPLIT", "3", "ATP_CUDNN_SPLIT='3' is not 0, 1 or 2");
-  // cuDNN's backward split into causal diagonal blocks and unmasked blocks below them: seq 256 halved once (blocks
-  // of 128 keys, GQA 4) and seq 512 halved twice (diagonal blocks of 128 keys, blocks below of 128 and 256; GQA 2),
-  // two batch rows each, against the double reference and against the whole sequence at once
-  const AttnCase split_cases[] = {{2, 256, 4, 1, 64, 0, 8}, {2, 512, 4, 2, 64, 0, 8}};
-  for (const char *depth : {"1", "2"}) {
-    const AttnCase &ac = split_cases[depth[0] - '1'];
-    ::setenv("ATP_CUDNN_SPLIT", depth, 1);
-    test_attention(ac);
-    ::unsetenv("ATP_CUDNN_SPLIT");
-    test_cudnn_split_runs(ac, depth);
-  }
+  test_cudnn_workspace_limit_is_checked(cudnn_cases[0]);
   ::setenv("ATP_ATTENTION", "flash", 1); // and our flash kernels on every case
   for (const AttnCase &ac : flash_cases)
     test_attention(ac);
