@@ -176,14 +176,20 @@ PY
   exit $status
 }
 
-# Builds test/gpu with DIR's projects (the check's and the benchmark's build).
+# Builds test/gpu with DIR's projects (the check's and the benchmark's build): every target, or only the given ones.
 build_gpu() {
   command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+  local targets=()
+  [ $# = 0 ] || targets=(--target "$@")
   cmake -S test/gpu -B "$gpu_build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
     -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m .deps/nlohmann-include)" \
     -DAUTOTPC_GPU_EXTRA_PROJECTS="$dir/projects" >"$out/cmake.log" 2>&1 &&
-    cmake --build "$gpu_build" -j"$(nproc)" >>"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log"; echo "gpu-train: FAIL: build"; exit 1; }
+    cmake --build "$gpu_build" -j"$(nproc)" "${targets[@]}" >>"$out/cmake.log" 2>&1 ||
+    { tail -30 "$out/cmake.log"; echo "gpu-train: FAIL: build"; exit 1; }
 }
+
+# The train target of the generated project in folder $1 (its CMake project's name, then _train).
+train_target() { sed -n 's/^project(\([A-Za-z0-9_]*\) .*/\1_train/p' "$1/CMakeLists.txt" | head -1; }
 
 # The card's clocks and power while COMMAND runs, sampled by nvidia-smi every 100 ms into $1 (CSV), then summed up
 # over the busy samples (utilization >= 50 %): under a sustained load the card may hold its power limit by lowering
@@ -231,11 +237,14 @@ bench() {
   mkdir -p "$out"
   exec > >(tee "$out/gpu-bench.log") 2>&1
   nvidia-smi -L
-  build_gpu
   local text="$out/bench-tokens.bin" n=${BENCH_STEPS:-10}
-  python3 tools/bench_tokens.py "$text" # uniform random ids over the vocabulary, as the baselines get
-  local projects=(bench-llama-1b)
+  local projects=(bench-llama-1b) targets=() project
   [ "${BENCH_F32:-1}" = 0 ] || projects+=(bench-llama-1b-f32)
+  for project in "${projects[@]}"; do
+    targets+=("$(train_target "$dir/projects/$project")")
+  done
+  build_gpu "${targets[@]}" # only the trainers: the whole of test/gpu takes minutes of device time
+  python3 tools/bench_tokens.py "$text" # uniform random ids over the vocabulary, as the baselines get
   # The memory bandwidth the profile's table measures kernels against: H200 HBM3e 4.8 TB/s, H100 SXM HBM3
   # 3.35 TB/s, else BENCH_PEAK_GBPS (or no bandwidth column).
   local card peak_gbps=${BENCH_PEAK_GBPS:-}
