@@ -22,7 +22,8 @@
 #       our train on the Llama-3.2-1B shape (specs/bench), seq 2048, micro-batch 4, one GPU, bf16 and fp32:
 #       the median tokens/s and MFU (989 TFLOP/s) of steps 3..BENCH_STEPS, the device memory in use, and the
 #       card's SM clock, power and power-cap samples during each run (with_power_log).
-#   TORCH_BASELINES=0  bench: ours only (no tools/bench_torch.py); BENCH_F32=0: not our fp32 run either
+#   TORCH_BASELINES=0  bench: ours only (no tools/bench_torch.py); BENCH_F32=0: not our fp32 run either;
+#   BENCH_TORCH  the baselines run (default all; e.g. "compile": torch.compile alone, the ratio that matters)
 #   STEPS  training steps (default 200); FAMILIES (default "llama qwen2 phi3 mistral"); BENCH_STEPS (default 10);
 #   BENCH_PEAK_GBPS  the profile's memory bandwidth where the card is not an H200 or H100 SXM
 set -uo pipefail
@@ -286,8 +287,12 @@ PY
     return
   fi
   echo "== PyTorch baselines (tools/bench_torch.py)"
+  local impls=() impl
+  for impl in ${BENCH_TORCH:-all}; do
+    impls+=(--impl "$impl")
+  done
   with_power_log "$out/torch-power.csv" \
-    python3 tools/bench_torch.py --impl all --steps 15 --parity --json "$out/torch.json" ||
+    python3 tools/bench_torch.py "${impls[@]}" --steps 15 --parity --json "$out/torch.json" ||
     echo "gpu-train: bench_torch.py reported a failure (the table has what it measured)"
   python3 - "$out" <<'PY'
 import json, os, sys
