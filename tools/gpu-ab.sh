@@ -11,18 +11,16 @@
 #   KERNEL_TESTS=0: skip kernels_cuda_test. Logs and each run's loss.csv and profile go to $OUT (else gpu-ab-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source tools/lib/gpu-build.sh
 out=${OUT:-gpu-ab-out}
 mkdir -p "$out"
 exec > >(tee "$out/gpu-ab.log") 2>&1
 nvidia-smi -L
-command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+target=$(gpu_train_target gpu-train/projects/bench-llama-1b)
+[ -n "$target" ] || { echo "gpu-ab: no generated project in gpu-train/projects/bench-llama-1b (see the top)"; exit 2; }
 b=build-gpu
 t0=$(date +%s)
-cmake -S test/gpu -B $b -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
-  -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m .deps/nlohmann-include)" \
-  -DAUTOTPC_GPU_EXTRA_PROJECTS="$(realpath -m gpu-train/projects)" >"$out/cmake.log" 2>&1 &&
-  cmake --build $b -j"$(nproc)" --target kernels_cuda_test llama_3_2_1b_ds_tp1_train >>"$out/cmake.log" 2>&1 ||
-  { tail -40 "$out/cmake.log"; echo "gpu-ab: FAIL: build"; exit 1; }
+build_gpu_projects $b gpu-train/projects "$out/cmake.log" gpu-ab kernels_cuda_test "$target"
 echo "gpu-ab: built in $(( $(date +%s) - t0 )) s"
 if [ "${KERNEL_TESTS:-1}" != 0 ]; then
   t1=$(date +%s)

@@ -28,6 +28,7 @@
 #   BENCH_PEAK_GBPS  the profile's memory bandwidth where the card is not an H200 or H100 SXM
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source tools/lib/gpu-build.sh
 mode=${1:-}
 dir=$(realpath -m "${2:-gpu-train}")
 build=${3:-build}
@@ -178,19 +179,7 @@ PY
 }
 
 # Builds test/gpu with DIR's projects (the check's and the benchmark's build): every target, or only the given ones.
-build_gpu() {
-  command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
-  local targets=()
-  [ $# = 0 ] || targets=(--target "$@")
-  cmake -S test/gpu -B "$gpu_build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
-    -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m .deps/nlohmann-include)" \
-    -DAUTOTPC_GPU_EXTRA_PROJECTS="$dir/projects" >"$out/cmake.log" 2>&1 &&
-    cmake --build "$gpu_build" -j"$(nproc)" "${targets[@]}" >>"$out/cmake.log" 2>&1 ||
-    { tail -30 "$out/cmake.log"; echo "gpu-train: FAIL: build"; exit 1; }
-}
-
-# The train target of the generated project in folder $1 (its CMake project's name, then _train).
-train_target() { sed -n 's/^project(\([A-Za-z0-9_]*\) .*/\1_train/p' "$1/CMakeLists.txt" | head -1; }
+build_gpu() { build_gpu_projects "$gpu_build" "$dir/projects" "$out/cmake.log" gpu-train "$@"; }
 
 # The card's clocks and power while COMMAND runs, sampled by nvidia-smi every 100 ms into $1 (CSV), then summed up
 # over the busy samples (utilization >= 50 %): under a sustained load the card may hold its power limit by lowering
@@ -239,11 +228,18 @@ bench() {
   exec > >(tee "$out/gpu-bench.log") 2>&1
   nvidia-smi -L
   local text="$out/bench-tokens.bin" n=${BENCH_STEPS:-10}
-  local projects=(bench-llama-1b) targets=() project
-  [ "${BENCH_F32:-1}" = 0 ] || projects+=(bench-llama-1b-f32)
-  for project in "${projects[@]}"; do
-    targets+=("$(train_target "$dir/projects/$project")")
+  local wanted=(bench-llama-1b) projects=() targets=() project target
+  [ "${BENCH_F32:-1}" = 0 ] || wanted+=(bench-llama-1b-f32)
+  for project in "${wanted[@]}"; do
+    target=$(gpu_train_target "$dir/projects/$project")
+    if [ -z "$target" ]; then
+      echo "gpu-train: $project failed: no generated project in $dir/projects/$project (gpu-train.sh prepare)"
+      continue
+    fi
+    projects+=("$project")
+    targets+=("$target")
   done
+  [ ${#targets[@]} -gt 0 ] || exit 1
   build_gpu "${targets[@]}" # only the trainers: the whole of test/gpu takes minutes of device time
   python3 tools/bench_tokens.py "$text" # uniform random ids over the vocabulary, as the baselines get
   # The memory bandwidth the profile's table measures kernels against: H200 HBM3e 4.8 TB/s, H100 SXM HBM3

@@ -26,6 +26,7 @@
 # written; DEVICE=cpu ran steps 1 (fp32) and 2 at 4 ranks.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source tools/lib/gpu-build.sh
 mode=${1:-}
 dir=$(realpath -m "${2:-multigpu-train}")
 build=${3:-build}
@@ -102,12 +103,7 @@ build_projects() {
       cmake --build "$dir/build" -j"$(nproc)" >>"$out/cmake.log" 2>&1 ||
       { tail -30 "$out/cmake.log"; echo "multigpu-train: FAIL: build"; exit 1; }
   else
-    command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
-    cmake -S test/gpu -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90a}" \
-      -DAUTOTPC_NLOHMANN_INCLUDE_DIR="$(realpath -m .deps/nlohmann-include)" \
-      -DAUTOTPC_GPU_EXTRA_PROJECTS="$dir/projects" >"$out/cmake.log" 2>&1 &&
-      cmake --build "$dir/build" -j"$(nproc)" >>"$out/cmake.log" 2>&1 ||
-      { tail -30 "$out/cmake.log"; echo "multigpu-train: FAIL: build"; exit 1; }
+    build_gpu_projects "$dir/build" "$dir/projects" "$out/cmake.log" multigpu-train
   fi
 }
 
